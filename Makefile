@@ -1,0 +1,62 @@
+# Globalnet: every target is idempotent and says what it does.
+SHELL := /bin/bash
+VENV := .venv
+PY := $(VENV)/bin/python
+GNCTL := $(VENV)/bin/gnctl
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+
+.PHONY: help setup deps venv k8s bcc-headers demo demo-down test test-unit lint bench-lab clean
+
+help:
+	@echo "make demo       set everything up, bring up a 2-cluster lab and show it"
+	@echo "make test       set everything up and run all test tiers"
+	@echo "make demo-down  take the demo lab down"
+	@echo "make bench-lab  time 'lab up' for 2 and 3 clusters"
+
+deps:
+	@bash scripts/install-deps.sh
+
+$(STAMP): pyproject.toml
+	@echo "[venv] creating $(VENV) from /usr/bin/python3 with system site packages (python3-nftables, bcc)"
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@$(PY) -m pip install -q --upgrade pip
+	@echo "[venv] installing globalnet with test extras"
+	@$(PY) -m pip install -q -e '.[test]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+venv: deps $(STAMP)
+
+k8s: deps
+	@bash scripts/build-k8s.sh
+
+bcc-headers: deps
+	@bash scripts/bcc-headers.sh
+
+setup: deps venv k8s bcc-headers
+
+demo: setup
+	@$(GNCTL) lab up --clusters 2 --nodes 2 --name demo
+	@$(GNCTL) lab status --name demo
+	@echo
+	@echo "Try:  $(GNCTL) lab kubectl --name demo c1 -- get pods -o wide"
+	@echo "      $(GNCTL) lab exec --name demo c1 client-0 -- curl -s http://web.default.svc"
+	@echo "Down: make demo-down"
+
+demo-down:
+	@$(GNCTL) lab down --name demo
+
+test: setup
+	@bash scripts/run-tests.sh tests
+
+test-unit: venv
+	@$(PY) -m pytest tests/unit
+
+lint: venv
+	@$(VENV)/bin/ruff check .
+	@$(VENV)/bin/lint-imports --no-cache
+
+bench-lab: setup
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.lab_up'
+
+clean:
+	rm -rf $(VENV) *.egg-info

@@ -1,0 +1,145 @@
+"""`gnctl lab ...`: overlapping-CIDR clusters on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+from lab.lab import Lab, LabError
+from lab.topology import LabSpec
+
+DEFAULTS = LabSpec()
+
+
+def register(sub: Any) -> None:
+    lab = sub.add_parser("lab", help="overlapping-CIDR lab clusters on this machine",
+                         description="Lab clusters: real control planes, nodes and pods as "
+                         "network namespaces, every cluster with the same CIDRs.")
+    lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
+
+    def named(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument("--name", default=os.environ.get("GNCTL_LAB", "demo"),
+                       help="lab name (default: $GNCTL_LAB or 'demo')")
+        return p
+
+    up = named(lab_sub.add_parser("up", help="create the lab"))
+    up.add_argument("--clusters", type=int, default=DEFAULTS.clusters,
+                    help=f"number of clusters (default {DEFAULTS.clusters})")
+    up.add_argument("--nodes", type=int, default=DEFAULTS.nodes,
+                    help=f"nodes per cluster; node 0 is the gateway (default {DEFAULTS.nodes})")
+    up.add_argument("--pod-cidr", default=DEFAULTS.pod_cidr,
+                    help=f"pod CIDR of every cluster (default {DEFAULTS.pod_cidr})")
+    up.add_argument("--service-cidr", default=DEFAULTS.service_cidr,
+                    help=f"service CIDR of every cluster (default {DEFAULTS.service_cidr})")
+    up.add_argument("--api-port", type=int, default=DEFAULTS.api_port_base,
+                    help="host loopback port of the Broker API; cluster i gets PORT+i "
+                         f"(default {DEFAULTS.api_port_base})")
+    up.add_argument("--no-workload", action="store_true",
+                    help="skip the demo pods and Service")
+    up.set_defaults(func=cmd_up)
+
+    down = named(lab_sub.add_parser("down", help="remove every namespace, link and process"))
+    down.set_defaults(func=cmd_down)
+
+    status = named(lab_sub.add_parser("status", help="show clusters, nodes and pods"))
+    status.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    status.set_defaults(func=cmd_status)
+
+    ex = named(lab_sub.add_parser("exec", help="run a command inside a pod's namespace"))
+    ex.add_argument("cluster")
+    ex.add_argument("pod")
+    ex.add_argument("-n", "--namespace", default="default")
+    ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
+    ex.set_defaults(func=cmd_exec)
+
+    kc = named(lab_sub.add_parser("kubectl", help="run kubectl against a lab cluster"))
+    kc.add_argument("cluster", help="cluster name (c1, c2, ...) or 'broker'")
+    kc.add_argument("cmd", nargs=argparse.REMAINDER, help="-- KUBECTL ARGS...")
+    kc.set_defaults(func=cmd_kubectl)
+
+
+def _fail(message: str) -> int:
+    print(f"gnctl: {message}", file=sys.stderr)
+    return 1
+
+
+def _strip_dashes(cmd: list[str]) -> list[str]:
+    return cmd[1:] if cmd[:1] == ["--"] else cmd
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    spec = LabSpec(
+        name=args.name, clusters=args.clusters, nodes=args.nodes, pod_cidr=args.pod_cidr,
+        service_cidr=args.service_cidr, api_port_base=args.api_port,
+    )
+    try:
+        Lab(args.name).up(spec, workload=not args.no_workload,
+                          progress=lambda m: print(m, flush=True))
+    except LabError as exc:
+        return _fail(str(exc))
+    return 0
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    if not Lab(args.name).down(progress=lambda m: print(m, flush=True)):
+        print(f"lab {args.name} was not up: nothing to remove")
+    else:
+        print(f"lab {args.name} removed")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    try:
+        status = Lab(args.name).status()
+    except LabError as exc:
+        return _fail(str(exc))
+    if args.output == "json":
+        print(json.dumps(status, indent=2))
+        return 0
+    console = Console()
+    console.print(f"[bold]lab {status['name']}[/] ({status['phase']})")
+    if status["broker"]:
+        console.print(f"broker API {status['broker']['api']}  "
+                      f"kubeconfig {status['broker']['kubeconfig']}")
+    for c in status["clusters"]:
+        console.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
+                      f"services {c['service_cidr']}\n  kubeconfig {c['kubeconfig']}")
+        nodes = Table("node", "ip", "pod CIDR", "underlay ip", "netns")
+        for n in c["nodes"]:
+            nodes.add_row(n["name"], n["ip"], n["pod_cidr"], n["underlay_ip"] or "-", n["netns"])
+        console.print(nodes)
+        pods = Table("pod", "namespace", "node", "ip", "netns")
+        for p in c["pods"]:
+            pods.add_row(p["name"], p["namespace"], p["node"], p["ip"], p["netns"])
+        if c["pods"]:
+            console.print(pods)
+    dead = [p["name"] for p in status["processes"] if not p["alive"]]
+    alive = len(status["processes"]) - len(dead)
+    stopped = f", stopped: {', '.join(dead)}" if dead else ""
+    console.print(f"\nprocesses: {alive} running{stopped}")
+    return 0
+
+
+def cmd_exec(args: argparse.Namespace) -> int:
+    cmd = _strip_dashes(args.cmd)
+    if not cmd:
+        return _fail("lab exec needs a command after --")
+    try:
+        argv = Lab(args.name).exec_argv(args.cluster, args.pod, cmd, args.namespace)
+    except (LabError, ValueError) as exc:
+        return _fail(str(exc))
+    os.execvp(argv[0], argv)
+
+
+def cmd_kubectl(args: argparse.Namespace) -> int:
+    try:
+        argv = Lab(args.name).kubectl_argv(args.cluster, _strip_dashes(args.cmd))
+    except (LabError, ValueError) as exc:
+        return _fail(str(exc))
+    os.execvp(argv[0], argv)

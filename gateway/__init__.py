@@ -1,0 +1,1 @@
+"""Gateway engine (Endpoint publication, tunnels, active/passive HA) and route agent."""

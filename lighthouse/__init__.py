@@ -1,0 +1,1 @@
+"""Lighthouse: service export/import through the Broker and the clusterset.local DNS server."""

@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Install the Debian packages Globalnet needs, only those missing.
+#
+# python3-nftables and python3-bpfcc bind to Debian's /usr/bin/python3, which is
+# why the venv is made from it with --system-site-packages (see Makefile).
+set -euo pipefail
+
+PACKAGES=(
+  nftables python3-nftables bpfcc-tools python3-bpfcc linux-headers-amd64
+  iproute2 iptables conntrack etcd-server
+  golang-go golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
+  dpkg-dev rsync python3-venv python3-dev gcc make util-linux procps iputils-ping curl
+)
+say() { printf '[deps] %s\n' "$*"; }
+
+# kubectl: any one will do (some images ship one from another package, which
+# Debian's kubernetes-client would conflict with).
+command -v kubectl >/dev/null || PACKAGES+=(kubernetes-client)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+if [[ ${#missing[@]} -eq 0 ]]; then
+  say "all ${#PACKAGES[@]} Debian packages present"
+  exit 0
+fi
+[[ $(id -u) -eq 0 ]] || { echo "[deps] error: installing ${missing[*]} needs root" >&2; exit 1; }
+say "installing: ${missing[*]}"
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -q >/dev/null
+apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/globalnet-apt.log 2>&1 \
+  || { tail -n 20 /tmp/globalnet-apt.log >&2; echo "[deps] error: apt-get install failed" >&2; exit 1; }
+say "done"

@@ -1,0 +1,48 @@
+"""Lab fixtures: whole clusters with real control planes, always torn down."""
+
+from __future__ import annotations
+
+import os
+import random
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from lab.controlplane import port_is_free
+from lab.lab import Lab
+from lab.topology import LabSpec
+
+
+def unique_lab_name(tag: str) -> str:
+    """Short, unique per run: lab names become namespace prefixes (gn-NAME-...)."""
+    return f"{tag}{os.getpid() % 1000}{random.randint(0, 99)}"[:8]
+
+
+def free_port_block(count: int) -> int:
+    """A base port with `count` free consecutive ports after it."""
+    for _ in range(200):
+        base = random.randint(20000, 60000)
+        if all(port_is_free("127.0.0.1", base + i) for i in range(count)):
+            return base
+    raise RuntimeError("no free block of ports")
+
+
+@pytest.fixture(scope="session")
+def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("labs")
+
+
+@pytest.fixture(scope="module")
+def lab2(lab_root: Path) -> Iterator[Lab]:
+    """Two clusters of two nodes each, identical CIDRs, with the demo workload."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    name = unique_lab_name("e")
+    lab = Lab(name, root=lab_root)
+    spec = LabSpec(name=name, clusters=2, nodes=2, api_port_base=free_port_block(4))
+    try:
+        lab.up(spec, progress=lambda m: print(m, flush=True))
+        yield lab
+    finally:
+        lab.down(progress=lambda *_: None)
