@@ -35,12 +35,7 @@ bcc-headers: deps
 setup: deps venv k8s bcc-headers
 
 demo: setup
-	@$(GNCTL) lab up --clusters 2 --nodes 2 --name demo
-	@$(GNCTL) lab status --name demo
-	@echo
-	@echo "Try:  $(GNCTL) lab kubectl --name demo c1 -- get pods -o wide"
-	@echo "      $(GNCTL) lab exec --name demo c1 client-0 -- curl -s http://web.default.svc"
-	@echo "Down: make demo-down"
+	@bash scripts/demo.sh
 
 demo-down:
 	@$(GNCTL) lab down --name demo

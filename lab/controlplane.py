@@ -17,6 +17,7 @@ import ssl
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -103,8 +104,16 @@ class ControlPlaneConfig:
 class ControlPlane:
     """One etcd + kube-apiserver (+ kube-controller-manager) and its credentials."""
 
-    def __init__(self, config: ControlPlaneConfig) -> None:
+    def __init__(
+        self,
+        config: ControlPlaneConfig,
+        *,
+        on_spawn: Callable[[ManagedProcess], None] | None = None,
+    ) -> None:
         self.config = config
+        # Called with each process as soon as it runs: the lab records it in its
+        # state file at once, so a crash mid-start leaves nothing untracked.
+        self.on_spawn = on_spawn
         self.procs: dict[str, ManagedProcess] = {}
         cfg = config
         self.pki_dir = cfg.data_dir / "pki"
@@ -278,6 +287,8 @@ class ControlPlane:
             log_path=self.log_dir / f"{name}.log", in_netns=self.config.netns,
         )
         self.procs[name] = proc
+        if self.on_spawn:
+            self.on_spawn(proc)
 
     def _wait(self, ready: object, what: str, *, timeout: float) -> None:
         assert callable(ready)

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import socket
+import threading
 import time
+import traceback
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -63,6 +65,7 @@ class Lab:
         self.name = name
         self.store = StateStore(name, root)
         self.state: LabState | None = self.store.load()
+        self._state_lock = threading.Lock()
 
     # --- queries -------------------------------------------------------------------
     @property
@@ -123,10 +126,17 @@ class Lab:
                 self._build(plan, workload=workload, progress=progress)
             except BaseException as exc:
                 progress(f"lab up failed, cleaning up: {exc}")
+                # Keep the details for a bug report; the user gets one line.
+                log = self.store.dir.parent / f"{self.name}-failure.log"
+                log.write_text("".join(traceback.format_exception(exc)))
                 self._teardown(progress=lambda *_: None)
                 if isinstance(exc, LabError | ControlPlaneError | TopologyError):
                     raise LabError(str(exc)) from None
-                raise
+                if isinstance(exc, KeyboardInterrupt):
+                    raise
+                raise LabError(
+                    f"{type(exc).__name__}: {exc} (details in {log})".replace("\n", " ")
+                ) from exc
             self.state.phase = "ready"
             self.store.save(self.state)
             progress(f"lab {self.name} is up in {time.monotonic() - started:.1f} s")
@@ -144,8 +154,9 @@ class Lab:
 
     def _record_process(self, proc: processes.ManagedProcess) -> None:
         assert self.state is not None
-        self.state.processes.append(proc)
-        self._save()
+        with self._state_lock:  # control planes start in parallel threads
+            self.state.processes.append(proc)
+            self._save()
 
     def _build(self, plan: LabPlan, *, workload: bool, progress: Any) -> None:
         progress(f"[1/5] networks: underlay and {len(plan.clusters)} clusters "
@@ -162,12 +173,10 @@ class Lab:
         for c in plan.clusters:
             planes[c.name] = self._control_plane(c.name, c.cp_netns, c.cp_ip, c.service_cidr)
         with concurrent.futures.ThreadPoolExecutor(max_workers=len(planes)) as pool:
-            futures = {pool.submit(cp.start): name for name, cp in planes.items()}
-            for fut in concurrent.futures.as_completed(futures):
-                name = futures[fut]
-                for proc in planes[name].procs.values():
-                    self._record_process(proc)
-                fut.result()
+            futures = [pool.submit(cp.start) for cp in planes.values()]
+            concurrent.futures.wait(futures)
+        for fut in futures:
+            fut.result()
 
         progress("[3/5] host relay and kubeconfigs")
         self._start_relay(plan, planes)
@@ -233,7 +242,8 @@ class Lab:
                 name=f"{self.name}-{name}", data_dir=self.store.dir / name,
                 advertise_address=ip, bind_address="0.0.0.0", apiserver_port=APISERVER_PORT,
                 service_cidr=service_cidr, netns=ns, controller_manager=kcm,
-            )
+            ),
+            on_spawn=self._record_process,
         )
 
     def _start_relay(self, plan: LabPlan, planes: dict[str, ControlPlane]) -> None:
@@ -389,10 +399,17 @@ class Lab:
         state = self.store.load()
         prefix = f"gn-{self.name}-"
         names = set(netns.list_names(prefix))
+        procs = list(reversed(state.processes)) if state is not None else []
+        # Also whatever still names this lab's folder in its arguments: a process
+        # started in the instant before a crash could record it.
+        known = {p.pid for p in procs}
+        procs += [p for p in processes.find_by_argument(f"{self.store.dir}/")
+                  if p.pid not in known]
+        if procs:
+            progress(f"stopping {len(procs)} processes")
+            processes.stop(procs)
         if state is not None:
             names |= set(state.netns)
-            progress(f"stopping {len(state.processes)} processes")
-            processes.stop(list(reversed(state.processes)))
         if names:
             progress(f"deleting {len(names)} network namespaces")
         for n in sorted(names):

@@ -155,6 +155,8 @@ def ensure_route(
             spec["gateway"] = gateway
         if dev:
             spec["oif"] = _index(ipr, dev)
+            if not gateway:
+                spec["scope"] = 253  # link: a directly attached destination, as `ip route` sets
         if onlink:
             spec["flags"] = 4  # RTNH_F_ONLINK: the gateway is reachable though not in a subnet
         ipr.route("replace", **spec)

@@ -118,6 +118,25 @@ def _reap() -> None:
                 return
 
 
+def find_by_argument(fragment: str) -> list[ManagedProcess]:
+    """Live processes with `fragment` in one of their arguments (not ourselves)."""
+    found = []
+    own = os.getpid()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit() or int(entry.name) == own:
+            continue
+        try:
+            args = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if any(fragment.encode() in a for a in args):
+            pid = int(entry.name)
+            started = _start_time(pid)
+            if started is not None:
+                found.append(ManagedProcess(args[0].decode(errors="replace"), pid, started, ""))
+    return found
+
+
 def tail(path: str, lines: int = 5) -> str:
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])

@@ -74,7 +74,8 @@ class StateStore:
     """Reads and writes one lab's state file under its runtime directory."""
 
     def __init__(self, name: str, root: Path | None = None) -> None:
-        self.dir = (root or runtime_root()) / name
+        self.root = root or runtime_root()
+        self.dir = self.root / name
         self.path = self.dir / "state.json"
 
     def exists(self) -> bool:
@@ -94,9 +95,13 @@ class StateStore:
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
-        """Serialise lab commands that change this lab."""
-        self.dir.mkdir(parents=True, exist_ok=True)
-        with open(self.dir / "lock", "w") as fh:
+        """Serialise lab commands that change this lab.
+
+        The lock file sits beside the lab's folder, so a refused `lab up` leaves
+        no folder behind.
+        """
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f".{self.dir.name}.lock", "w") as fh:
             fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

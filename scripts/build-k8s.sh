@@ -113,3 +113,5 @@ done
 say "built in $(( $(date +%s) - start )) s"
 "$BIN_DIR/kube-apiserver" --version >/dev/null 2>&1 || die "built kube-apiserver does not run"
 say "binaries ready in $BIN_DIR"
+# The build tree and Go cache take several GB; the binaries are all we keep.
+[[ -n "${GLOBALNET_KEEP_BUILD:-}" ]] || { rm -rf "$WORK_DIR"; say "removed the build tree"; }

@@ -131,11 +131,11 @@ def test_lab_down_removes_everything_even_after_a_crash(lab_root: Path) -> None:
     )
     store = StateStore(name, lab_root)
     try:
-        # Kill `lab up` once its control planes run: a crash in the middle.
+        # Kill `lab up` as soon as its first etcd runs: a crash in the middle.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
             state = store.load()
-            if state and any("kube-apiserver" in p.name for p in state.processes):
+            if state and any(p.name.endswith("/etcd") for p in state.processes):
                 break
             time.sleep(0.1)
         up.send_signal(signal.SIGKILL)

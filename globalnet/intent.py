@@ -1,0 +1,245 @@
+"""NAT intent: the desired translation state of one cluster's gateway.
+
+This is the contract between the controllers (which compute it from API state
+with pure functions) and the datapath backends (which realise it in the kernel).
+It is plain, frozen, typed data: equal API states give equal intents, so a
+restarted controller can be checked to re-derive exactly the same one. It
+imports nothing from the project, so both sides can depend on it.
+
+Canonical form: every collection is a sorted tuple or a frozenset, so equality
+and hashing do not depend on the order informers delivered objects in.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import NewType, TypeVar
+
+import netaddr
+
+GlobalIP = NewType("GlobalIP", str)
+ClusterID = NewType("ClusterID", str)
+
+
+class EgressKind(enum.IntEnum):
+    """Egress groups in precedence order: the first group holding a pod IP wins.
+
+    Mirrors upstream: a pod-selector GlobalEgressIP beats the pod's own global IP
+    as a headless-service backend, which beats a namespace-wide GlobalEgressIP,
+    which beats the cluster's ClusterGlobalEgressIP.
+    """
+
+    POD_SELECTOR = 1
+    HEADLESS_POD = 2
+    NAMESPACE = 3
+    CLUSTER = 4
+
+
+class IngressTarget(enum.Enum):
+    """What a 1:1 ingress global IP stands for (GlobalIngressIP spec.target)."""
+
+    CLUSTER_IP_SERVICE = "ClusterIPService"
+    HEADLESS_SERVICE_POD = "HeadlessServicePod"
+    HEADLESS_SERVICE_ENDPOINTS = "HeadlessServiceEndpoints"
+
+
+class Protocol(enum.Enum):
+    TCP = "tcp"
+    UDP = "udp"
+    SCTP = "sctp"
+
+
+@dataclass(frozen=True, order=True)
+class PortSpec:
+    protocol: Protocol
+    port: int
+
+
+@dataclass(frozen=True)
+class EgressGroup:
+    """Pods whose cross-cluster traffic leaves with an address from `global_ips`.
+
+    `owner` names the API object ("GlobalEgressIP ns/name") and becomes the
+    comment on the datapath elements. For the CLUSTER kind `pod_ips` is empty:
+    it applies to every source in the cluster's local CIDRs.
+    """
+
+    kind: EgressKind
+    owner: str
+    global_ips: tuple[GlobalIP, ...]
+    pod_ips: frozenset[str] = frozenset()
+
+
+@dataclass(frozen=True)
+class IngressMapping:
+    """A 1:1 global IP <-> local target (ClusterIP or pod IP).
+
+    `ports` restricts the mapping to the exported ports; empty means all.
+    Translation is stateless (before conntrack), so kube-proxy sees an ordinary
+    ClusterIP packet and no extra Service is needed.
+    """
+
+    global_ip: GlobalIP
+    target_ip: str
+    target: IngressTarget
+    owner: str
+    ports: tuple[PortSpec, ...] = ()
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    """The global IP a remote gateway pings to check this cluster's gateway."""
+
+    global_ip: GlobalIP
+    owner: str
+
+
+@dataclass(frozen=True)
+class NatIntent:
+    """Everything one cluster's gateway datapath must do."""
+
+    cluster_id: ClusterID
+    global_cidr: str
+    local_cidrs: tuple[str, ...]
+    remote_global_cidrs: tuple[str, ...] = ()
+    egress: tuple[EgressGroup, ...] = ()
+    ingress: tuple[IngressMapping, ...] = ()
+    health_checks: tuple[HealthCheck, ...] = ()
+
+    @classmethod
+    def build(
+        cls,
+        *,
+        cluster_id: str,
+        global_cidr: str,
+        local_cidrs: list[str] | tuple[str, ...],
+        remote_global_cidrs: list[str] | tuple[str, ...] = (),
+        egress: list[EgressGroup] | tuple[EgressGroup, ...] = (),
+        ingress: list[IngressMapping] | tuple[IngressMapping, ...] = (),
+        health_checks: list[HealthCheck] | tuple[HealthCheck, ...] = (),
+    ) -> NatIntent:
+        """Construct in canonical (sorted) form."""
+        return cls(
+            cluster_id=ClusterID(cluster_id),
+            global_cidr=str(netaddr.IPNetwork(global_cidr).cidr),
+            local_cidrs=tuple(sorted(str(netaddr.IPNetwork(c).cidr) for c in local_cidrs)),
+            remote_global_cidrs=tuple(
+                sorted(str(netaddr.IPNetwork(c).cidr) for c in remote_global_cidrs)
+            ),
+            egress=tuple(sorted(egress, key=lambda g: (g.kind, g.owner))),
+            ingress=tuple(sorted(ingress, key=lambda m: (m.global_ip, m.owner))),
+            health_checks=tuple(sorted(health_checks, key=lambda h: (h.global_ip, h.owner))),
+        )
+
+    def validate(self) -> list[str]:
+        """Every reason this intent must not reach the kernel (empty when sound)."""
+        errors: list[str] = []
+        try:
+            own = netaddr.IPNetwork(self.global_cidr)
+        except (netaddr.AddrFormatError, ValueError):
+            return [f"invalid global CIDR {self.global_cidr!r}"]
+        holders: dict[str, str] = {}
+
+        def claim(ip: str, owner: str) -> None:
+            try:
+                addr = netaddr.IPAddress(ip)
+            except (netaddr.AddrFormatError, ValueError):
+                errors.append(f"{owner}: invalid global IP {ip!r}")
+                return
+            if addr not in own:
+                errors.append(f"{owner}: global IP {ip} is outside {self.global_cidr}")
+            if ip in holders and holders[ip] != owner:
+                errors.append(f"global IP {ip} is held by both {holders[ip]} and {owner}")
+            holders[ip] = owner
+
+        for group in self.egress:
+            if not group.global_ips:
+                errors.append(f"{group.owner}: egress group without global IPs")
+            for ip in group.global_ips:
+                claim(ip, group.owner)
+        targets: dict[str, str] = {}
+        for m in self.ingress:
+            claim(m.global_ip, m.owner)
+            if m.target_ip in targets and targets[m.target_ip] != m.global_ip:
+                errors.append(
+                    f"{m.owner}: target {m.target_ip} is also mapped from "
+                    f"{targets[m.target_ip]} (conflicting targets)"
+                )
+            targets[m.target_ip] = m.global_ip
+        for hc in self.health_checks:
+            claim(hc.global_ip, hc.owner)
+        for remote in self.remote_global_cidrs:
+            net = netaddr.IPNetwork(remote)
+            if net.first <= own.last and own.first <= net.last:
+                errors.append(f"remote global CIDR {remote} overlaps ours {self.global_cidr}")
+        return errors
+
+
+def egress_for(intent: NatIntent, pod_ip: str) -> EgressGroup | None:
+    """The group a pod's cross-cluster traffic uses (reference semantics for backends)."""
+    in_cluster = any(netaddr.IPAddress(pod_ip) in netaddr.IPNetwork(c) for c in intent.local_cidrs)
+    for group in intent.egress:  # sorted: precedence order
+        if group.kind is EgressKind.CLUSTER:
+            if in_cluster:
+                return group
+        elif pod_ip in group.pod_ips:
+            return group
+    return None
+
+
+@dataclass(frozen=True)
+class IntentDiff:
+    """What changed between two intents, per kind of object (pure data)."""
+
+    ingress_added: tuple[IngressMapping, ...] = ()
+    ingress_removed: tuple[IngressMapping, ...] = ()
+    egress_added: tuple[EgressGroup, ...] = ()
+    egress_removed: tuple[EgressGroup, ...] = ()
+    health_added: tuple[HealthCheck, ...] = ()
+    health_removed: tuple[HealthCheck, ...] = ()
+    # CIDRs changed: backends rebuild the sets that depend on them.
+    cidrs_changed: bool = False
+
+    @property
+    def empty(self) -> bool:
+        return not (
+            self.ingress_added or self.ingress_removed or self.egress_added
+            or self.egress_removed or self.health_added or self.health_removed
+            or self.cidrs_changed
+        )
+
+    @property
+    def size(self) -> int:
+        return (
+            len(self.ingress_added) + len(self.ingress_removed) + len(self.egress_added)
+            + len(self.egress_removed) + len(self.health_added) + len(self.health_removed)
+            + int(self.cidrs_changed)
+        )
+
+
+def diff_intents(old: NatIntent | None, new: NatIntent) -> IntentDiff:
+    """Element-level difference; a changed element shows as removed + added."""
+    if old is None:
+        return IntentDiff(
+            ingress_added=new.ingress, egress_added=new.egress,
+            health_added=new.health_checks, cidrs_changed=True,
+        )
+
+
+    ia, ir = _delta(old.ingress, new.ingress)
+    ea, er = _delta(old.egress, new.egress)
+    ha, hr = _delta(old.health_checks, new.health_checks)
+    cidrs = (old.global_cidr, old.local_cidrs, old.remote_global_cidrs) != (
+        new.global_cidr, new.local_cidrs, new.remote_global_cidrs
+    )
+    return IntentDiff(ia, ir, ea, er, ha, hr, cidrs)
+
+
+_T = TypeVar("_T")
+
+
+def _delta(a: tuple[_T, ...], b: tuple[_T, ...]) -> tuple[tuple[_T, ...], tuple[_T, ...]]:
+    """(in b but not a, in a but not b), keeping b's and a's order."""
+    sa, sb = set(a), set(b)
+    return tuple(x for x in b if x not in sa), tuple(x for x in a if x not in sb)
