@@ -1,0 +1,165 @@
+"""Per-cluster slices of the clusterset's global CIDR (pure logic).
+
+The Broker records, in the `submariner-globalnet-info` ConfigMap, the global
+CIDR range, the default cluster size and which cluster holds which CIDR (keys
+as upstream: `globalnetEnabled`, `globalnetCidrRange`, `globalnetClusterSize`,
+`clusterinfo`). This module decides allocations on that data; `broker.py` does
+the compare-and-swap against the API.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field, replace
+
+import netaddr
+
+DEFAULT_CIDR_RANGE = "242.0.0.0/8"
+DEFAULT_CLUSTER_SIZE = 65536
+MIN_CLUSTER_SIZE = 4
+
+
+class CidrAllocationError(ValueError):
+    """A request that cannot be granted; the message is shown to the user."""
+
+
+@dataclass(frozen=True)
+class GlobalnetInfo:
+    """The Broker's record of global CIDR allocations."""
+
+    cidr_range: str = DEFAULT_CIDR_RANGE
+    cluster_size: int = DEFAULT_CLUSTER_SIZE
+    enabled: bool = True
+    clusters: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def to_configmap_data(self) -> dict[str, str]:
+        info = [{"cluster_id": c, "global_cidr": list(cidrs)}
+                for c, cidrs in sorted(self.clusters.items())]
+        return {
+            "globalnetEnabled": "true" if self.enabled else "false",
+            "globalnetCidrRange": self.cidr_range,
+            "globalnetClusterSize": str(self.cluster_size),
+            "clusterinfo": json.dumps(info),
+        }
+
+    @classmethod
+    def from_configmap_data(cls, data: dict[str, str]) -> GlobalnetInfo:
+        try:
+            entries = json.loads(data.get("clusterinfo") or "[]")
+            clusters = {str(e["cluster_id"]): tuple(str(c) for c in e["global_cidr"])
+                        for e in entries}
+            return cls(
+                cidr_range=data.get("globalnetCidrRange", DEFAULT_CIDR_RANGE),
+                cluster_size=int(data.get("globalnetClusterSize", DEFAULT_CLUSTER_SIZE)),
+                enabled=data.get("globalnetEnabled", "true").lower() == "true",
+                clusters=clusters,
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise CidrAllocationError(f"malformed globalnet info on the Broker: {exc}") from exc
+
+
+def validate_range(cidr_range: str, cluster_size: int) -> netaddr.IPNetwork:
+    """Check a clusterset's settings (used by `deploy-broker`)."""
+    net = _parse(cidr_range, "global CIDR range")
+    size = round_cluster_size(cluster_size, net)
+    if size > net.size // 2:
+        raise CidrAllocationError(
+            f"cluster size {cluster_size} is more than half of {net} ({net.size // 2} addresses)"
+        )
+    return net
+
+
+def round_cluster_size(size: int, net: netaddr.IPNetwork) -> int:
+    if size < 1:
+        raise CidrAllocationError(f"cluster size must be positive, got {size}")
+    rounded = max(MIN_CLUSTER_SIZE, 1 << (size - 1).bit_length())
+    if rounded > net.size // 2:
+        raise CidrAllocationError(
+            f"cluster size {size} (rounded to {rounded}) is more than half of {net}"
+        )
+    return rounded
+
+
+def _parse(cidr: str, what: str) -> netaddr.IPNetwork:
+    try:
+        net = netaddr.IPNetwork(cidr)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise CidrAllocationError(f"invalid {what} {cidr!r}") from None
+    if "/" not in cidr or net.ip != net.network:
+        raise CidrAllocationError(f"invalid {what} {cidr!r}: expected a network such as {net.cidr}")
+    return net
+
+
+def allocate_cluster_cidr(
+    info: GlobalnetInfo,
+    cluster_id: str,
+    *,
+    requested_cidr: str | None = None,
+    size: int | None = None,
+) -> tuple[str, GlobalnetInfo]:
+    """The CIDR `cluster_id` holds after joining, and the updated record.
+
+    A rejoining cluster gets its existing CIDR back. An explicit CIDR must lie in
+    the range and overlap no other cluster's. Otherwise the first free block of
+    `size` (default: the clusterset's), aligned and rounded up to a power of two.
+    """
+    if not cluster_id:
+        raise CidrAllocationError("cluster ID must not be empty")
+    whole = _parse(info.cidr_range, "global CIDR range")
+    existing = info.clusters.get(cluster_id)
+    if existing:
+        if requested_cidr and _parse(requested_cidr, "global CIDR") != netaddr.IPNetwork(
+            existing[0]
+        ):
+            raise CidrAllocationError(
+                f"cluster {cluster_id} already holds {existing[0]}; leave first to change it"
+            )
+        return existing[0], info
+    taken = [(c, netaddr.IPNetwork(n)) for c, cidrs in info.clusters.items() for n in cidrs]
+    if requested_cidr:
+        net = _parse(requested_cidr, "global CIDR")
+        if net not in whole:
+            raise CidrAllocationError(f"global CIDR {net} is outside the range {whole}")
+        for other, onet in taken:
+            if net.first <= onet.last and onet.first <= net.last:
+                raise CidrAllocationError(
+                    f"global CIDR {net} overlaps {onet} of cluster {other}"
+                )
+        chosen = net
+    else:
+        block = round_cluster_size(size or info.cluster_size, whole)
+        chosen = _first_free_block(whole, block, [n for _, n in taken])
+        if chosen is None:
+            raise CidrAllocationError(
+                f"no free block of {block} addresses left in {whole} "
+                f"({len(taken)} clusters hold CIDRs)"
+            )
+    clusters = dict(info.clusters)
+    clusters[cluster_id] = (str(chosen.cidr),)
+    return str(chosen.cidr), replace(info, clusters=clusters)
+
+
+def release_cluster_cidr(info: GlobalnetInfo, cluster_id: str) -> GlobalnetInfo:
+    """The record without `cluster_id` (a no-op when it holds nothing)."""
+    if cluster_id not in info.clusters:
+        return info
+    clusters = {c: v for c, v in info.clusters.items() if c != cluster_id}
+    return replace(info, clusters=clusters)
+
+
+def _first_free_block(
+    whole: netaddr.IPNetwork, block: int, taken: list[netaddr.IPNetwork]
+) -> netaddr.IPNetwork | None:
+    prefix = whole.prefixlen + (whole.size // block).bit_length() - 1
+    spans = sorted((n.first, n.last) for n in taken)
+    candidate = whole.first
+    for first, last in spans:
+        if last < candidate:
+            continue
+        if first - candidate >= block:
+            break
+        # Skip past this allocation, to the next aligned boundary.
+        candidate = ((last + 1 + block - 1) // block) * block
+    if candidate + block - 1 > whole.last:
+        return None
+    return netaddr.IPNetwork((candidate, prefix), version=whole.version)
