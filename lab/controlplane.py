@@ -233,7 +233,9 @@ class ControlPlane:
     def stop_apiserver(self) -> None:
         proc = self.procs.pop("kube-apiserver", None)
         if proc:
-            processes.stop([proc])
+            # 1.20 often never finishes its graceful shutdown; it keeps no state of
+            # its own (etcd does), so it gets two seconds before SIGKILL.
+            processes.stop([proc], timeout=2.0)
 
     def restart_apiserver(self) -> None:
         self.stop_apiserver()
@@ -244,7 +246,7 @@ class ControlPlane:
         for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self.procs.pop(name, None)
             if proc:
-                processes.stop([proc])
+                processes.stop([proc], timeout=10.0 if name == "etcd" else 2.0)
 
     # --- readiness ---------------------------------------------------------------
     def is_ready(self) -> bool:

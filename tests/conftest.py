@@ -34,7 +34,8 @@ def control_plane() -> Iterator[ControlPlane]:
             apiserver_port=free_port(),
             etcd_client_port=free_port(),
             etcd_peer_port=free_port(),
-            # Short compaction so watch-expiry (410 Gone) can be provoked.
+            # No automatic compaction: tests that need 410 Gone compact etcd themselves,
+            # at the moment they choose.
             etcd_compaction_interval="0",
         )
     )

@@ -41,8 +41,10 @@ def test_twenty_concurrent_joins_get_twenty_disjoint_cidrs(
     nets = [netaddr.IPNetwork(c) for c in cidrs]
     assert len(set(cidrs)) == 20
     assert all(n.size == 65536 and n in netaddr.IPNetwork("242.0.0.0/8") for n in nets)
-    assert netaddr.cidr_merge(nets) == [netaddr.IPNetwork("242.0.0.0/12"),
-                                        netaddr.IPNetwork("242.16.0.0/14")]
+    assert netaddr.cidr_merge(nets) == [
+        netaddr.IPNetwork("242.0.0.0/12"),
+        netaddr.IPNetwork("242.16.0.0/14"),
+    ]
     info = broker.read()
     assert info is not None
     assert {c: v[0] for c, v in info.clusters.items()} == {

@@ -1,0 +1,177 @@
+"""What every Globalnet controller shares: informers, a work queue, status writes.
+
+A controller registers event handlers that turn object events into keys, and
+implements `reconcile(key)`. Keys are processed by one worker thread per
+controller (the pool is shared and thread-safe, but one worker keeps each
+controller's view of its own objects simple). Status is written with the
+object's resourceVersion, so a stale write fails with 409 and is retried from
+the informer's newer copy instead of overwriting someone else's change.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from globalnet import metrics
+from globalnet.allocator import OwnedPool
+from globalnet.controllers import objects as o
+from kube import conditions, errors
+from kube.crud import ResourceClient
+from kube.informer import Informer
+from kube.reconcile import Result, Workers, run_workers
+from kube.resources import Resource
+from kube.workqueue import WorkQueue
+
+log = logging.getLogger(__name__)
+
+JSON = o.JSON
+MAX_REQUEUES = 20
+
+
+class Informers:
+    """One shared informer per resource; handlers are added before `start`."""
+
+    def __init__(self, api_client: Any, *, resync_period: float | None = None) -> None:
+        self.api_client = api_client
+        self.resync_period = resync_period
+        self._by_resource: dict[Resource, Informer] = {}
+        self._started = False
+
+    def get(self, resource: Resource, *, label_selector: str | None = None) -> Informer:
+        informer = self._by_resource.get(resource)
+        if informer is None:
+            if self._started:
+                raise RuntimeError(f"informer for {resource.kind} requested after start")
+            informer = Informer(self.api_client, resource, label_selector=label_selector,
+                                resync_period=self.resync_period)
+            self._by_resource[resource] = informer
+        return informer
+
+    def start(self, timeout: float = 60.0) -> None:
+        self._started = True
+        for informer in self._by_resource.values():
+            informer.start()
+        for informer in self._by_resource.values():
+            if not informer.wait_for_sync(timeout):
+                raise TimeoutError(f"informer for {informer.name} did not sync in {timeout} s")
+
+    def stop(self) -> None:
+        for informer in self._by_resource.values():
+            informer.stop()
+
+
+@dataclass
+class ControllerContext:
+    """What controllers of one cluster share."""
+
+    api_client: Any
+    cluster_id: str
+    pool: OwnedPool
+    informers: Informers
+    # Called on every event that may change the NAT intent.
+    on_change: Callable[[], None] = lambda: None
+    # Checked before each reconcile: a term that just lost leadership writes nothing.
+    is_leading: Callable[[], bool] = lambda: True
+    max_requeues: int = MAX_REQUEUES
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class BaseController:
+    """One kind of object, one queue, one worker."""
+
+    name = "base"
+
+    def __init__(self, ctx: ControllerContext) -> None:
+        self.ctx = ctx
+        self.queue: WorkQueue[str] = WorkQueue(name=self.name)
+        self._workers: Workers[str] | None = None
+        self._lock = threading.Lock()
+
+    # --- wiring --------------------------------------------------------------------
+    def register(self) -> None:
+        """Add informer handlers; called before the informers start."""
+
+    def reserve(self) -> None:
+        """Take back recorded allocations; called after sync, before any worker runs."""
+
+    def start(self) -> None:
+        self._workers = run_workers(
+            self.queue, self._reconcile_counted, max_requeues=self.ctx.max_requeues,
+            name=self.name,
+        )
+
+    def stop(self) -> None:
+        if self._workers:
+            self._workers.stop()
+
+    def enqueue(self, key: str) -> None:
+        self.queue.add(key)
+
+    def enqueue_all(self, informer: Informer) -> None:
+        for obj in informer.list():
+            self.enqueue(o.key(obj))
+
+    def watch(self, informer: Informer, to_keys: Callable[[JSON], list[str]] | None = None,
+              *, affects_intent: bool = True) -> None:
+        """Enqueue the keys an object maps to on every event."""
+        keys = to_keys or (lambda obj: [o.key(obj)])
+
+        def on_event(obj: JSON) -> None:
+            for k in keys(obj):
+                self.enqueue(k)
+            if affects_intent:
+                self.ctx.on_change()
+
+        def on_update(old: JSON, new: JSON) -> None:
+            on_event(old)
+            on_event(new)
+
+        informer.add_handler(on_add=on_event, on_update=on_update, on_delete=on_event)
+
+    # --- reconcile ----------------------------------------------------------------------
+    def reconcile(self, key: str) -> Result | bool | None:
+        raise NotImplementedError
+
+    def _reconcile_counted(self, key: str) -> Result | bool | None:
+        if not self.ctx.is_leading():
+            return None
+        try:
+            return self.reconcile(key)
+        except Exception as exc:
+            metrics.RECONCILE_ERRORS.labels(cluster=self.ctx.cluster_id,
+                                            controller=self.name).inc()
+            if errors.is_conflict(exc) or errors.is_not_found(exc):
+                log.debug("%s %s: %s; retrying from a fresher copy", self.name, key, exc)
+            else:
+                log.warning("%s %s: %s", self.name, key, exc)
+            raise
+
+    # --- status -------------------------------------------------------------------------
+    @staticmethod
+    def write_status(
+        client: ResourceClient, obj: JSON, *, changes: dict[str, Any],
+        condition: tuple[str, bool, str, str] | None = None,
+    ) -> bool:
+        """Apply `changes` and one condition to obj's status; write only if different."""
+        updated = copy.deepcopy(obj)
+        status = updated.setdefault("status", {})
+        before = copy.deepcopy(status)
+        for k, v in changes.items():
+            if v is None:
+                status.pop(k, None)
+            else:
+                status[k] = v
+        if condition:
+            ctype, ok, reason, message = condition
+            conds = status.setdefault("conditions", [])
+            conditions.set_condition(conds, type=ctype, status=ok, reason=reason,
+                                     message=message)
+        if status == before:
+            return False
+        client.update_status(updated)
+        return True

@@ -1,0 +1,74 @@
+"""GlobalIngressIP: one global address per object, kept for the object's life.
+
+The objects themselves are created and deleted by `service_export.py`; this
+controller only allocates (status.allocatedIP) and releases.
+"""
+
+from __future__ import annotations
+
+from globalnet.controllers import objects as o
+from globalnet.controllers import reasons as r
+from globalnet.controllers.base import BaseController
+from globalnet.controllers.cluster_egress import _age
+from globalnet.ipam import PoolExhausted
+from kube import resources
+from kube.crud import ResourceClient
+from kube.reconcile import Result
+
+VALID_TARGETS = (r.TARGET_CLUSTER_IP_SERVICE, r.TARGET_HEADLESS_POD, r.TARGET_HEADLESS_ENDPOINTS)
+
+
+class GlobalIngressController(BaseController):
+    name = "global-ingress-ip"
+
+    def register(self) -> None:
+        self.informer = self.ctx.informers.get(resources.GLOBAL_INGRESS_IPS)
+        self.client = ResourceClient(self.ctx.api_client, resources.GLOBAL_INGRESS_IPS)
+        self.watch(self.informer)
+        self._failed: set[str] = set()
+        self.ctx.pool.on_release.append(lambda: [self.enqueue(k) for k in list(self._failed)])
+
+    @staticmethod
+    def owner(key: str) -> str:
+        return r.owner_key(r.KIND_INGRESS, key)
+
+    def reserve(self) -> list[str]:
+        conflicts = []
+        for obj in sorted(self.informer.list(), key=_age):
+            ip = o.allocated_ip(obj)
+            owner = self.owner(o.key(obj))
+            reason = self.ctx.pool.reserve_recorded(owner, [ip] if ip else [])
+            if reason:
+                conflicts.append(f"{owner}: {reason}")
+                self.ctx.extra.setdefault("conflicts", {})[owner] = reason
+        return conflicts
+
+    def reconcile(self, key: str) -> Result | bool | None:
+        obj = self.informer.get(key)
+        owner = self.owner(key)
+        if obj is None or o.is_deleting(obj):
+            self.ctx.pool.release(owner)
+            self._failed.discard(key)
+            self.ctx.on_change()
+            return None
+        target = o.spec(obj).get("target")
+        if target not in VALID_TARGETS:
+            self.write_status(self.client, obj, changes={}, condition=(
+                r.ALLOCATED, False, r.INVALID_INPUT, f"unknown target {target!r}"))
+            return None
+        conflict = self.ctx.extra.get("conflicts", {}).pop(owner, None)
+        try:
+            ips = self.ctx.pool.ensure(owner, 1)
+        except PoolExhausted as exc:
+            self._failed.add(key)
+            self.write_status(self.client, obj, changes={"allocatedIP": None}, condition=(
+                r.ALLOCATED, False, r.IP_POOL_ALLOCATION_FAILED, str(exc)))
+            return Result(requeue_after=30.0)
+        self._failed.discard(key)
+        reason = r.CONFLICTING_ALLOCATION if conflict else r.SUCCESS
+        message = f"Allocated global IP {ips[0]}" + (
+            f" (the recorded one was refused: {conflict})" if conflict else "")
+        self.write_status(self.client, obj, changes={"allocatedIP": ips[0]},
+                          condition=(r.ALLOCATED, True, reason, message))
+        self.ctx.on_change()
+        return None

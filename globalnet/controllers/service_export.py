@@ -1,0 +1,143 @@
+"""Exported services -> the GlobalIngressIP objects that should exist for them.
+
+For an exported Service (a ServiceExport and the Service both exist):
+* ClusterIP: one GlobalIngressIP named like the service, target ClusterIPService;
+* headless with a selector: one per ready pod, `pod-<pod>`, target HeadlessServicePod;
+* headless without a selector: one per endpoint address, target
+  HeadlessServiceEndpoints, the address in an annotation.
+Everything else the service's label points at is deleted, which is also how
+stale GlobalIngressIPs left by a stopped controller are removed at start.
+The address itself targets the ClusterIP directly: no internal Service and no
+externalIPs are created (DESIGN.md §4.2).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from typing import Any
+
+from globalnet.controllers import objects as o
+from globalnet.controllers import reasons as r
+from globalnet.controllers.base import BaseController
+from kube import errors, resources
+from kube.crud import ResourceClient
+from kube.reconcile import Result
+
+
+class ServiceExportController(BaseController):
+    name = "service-export-ingress"
+
+    def register(self) -> None:
+        inf = self.ctx.informers
+        self.services = inf.get(resources.SERVICES)
+        self.exports = inf.get(resources.SERVICE_EXPORTS)
+        self.pods = inf.get(resources.PODS)
+        self.endpoints = inf.get(resources.ENDPOINTS)
+        self.ingress = inf.get(resources.GLOBAL_INGRESS_IPS)
+        self.client = ResourceClient(self.ctx.api_client, resources.GLOBAL_INGRESS_IPS)
+        self.watch(self.services, affects_intent=True)
+        self.watch(self.exports, affects_intent=False)
+        self.watch(self.endpoints, affects_intent=False)
+        self.watch(self.pods, self._services_selecting, affects_intent=False)
+        self.watch(self.ingress, self._service_of_ingress, affects_intent=False)
+
+    def _services_selecting(self, pod: o.JSON) -> list[str]:
+        ns = o.namespace(pod)
+        keys = []
+        for svc in self.services.list():
+            if o.namespace(svc) == ns and o.is_headless(svc):
+                sel = o.service_selector(svc)
+                if sel and o.selector_matches({"matchLabels": sel}, o.labels(pod)):
+                    keys.append(o.key(svc))
+        return keys
+
+    @staticmethod
+    def _service_of_ingress(giip: o.JSON) -> list[str]:
+        ref = o.labels(giip).get(r.SERVICE_REF_LABEL)
+        return [f"{o.namespace(giip)}/{ref}"] if ref else []
+
+    def desired(self, key: str) -> dict[str, o.JSON]:
+        """name -> GlobalIngressIP body for service `key`."""
+        svc, export = self.services.get(key), self.exports.get(key)
+        if svc is None or export is None or o.is_deleting(svc) or o.is_deleting(export):
+            return {}
+        ns, name = o.namespace(svc), o.name(svc)
+        labels = {r.SERVICE_REF_LABEL: name, r.MANAGED_BY_LABEL: r.MANAGED_BY}
+        if o.service_type(svc) != "ClusterIP":
+            return {}
+        if not o.is_headless(svc):
+            return {name: _giip(ns, name, labels, {
+                "target": r.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": name}})}
+        out: dict[str, o.JSON] = {}
+        selector = o.service_selector(svc)
+        if selector:
+            for pod in self.pods.list():
+                if (o.namespace(pod) == ns and o.pod_is_ready(pod) and o.pod_ip(pod)
+                        and o.selector_matches({"matchLabels": selector}, o.labels(pod))):
+                    gname = f"pod-{o.name(pod)}"
+                    out[gname] = _giip(ns, gname, labels, {
+                        "target": r.TARGET_HEADLESS_POD, "serviceRef": {"name": name},
+                        "podRef": {"name": o.name(pod)}})
+            return out
+        ep = self.endpoints.get(key)
+        for subset in (ep or {}).get("subsets") or []:
+            for addr in subset.get("addresses") or []:
+                ip = str(addr.get("ip", ""))
+                try:
+                    ipaddress.ip_address(ip)
+                except ValueError:
+                    continue
+                gname = f"ep-{name}-{ip.replace('.', '-').replace(':', '-')}"[:253]
+                body = _giip(ns, gname, labels, {
+                    "target": r.TARGET_HEADLESS_ENDPOINTS, "serviceRef": {"name": name}})
+                body["metadata"]["annotations"] = {r.HEADLESS_ENDPOINT_IP_ANNOTATION: ip}
+                out[gname] = body
+        return out
+
+    def reconcile(self, key: str) -> Result | bool | None:
+        ns, _, name = key.partition("/")
+        want = self.desired(key)
+        have = {
+            o.name(g): g for g in self.ingress.list()
+            if o.namespace(g) == ns and o.labels(g).get(r.SERVICE_REF_LABEL) == name
+        }
+        for gname, body in want.items():
+            existing = have.get(gname)
+            if existing is None:
+                try:
+                    self.client.create(body)
+                except Exception as exc:
+                    if not errors.is_already_exists(exc):
+                        raise
+            elif o.spec(existing) != body["spec"] or (
+                o.annotations(existing).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
+                != o.annotations(body).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
+            ):
+                # The target changed identity: a new object gets a clean allocation.
+                self._delete(existing)
+                return Result(requeue=True)
+        for gname, existing in have.items():
+            if gname not in want:
+                self._delete(existing)
+        return None
+
+    def _delete(self, giip: o.JSON) -> None:
+        try:
+            self.client.delete(o.name(giip), namespace=o.namespace(giip),
+                               uid=o.meta(giip).get("uid"))
+        except Exception as exc:
+            if not errors.is_not_found(exc):
+                raise
+
+    def resync_all(self) -> None:
+        """Every service and every service a GlobalIngressIP points at (start-up)."""
+        keys = {o.key(s) for s in self.services.list()}
+        keys |= {o.key(e) for e in self.exports.list()}
+        for g in self.ingress.list():
+            keys.update(self._service_of_ingress(g))
+        for k in sorted(keys):
+            self.enqueue(k)
+
+
+def _giip(ns: str, name: str, labels: dict[str, str], spec: dict[str, Any]) -> o.JSON:
+    return {"metadata": {"name": name, "namespace": ns, "labels": dict(labels)}, "spec": spec}

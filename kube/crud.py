@@ -1,0 +1,221 @@
+"""Generic CRUD on plain ``dict`` objects for any ``Resource``, built-in or custom.
+
+One helper serves every kind, so controllers need no generated model classes and keep
+fields the client library does not know. Namespaces come from the argument or, for
+writes, from the object's ``metadata.namespace``. Errors surface as ``ApiException``;
+use ``kube.errors`` to classify them.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+from typing import Any
+
+from kubernetes.client import ApiClient
+
+from kube import errors, rest
+from kube.resources import Resource
+
+JSON = rest.JSON
+JSONList = list[JSON]  # spelled out here: inside ResourceClient, "list" is the method
+
+# Page size for lists: big enough to be cheap, small enough not to stall the server.
+DEFAULT_PAGE_SIZE = 500
+
+
+class PatchType(enum.StrEnum):
+    """Content types of the three patch flavours (strategic merge is for built-in kinds)."""
+
+    MERGE = "application/merge-patch+json"
+    JSON = "application/json-patch+json"
+    STRATEGIC = "application/strategic-merge-patch+json"
+
+
+@dataclass(frozen=True)
+class ObjectList:
+    """A consistent snapshot: the items and the resourceVersion to watch from."""
+
+    items: JSONList
+    resource_version: str
+
+
+def _metadata(obj: JSON) -> dict[str, Any]:
+    metadata = obj.get("metadata")
+    if not isinstance(metadata, dict):
+        raise ValueError("object has no metadata")
+    return metadata
+
+
+class ResourceClient:
+    """CRUD for one ``Resource`` through one ``ApiClient``; thread-safe, holds no state."""
+
+    def __init__(
+        self,
+        api_client: ApiClient,
+        resource: Resource,
+        *,
+        timeout: rest.Timeout = rest.DEFAULT_TIMEOUT,
+    ) -> None:
+        self.api_client = api_client
+        self.resource = resource
+        self.timeout = timeout
+
+    # -- helpers -------------------------------------------------------------------------
+
+    def _namespace(self, namespace: str | None, obj: JSON | None = None) -> str | None:
+        if not self.resource.namespaced:
+            return None
+        if namespace:
+            return namespace
+        if obj is not None:
+            found = _metadata(obj).get("namespace")
+            if found:
+                return str(found)
+        raise ValueError(f"{self.resource.kind} needs a namespace")
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> JSON:
+        return rest.request_json(self.api_client, method, path, timeout=self.timeout, **kwargs)
+
+    def _with_type(self, obj: JSON) -> JSON:
+        """Lists omit apiVersion/kind on items; fill them so every object looks the same."""
+        obj.setdefault("apiVersion", self.resource.api_version)
+        obj.setdefault("kind", self.resource.kind)
+        return obj
+
+    # -- reads ---------------------------------------------------------------------------
+
+    def get(self, name: str, *, namespace: str | None = None) -> JSON:
+        path = self.resource.path(namespace=self._namespace(namespace), name=name)
+        return self._request("GET", path)
+
+    def get_or_none(self, name: str, *, namespace: str | None = None) -> JSON | None:
+        try:
+            return self.get(name, namespace=namespace)
+        except Exception as exc:
+            if errors.is_not_found(exc):
+                return None
+            raise
+
+    def list(
+        self,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        field_selector: str | None = None,
+        page_size: int = DEFAULT_PAGE_SIZE,
+    ) -> ObjectList:
+        """All matching objects, read page by page, and the list's resourceVersion.
+
+        ``namespace=None`` on a namespaced resource lists all namespaces. If a continue
+        token expires mid-way (410), the list restarts unpaginated, as client-go's pager.
+        """
+        path = self.resource.path(namespace=namespace or None)
+        query: dict[str, rest.QueryValue] = {
+            "labelSelector": label_selector,
+            "fieldSelector": field_selector,
+        }
+        try:
+            items, resource_version = self._list_pages(path, query, page_size)
+        except Exception as exc:
+            if not errors.is_gone(exc):
+                raise
+            items, resource_version = self._list_pages(path, query, 0)
+        return ObjectList(items=items, resource_version=resource_version)
+
+    def _list_pages(
+        self, path: str, query: dict[str, rest.QueryValue], page_size: int
+    ) -> tuple[JSONList, str]:
+        items: JSONList = []
+        continue_token: str | None = None
+        while True:
+            page = self._request(
+                "GET",
+                path,
+                query={**query, "limit": page_size or None, "continue": continue_token},
+            )
+            items.extend(self._with_type(item) for item in page.get("items") or [])
+            list_meta = page.get("metadata") or {}
+            continue_token = list_meta.get("continue") or None
+            if not continue_token:
+                return items, str(list_meta.get("resourceVersion", ""))
+
+    # -- writes --------------------------------------------------------------------------
+
+    def create(self, obj: JSON, *, namespace: str | None = None) -> JSON:
+        path = self.resource.path(namespace=self._namespace(namespace, obj))
+        return self._request("POST", path, body=self._with_type(dict(obj)))
+
+    def update(self, obj: JSON, *, namespace: str | None = None) -> JSON:
+        """PUT the whole object; its metadata.resourceVersion makes it a conditional write."""
+        name = _metadata(obj)["name"]
+        path = self.resource.path(namespace=self._namespace(namespace, obj), name=name)
+        return self._request("PUT", path, body=self._with_type(dict(obj)))
+
+    def update_status(self, obj: JSON, *, namespace: str | None = None) -> JSON:
+        """PUT to the status subresource: only .status changes, spec edits are ignored."""
+        name = _metadata(obj)["name"]
+        path = self.resource.path(
+            namespace=self._namespace(namespace, obj), name=name, subresource="status"
+        )
+        return self._request("PUT", path, body=self._with_type(dict(obj)))
+
+    def patch(
+        self,
+        name: str,
+        patch: JSON | JSONList,
+        *,
+        namespace: str | None = None,
+        patch_type: PatchType = PatchType.MERGE,
+    ) -> JSON:
+        path = self.resource.path(namespace=self._namespace(namespace), name=name)
+        return self._request("PATCH", path, body=patch, content_type=str(patch_type))
+
+    def patch_status(
+        self,
+        name: str,
+        patch: JSON | JSONList,
+        *,
+        namespace: str | None = None,
+        patch_type: PatchType = PatchType.MERGE,
+    ) -> JSON:
+        path = self.resource.path(
+            namespace=self._namespace(namespace), name=name, subresource="status"
+        )
+        return self._request("PATCH", path, body=patch, content_type=str(patch_type))
+
+    def delete(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        propagation_policy: str | None = None,
+        grace_period_seconds: int | None = None,
+        uid: str | None = None,
+        resource_version: str | None = None,
+    ) -> JSON:
+        """Delete one object; ``uid``/``resource_version`` make it conditional (409 if stale)."""
+        path = self.resource.path(namespace=self._namespace(namespace), name=name)
+        body: JSON = {"apiVersion": "v1", "kind": "DeleteOptions"}
+        if propagation_policy is not None:
+            body["propagationPolicy"] = propagation_policy
+        if grace_period_seconds is not None:
+            body["gracePeriodSeconds"] = grace_period_seconds
+        preconditions = {
+            key: value
+            for key, value in (("uid", uid), ("resourceVersion", resource_version))
+            if value is not None
+        }
+        if preconditions:
+            body["preconditions"] = preconditions
+        return self._request("DELETE", path, body=body)
+
+    def delete_if_exists(self, name: str, *, namespace: str | None = None) -> bool:
+        """Delete, treating "already gone" as success; returns whether it existed."""
+        try:
+            self.delete(name, namespace=namespace)
+        except Exception as exc:
+            if errors.is_not_found(exc):
+                return False
+            raise
+        return True

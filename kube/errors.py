@@ -1,0 +1,60 @@
+"""Classify failures of API calls so callers decide on retry, relist or give-up in one place.
+
+Two families reach callers: ``ApiException`` (the server answered with an error status)
+and urllib3/OS errors (no answer: the server is down, restarting or unreachable). Code
+above ``kube/`` should use these predicates rather than compare status codes itself.
+"""
+
+from __future__ import annotations
+
+import urllib3
+from kubernetes.client.exceptions import ApiException
+
+# Statuses that mean "try again later" rather than "your request is wrong".
+_TRANSIENT_STATUSES = frozenset({0, 429, 500, 502, 503, 504})
+
+
+def status_of(exc: BaseException) -> int | None:
+    """The HTTP status of an API error, or None when the error is not an API answer."""
+    if isinstance(exc, ApiException):
+        return int(exc.status) if exc.status is not None else 0
+    return None
+
+
+def is_not_found(exc: BaseException) -> bool:
+    return status_of(exc) == 404
+
+
+def is_already_exists(exc: BaseException) -> bool:
+    """409 on create: the object exists (a 409 on update is a conflict; callers know which)."""
+    return status_of(exc) == 409
+
+
+def is_conflict(exc: BaseException) -> bool:
+    """409 on update: our resourceVersion is stale, someone else wrote first."""
+    return status_of(exc) == 409
+
+
+def is_gone(exc: BaseException) -> bool:
+    """410: the resourceVersion (or list continue token) is older than what etcd keeps."""
+    return status_of(exc) == 410
+
+
+def is_invalid(exc: BaseException) -> bool:
+    """422: the server's validation (for example a CRD's OpenAPI schema) rejected the object."""
+    return status_of(exc) == 422
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """No usable answer from the server: refused, reset, timed out, TLS torn down."""
+    return isinstance(exc, urllib3.exceptions.HTTPError | OSError) and not isinstance(
+        exc, ApiException
+    )
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Worth retrying unchanged: connection trouble, throttling, or a server-side failure."""
+    if is_connection_error(exc):
+        return True
+    status = status_of(exc)
+    return status is not None and status in _TRANSIENT_STATUSES
