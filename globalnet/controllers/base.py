@@ -20,6 +20,7 @@ from typing import Any
 from globalnet import metrics
 from globalnet.allocator import OwnedPool
 from globalnet.controllers import objects as o
+from globalnet.controllers.reasons import ALLOCATED, CONFLICTING_ALLOCATION, SUCCESS
 from kube import conditions, errors
 from kube.crud import ResourceClient
 from kube.informer import Informer
@@ -152,6 +153,25 @@ class BaseController:
             raise
 
     # --- status -------------------------------------------------------------------------
+    def allocation_condition(
+        self, obj: JSON, owner: str, recorded: list[str], ips: tuple[str, ...], what: str
+    ) -> tuple[str, bool, str, str]:
+        """Allocated=True, saying so when a conflicting record was replaced.
+
+        The conflict found at start-up stays in the condition for as long as the
+        replacement addresses do, so later reconciles do not hide it.
+        """
+        conflict = self.ctx.extra.get("conflicts", {}).pop(owner, None)
+        if conflict:
+            return (ALLOCATED, True, CONFLICTING_ALLOCATION,
+                    f"{what} (the recorded ones were refused: {conflict})")
+        for cond in o.status(obj).get("conditions") or []:
+            if (cond.get("type") == ALLOCATED and cond.get("reason") == CONFLICTING_ALLOCATION
+                    and list(ips) == recorded):
+                return (ALLOCATED, True, CONFLICTING_ALLOCATION, str(cond.get("message", "")))
+        return (ALLOCATED, True, SUCCESS, what)
+
+    # --- status writes ------------------------------------------------------------------
     @staticmethod
     def write_status(
         client: ResourceClient, obj: JSON, *, changes: dict[str, Any],

@@ -74,7 +74,6 @@ class GlobalEgressController(BaseController):
             ))
             self.ctx.on_change()
             return None
-        conflict = self.ctx.extra.get("conflicts", {}).pop(owner, None)
         try:
             ips = self.ctx.pool.ensure(owner, count)
         except PoolExhausted as exc:
@@ -85,11 +84,10 @@ class GlobalEgressController(BaseController):
             self.ctx.on_change()
             return Result(requeue_after=30.0)
         self._failed.discard(key)
-        reason = r.CONFLICTING_ALLOCATION if conflict else r.SUCCESS
-        message = f"Allocated {count} global IP(s)" + (
-            f" (the recorded ones were refused: {conflict})" if conflict else "")
+        condition = self.allocation_condition(obj, owner, o.allocated_ips(obj), ips,
+                                              f"Allocated {count} global IP(s)")
         self.write_status(self.client, obj, changes={"allocatedIPs": list(ips)},
-                          condition=(r.ALLOCATED, True, reason, message))
+                          condition=condition)
         self.ctx.on_change()
         return None
 

@@ -56,7 +56,6 @@ class GlobalIngressController(BaseController):
             self.write_status(self.client, obj, changes={}, condition=(
                 r.ALLOCATED, False, r.INVALID_INPUT, f"unknown target {target!r}"))
             return None
-        conflict = self.ctx.extra.get("conflicts", {}).pop(owner, None)
         try:
             ips = self.ctx.pool.ensure(owner, 1)
         except PoolExhausted as exc:
@@ -65,10 +64,10 @@ class GlobalIngressController(BaseController):
                 r.ALLOCATED, False, r.IP_POOL_ALLOCATION_FAILED, str(exc)))
             return Result(requeue_after=30.0)
         self._failed.discard(key)
-        reason = r.CONFLICTING_ALLOCATION if conflict else r.SUCCESS
-        message = f"Allocated global IP {ips[0]}" + (
-            f" (the recorded one was refused: {conflict})" if conflict else "")
+        recorded = [ip] if (ip := o.allocated_ip(obj)) else []
+        condition = self.allocation_condition(obj, owner, recorded, ips,
+                                              f"Allocated global IP {ips[0]}")
         self.write_status(self.client, obj, changes={"allocatedIP": ips[0]},
-                          condition=(r.ALLOCATED, True, reason, message))
+                          condition=condition)
         self.ctx.on_change()
         return None

@@ -77,7 +77,21 @@ def _protocol(name: str) -> Protocol | None:
         return None
 
 
+def _by_age(objs: list[JSON]) -> list[JSON]:
+    return sorted(objs, key=lambda x: (str(o.meta(x).get("creationTimestamp", "")), o.key(x)))
+
+
 def build_intent(inputs: IntentInputs) -> NatIntent:
+    """Derive the intent; a record claiming an address an older record holds is left
+    out (the controllers reallocate it), so the intent stays valid meanwhile."""
+    claimed: set[str] = set()
+
+    def claim(ips: list[str]) -> bool:
+        if claimed.intersection(ips):
+            return False
+        claimed.update(ips)
+        return True
+
     pods_by_ns: dict[str, list[JSON]] = defaultdict(list)
     pods_by_key: dict[str, JSON] = {}
     for pod in inputs.pods:
@@ -88,14 +102,14 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
     egress: list[EgressGroup] = []
     for cgeip in inputs.cluster_global_egress_ips:
         ips = o.allocated_ips(cgeip)
-        if o.name(cgeip) == r.CLUSTER_EGRESS_NAME and ips:
+        if o.name(cgeip) == r.CLUSTER_EGRESS_NAME and ips and claim(ips):
             egress.append(EgressGroup(
                 kind=EgressKind.CLUSTER, owner=f"{r.KIND_CLUSTER_EGRESS} {o.name(cgeip)}",
                 global_ips=tuple(GlobalIP(i) for i in ips),
             ))
-    for geip in inputs.global_egress_ips:
+    for geip in _by_age(inputs.global_egress_ips):
         ips = o.allocated_ips(geip)
-        if not ips:
+        if not ips or not claim(ips):
             continue
         selector = effective_pod_selector(geip)
         members = frozenset(
@@ -111,9 +125,9 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
         ))
 
     ingress: list[IngressMapping] = []
-    for giip in inputs.global_ingress_ips:
+    for giip in _by_age(inputs.global_ingress_ips):
         gip = o.allocated_ip(giip)
-        if not gip:
+        if not gip or not claim([gip]):
             continue
         spec = o.spec(giip)
         target = spec.get("target")
@@ -149,7 +163,7 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
     health = [
         HealthCheck(GlobalIP(ip), f"{r.KIND_GATEWAY} {o.name(node)}")
         for node in inputs.gateway_nodes
-        if (ip := o.annotations(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION))
+        if (ip := o.annotations(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION)) and claim([ip])
     ]
     return NatIntent.build(
         cluster_id=inputs.cluster_id,
