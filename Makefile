@@ -5,13 +5,15 @@ PY := $(VENV)/bin/python
 GNCTL := $(VENV)/bin/gnctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help setup deps venv k8s bcc-headers demo demo-down test test-unit lint bench-lab clean
+.PHONY: help setup deps venv k8s bcc-headers demo demo-down test test-unit lint bench-lab \
+	bench-globalnet clean
 
 help:
 	@echo "make demo       set everything up, bring up a 2-cluster lab and show it"
 	@echo "make test       set everything up and run all test tiers"
 	@echo "make demo-down  take the demo lab down"
 	@echo "make bench-lab  time 'lab up' for 2 and 3 clusters"
+	@echo "make bench-globalnet  IPAM and controller reconcile figures"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -52,6 +54,9 @@ lint: venv
 
 bench-lab: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.lab_up'
+
+bench-globalnet: setup
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.globalnet'
 
 clean:
 	rm -rf $(VENV) *.egg-info

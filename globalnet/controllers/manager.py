@@ -55,8 +55,12 @@ class GlobalnetConfig:
 class IntentPublisher:
     """Debounced intent derivation and delivery to the datapath."""
 
-    def __init__(self, cfg: GlobalnetConfig, informers: Informers, datapath: Datapath) -> None:
+    def __init__(
+        self, cfg: GlobalnetConfig, informers: Informers, datapath: Datapath,
+        *, on_built: Callable[[], None] = lambda: None,
+    ) -> None:
         self.cfg = cfg
+        self.on_built = on_built
         self.informers = informers
         self.datapath = datapath
         self.current: NatIntent | None = None
@@ -110,6 +114,7 @@ class IntentPublisher:
             intent = build_intent(self.snapshot())
             metrics.INTENT_BUILD_SECONDS.labels(cluster=self.cfg.cluster_id).observe(
                 time.perf_counter() - started)
+            self.on_built()
             with self._changed:
                 self.current = intent
                 self._changed.notify_all()
@@ -152,7 +157,7 @@ class Term:
     ) -> None:
         self.informers = Informers(api_client, resync_period=cfg.resync_period)
         self.pool = OwnedPool(cfg.global_cidr)
-        self.publisher = IntentPublisher(cfg, self.informers, datapath)
+        self.publisher = IntentPublisher(cfg, self.informers, datapath, on_built=self.observe)
         self.ctx = ControllerContext(api_client=api_client, cluster_id=cfg.cluster_id,
                                      pool=self.pool, informers=self.informers,
                                      on_change=self.publisher.mark, is_leading=is_leading)

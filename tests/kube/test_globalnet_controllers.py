@@ -383,3 +383,22 @@ def test_datapath_failures_are_retried(term: Term, driver: Driver, datapath: Rec
     driver.await_giip_ip(ns, "retry")
     term.publisher.wait_for(lambda i: bool(ingress_for(i, f"{ns}/retry")), 20)
     assert datapath.current is not None and ingress_for(datapath.current, f"{ns}/retry")
+
+
+def test_metrics_report_the_pool(term: Term, driver: Driver) -> None:
+    from prometheus_client import REGISTRY
+
+    driver.await_condition_reason(driver.cgeips, None, r.CLUSTER_EGRESS_NAME, r.ALLOCATED,
+                                  r.SUCCESS)
+    term.publisher.mark()
+
+    def sample(name: str, **labels: str) -> float | None:
+        return REGISTRY.get_sample_value(name, {"cluster": "east", **labels})
+
+    await_condition(lambda: (sample("globalnet_global_ips_allocated") or 0) >= 8, timeout=10,
+                    message="allocated gauge")
+    allocated = sample("globalnet_global_ips_allocated") or 0
+    available = sample("globalnet_global_ips_available") or 0
+    assert allocated + available == 62
+    assert (sample("globalnet_allocations", kind="ClusterGlobalEgressIP") or 0) == 1
+    assert (sample("globalnet_intent_applies_total", result="ok") or 0) >= 1
