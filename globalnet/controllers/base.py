@@ -1,9 +1,9 @@
 """What every Globalnet controller shares: informers, a work queue, status writes.
 
 A controller registers event handlers that turn object events into keys, and
-implements `reconcile(key)`. Keys are processed by one worker thread per
-controller (the pool is shared and thread-safe, but one worker keeps each
-controller's view of its own objects simple). Status is written with the
+implements `reconcile(key)`. Keys are processed by the controller's worker
+threads; the queue never hands one key to two workers at once, and the pool is
+shared and thread-safe. Status is written with the
 object's resourceVersion, so a stale write fails with 409 and is retried from
 the informer's newer copy instead of overwriting someone else's change.
 """
@@ -83,9 +83,11 @@ class ControllerContext:
 
 
 class BaseController:
-    """One kind of object, one queue, one worker."""
+    """One kind of object, one queue, `workers` threads (a key is never processed
+    by two at once: the queue guarantees it)."""
 
     name = "base"
+    workers = 1
 
     def __init__(self, ctx: ControllerContext) -> None:
         self.ctx = ctx
@@ -102,8 +104,8 @@ class BaseController:
 
     def start(self) -> None:
         self._workers = run_workers(
-            self.queue, self._reconcile_counted, max_requeues=self.ctx.max_requeues,
-            name=self.name,
+            self.queue, self._reconcile_counted, workers=self.workers,
+            max_requeues=self.ctx.max_requeues, name=self.name,
         )
 
     def stop(self) -> None:

@@ -19,6 +19,8 @@ VALID_TARGETS = (r.TARGET_CLUSTER_IP_SERVICE, r.TARGET_HEADLESS_POD, r.TARGET_HE
 
 
 class GlobalIngressController(BaseController):
+    # Each key costs one or two API writes: several workers keep the API server busy.
+    workers = 4
     name = "global-ingress-ip"
 
     def register(self) -> None:

@@ -103,17 +103,20 @@ class IntentPublisher:
 
     def _loop(self) -> None:
         backoff = 0.1
+        build_time = 0.0
         while not self._stop.is_set():
             self._dirty.wait()
             if self._stop.is_set():
                 return
-            # Debounce: let a burst of events settle into one update.
-            time.sleep(self.cfg.debounce)
+            # Debounce: let a burst of events settle into one update. With many
+            # objects a build takes longer; waiting at least twice that keeps the
+            # publisher from starving the controllers during a flood of events.
+            time.sleep(max(self.cfg.debounce, 2 * build_time))
             self._dirty.clear()
             started = time.perf_counter()
             intent = build_intent(self.snapshot())
-            metrics.INTENT_BUILD_SECONDS.labels(cluster=self.cfg.cluster_id).observe(
-                time.perf_counter() - started)
+            build_time = time.perf_counter() - started
+            metrics.INTENT_BUILD_SECONDS.labels(cluster=self.cfg.cluster_id).observe(build_time)
             self.on_built()
             with self._changed:
                 self.current = intent

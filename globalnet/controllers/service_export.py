@@ -25,6 +25,8 @@ from kube.reconcile import Result
 
 
 class ServiceExportController(BaseController):
+    # Each key costs one or two API writes: several workers keep the API server busy.
+    workers = 4
     name = "service-export-ingress"
 
     def register(self) -> None:
@@ -40,15 +42,48 @@ class ServiceExportController(BaseController):
         self.watch(self.endpoints, affects_intent=False)
         self.watch(self.pods, self._services_selecting, affects_intent=False)
         self.watch(self.ingress, self._service_of_ingress, affects_intent=False)
+        # Indexes kept current by the informers' handlers (which run before the
+        # workers see the keys), so a reconcile costs what its own service owns,
+        # not a scan of every object in the cluster.
+        self._ingress_by_service: dict[str, set[str]] = {}
+        self._headless_by_ns: dict[str, set[str]] = {}
+        self.ingress.add_handler(
+            on_add=self._index_ingress,
+            on_update=lambda old, new: (self._unindex_ingress(old), self._index_ingress(new)),
+            on_delete=self._unindex_ingress,
+        )
+        self.services.add_handler(
+            on_add=self._index_service,
+            on_update=lambda old, new: (self._unindex_service(old), self._index_service(new)),
+            on_delete=self._unindex_service,
+        )
+
+    def _index_ingress(self, giip: o.JSON) -> None:
+        for svc_key in self._service_of_ingress(giip):
+            self._ingress_by_service.setdefault(svc_key, set()).add(o.key(giip))
+
+    def _unindex_ingress(self, giip: o.JSON) -> None:
+        for svc_key in self._service_of_ingress(giip):
+            keys = self._ingress_by_service.get(svc_key)
+            if keys is not None:
+                keys.discard(o.key(giip))
+                if not keys:
+                    del self._ingress_by_service[svc_key]
+
+    def _index_service(self, svc: o.JSON) -> None:
+        if o.is_headless(svc) and o.service_selector(svc):
+            self._headless_by_ns.setdefault(o.namespace(svc), set()).add(o.key(svc))
+
+    def _unindex_service(self, svc: o.JSON) -> None:
+        self._headless_by_ns.get(o.namespace(svc), set()).discard(o.key(svc))
 
     def _services_selecting(self, pod: o.JSON) -> list[str]:
-        ns = o.namespace(pod)
         keys = []
-        for svc in self.services.list():
-            if o.namespace(svc) == ns and o.is_headless(svc):
-                sel = o.service_selector(svc)
-                if sel and o.selector_matches({"matchLabels": sel}, o.labels(pod)):
-                    keys.append(o.key(svc))
+        for svc_key in list(self._headless_by_ns.get(o.namespace(pod), ())):
+            svc = self.services.get(svc_key)
+            sel = o.service_selector(svc) if svc else {}
+            if sel and o.selector_matches({"matchLabels": sel}, o.labels(pod)):
+                keys.append(svc_key)
         return keys
 
     @staticmethod
@@ -95,11 +130,10 @@ class ServiceExportController(BaseController):
         return out
 
     def reconcile(self, key: str) -> Result | bool | None:
-        ns, _, name = key.partition("/")
         want = self.desired(key)
         have = {
-            o.name(g): g for g in self.ingress.list()
-            if o.namespace(g) == ns and o.labels(g).get(r.SERVICE_REF_LABEL) == name
+            o.name(g): g for k in list(self._ingress_by_service.get(key, ()))
+            if (g := self.ingress.get(k)) is not None
         }
         for gname, body in want.items():
             existing = have.get(gname)
