@@ -18,8 +18,8 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from kubernetes import client as k8s
-
+from kube import errors, resources
+from kube.crud import ResourceClient
 from lab import netns
 from lab.topology import ClusterPlan, NodePlan
 
@@ -28,7 +28,16 @@ def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def register_node(core: k8s.CoreV1Api, node: NodePlan) -> None:
+def create_if_absent(client: ResourceClient, body: dict[str, Any]) -> None:
+    """Create, accepting an object that is already there (a retried `lab up`)."""
+    try:
+        client.create(body)
+    except Exception as exc:
+        if not errors.is_already_exists(exc):
+            raise
+
+
+def register_node(api: Any, node: NodePlan) -> None:
     """Create (or keep) the Node object and mark it Ready."""
     body: dict[str, Any] = {
         "apiVersion": "v1",
@@ -43,11 +52,8 @@ def register_node(core: k8s.CoreV1Api, node: NodePlan) -> None:
         },
         "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
     }
-    try:
-        core.create_node(body)
-    except k8s.ApiException as exc:
-        if exc.status != 409:
-            raise
+    nodes = ResourceClient(api, resources.NODES)
+    create_if_absent(nodes, body)
     status = {
         "status": {
             "addresses": [
@@ -63,7 +69,7 @@ def register_node(core: k8s.CoreV1Api, node: NodePlan) -> None:
             ],
         }
     }
-    core.patch_node_status(node.name, status)
+    nodes.patch_status(node.name, status)
 
 
 def host_ifname(cluster: str, pod: str) -> str:
@@ -84,7 +90,7 @@ def wire_pod(*, pod_ns: str, node: NodePlan, ip: str, ifname: str) -> None:
 
 
 def create_pod_object(
-    core: k8s.CoreV1Api, *, namespace: str, name: str, node: NodePlan,
+    api: Any, *, namespace: str, name: str, node: NodePlan,
     labels: dict[str, str], hostname: str | None = None, subdomain: str | None = None,
 ) -> None:
     spec: dict[str, Any] = {
@@ -100,15 +106,11 @@ def create_pod_object(
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": spec,
     }
-    try:
-        core.create_namespaced_pod(namespace, body)
-    except k8s.ApiException as exc:
-        if exc.status != 409:
-            raise
+    create_if_absent(ResourceClient(api, resources.PODS), body)
 
 
 def set_pod_status(
-    core: k8s.CoreV1Api, *, namespace: str, name: str, node: NodePlan, ip: str, ready: bool
+    api: Any, *, namespace: str, name: str, node: NodePlan, ip: str, ready: bool
 ) -> None:
     """Write what kubelet would: Running, the pod IP, and readiness."""
     flag = "True" if ready else "False"
@@ -136,15 +138,11 @@ def set_pod_status(
             ],
         }
     }
-    core.patch_namespaced_pod_status(name, namespace, status)
+    ResourceClient(api, resources.PODS).patch_status(name, status, namespace=namespace)
 
 
-def ensure_namespace(core: k8s.CoreV1Api, name: str) -> None:
-    try:
-        core.create_namespace({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
-    except k8s.ApiException as exc:
-        if exc.status != 409:
-            raise
+def ensure_namespace(api: Any, name: str) -> None:
+    create_if_absent(ResourceClient(api, resources.NAMESPACES), {"metadata": {"name": name}})
 
 
 def node_by_name(cluster: ClusterPlan, name: str) -> NodePlan:

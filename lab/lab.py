@@ -19,6 +19,9 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
+from kube import resources
+from kube.crud import ResourceClient
+from kube.resources import Resource
 from lab import kubelet, netns, processes
 from lab.controlplane import ControlPlane, ControlPlaneConfig, ControlPlaneError, find_binary
 from lab.pki import write_kubeconfig
@@ -52,10 +55,9 @@ class ClusterHandle:
             self._api = new_api_client(self.kubeconfig)
         return self._api
 
-    def core(self) -> Any:
-        from kubernetes import client as k8s
-
-        return k8s.CoreV1Api(self.api_client())
+    def client(self, resource: Resource) -> ResourceClient:
+        """CRUD on one resource of this cluster (plain dicts)."""
+        return ResourceClient(self.api_client(), resource)
 
 
 class Lab:
@@ -184,9 +186,8 @@ class Lab:
         progress("[4/5] nodes and kube-proxy")
         for c in plan.clusters:
             handle = self.cluster(c.name)
-            core = handle.core()
             for node in c.nodes:
-                kubelet.register_node(core, node)
+                kubelet.register_node(handle.api_client(), node)
             _install_crds(handle.api_client())
             for node in c.nodes:
                 self._start_kube_proxy(c, node.name, handle.incluster_kubeconfig)
@@ -327,11 +328,11 @@ class Lab:
         self.state.pods.append(record)
         self._record_netns(ns)
         kubelet.wire_pod(pod_ns=ns, node=target, ip=ip, ifname=ifname)
-        core = self.cluster(cluster).core()
-        kubelet.ensure_namespace(core, namespace)
-        kubelet.create_pod_object(core, namespace=namespace, name=name, node=target,
+        api = self.cluster(cluster).api_client()
+        kubelet.ensure_namespace(api, namespace)
+        kubelet.create_pod_object(api, namespace=namespace, name=name, node=target,
                                   labels=labels or {}, hostname=hostname, subdomain=subdomain)
-        kubelet.set_pod_status(core, namespace=namespace, name=name, node=target, ip=ip,
+        kubelet.set_pod_status(api, namespace=namespace, name=name, node=target, ip=ip,
                                ready=ready)
         if command:
             proc, _ = processes.spawn(
@@ -347,8 +348,8 @@ class Lab:
     ) -> None:
         rec = self.pod(cluster, name, namespace)
         node = kubelet.node_by_name(self.plan.cluster(cluster), rec.node)
-        kubelet.set_pod_status(self.cluster(cluster).core(), namespace=namespace, name=name,
-                               node=node, ip=rec.ip, ready=ready)
+        kubelet.set_pod_status(self.cluster(cluster).api_client(), namespace=namespace,
+                               name=name, node=node, ip=rec.ip, ready=ready)
 
     def _next_pod_ip(self, c: ClusterPlan, node_name: str) -> str:
         import netaddr
@@ -363,7 +364,6 @@ class Lab:
     def deploy_demo_workload(self, cluster: str) -> None:
         """web-0 and web-1 serve HTTP behind the ClusterIP Service `web`; client-0 calls it."""
         c = self.plan.cluster(cluster)
-        core = self.cluster(cluster).core()
         for i in range(2):
             pod_name = f"web-{i}"
             www = self.store.dir / cluster / "www" / pod_name
@@ -381,13 +381,7 @@ class Lab:
             "spec": {"selector": {"app": "web"},
                      "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]},
         }
-        from kubernetes import client as k8s
-
-        try:
-            core.create_namespaced_service("default", body)
-        except k8s.ApiException as exc:
-            if exc.status != 409:
-                raise
+        kubelet.create_if_absent(self.cluster(cluster).client(resources.SERVICES), body)
 
     # --- down ----------------------------------------------------------------------
     def down(self, *, progress: Any = print) -> bool:

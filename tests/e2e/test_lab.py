@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from kube import resources
 from lab import netns, processes
 from lab.lab import Lab
 from lab.state import StateStore
@@ -38,8 +39,8 @@ def await_output(argv: list[str], expect: str, timeout: float = 60) -> str:
 
 
 def cluster_ip(lab: Lab, cluster: str, service: str) -> str:
-    svc = lab.cluster(cluster).core().read_namespaced_service(service, "default")
-    return str(svc.spec.cluster_ip)
+    svc = lab.cluster(cluster).client(resources.SERVICES).get(service, namespace="default")
+    return str(svc["spec"]["clusterIP"])
 
 
 def test_pods_of_both_clusters_have_the_same_addresses(lab2: Lab) -> None:
@@ -50,8 +51,8 @@ def test_pods_of_both_clusters_have_the_same_addresses(lab2: Lab) -> None:
     assert all(ip.startswith("10.244.") for ip in c1.values())
     # The API agrees with the namespaces: the same pod IP in both clusters.
     api_ips = {
-        c: {p.metadata.name: p.status.pod_ip
-            for p in lab2.cluster(c).core().list_namespaced_pod("default").items}
+        c: {p["metadata"]["name"]: p["status"]["podIP"]
+            for p in lab2.cluster(c).client(resources.PODS).list(namespace="default").items}
         for c in ("c1", "c2")
     }
     assert api_ips["c1"] == api_ips["c2"] == c1
@@ -88,12 +89,12 @@ def test_kubectl_from_the_host_reaches_every_cluster(lab2: Lab) -> None:
 
 
 def test_endpoints_follow_pod_readiness(lab2: Lab) -> None:
-    core = lab2.cluster("c1").core()
+    endpoints = lab2.cluster("c1").client(resources.ENDPOINTS)
     web1 = lab2.pod("c1", "web-1").ip
 
     def addresses() -> set[str]:
-        ep = core.read_namespaced_endpoints("web", "default")
-        return {a.ip for s in ep.subsets or [] for a in s.addresses or []}
+        ep = endpoints.get("web", namespace="default")
+        return {a["ip"] for s in ep.get("subsets") or [] for a in s.get("addresses") or []}
 
     lab2.set_pod_ready("c1", "web-1", False)
     try:
