@@ -42,8 +42,8 @@ class GlobalIPPool:
             raise PoolError(f"CIDR {cidr} is too small for a global IP pool")
         self.cidr = str(net.cidr)
         self.version = net.version
-        self._first = net.first + 1
-        self._last = net.last - 1
+        self._first: int = int(net.first) + 1
+        self._last: int = int(net.last) - 1
         # Allocated intervals [start, end], sorted by start, never touching.
         self._starts: list[int] = []
         self._ends: list[int] = []

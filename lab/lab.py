@@ -116,9 +116,8 @@ class Lab:
                     f"namespaces of lab {self.name!r} are left over ({leftovers[0]}, ...); "
                     f"run `gnctl lab down --name {self.name}`"
                 )
-            ports = [plan.broker_host_api_port, *(c.host_api_port for c in plan.clusters)]
-            ports = [p for p in ports if p is not None]
-            for port in ports:
+            wanted = [plan.broker_host_api_port, *(c.host_api_port for c in plan.clusters)]
+            for port in (p for p in wanted if p is not None):
                 if not _port_free(port):
                     raise LabError(f"port {port} on 127.0.0.1 is already in use (try --api-port)")
             self.state = LabState(spec=spec)

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -32,6 +31,11 @@ log = logging.getLogger(__name__)
 
 JSON = o.JSON
 MAX_REQUEUES = 20
+
+
+def by_age(objs: list[JSON]) -> list[JSON]:
+    """Oldest first: when two records claim one address, the older keeps it."""
+    return sorted(objs, key=lambda x: (str(o.meta(x).get("creationTimestamp", "")), o.key(x)))
 
 
 class Informers:
@@ -93,14 +97,42 @@ class BaseController:
         self.ctx = ctx
         self.queue: WorkQueue[str] = WorkQueue(name=self.name)
         self._workers: Workers[str] | None = None
-        self._lock = threading.Lock()
+        # Keys that could not get addresses: retried as soon as any are released.
+        self.failed: set[str] = set()
 
     # --- wiring --------------------------------------------------------------------
     def register(self) -> None:
         """Add informer handlers; called before the informers start."""
 
-    def reserve(self) -> None:
-        """Take back recorded allocations; called after sync, before any worker runs."""
+    def reserve(self) -> list[str]:
+        """Take back recorded allocations; called after sync, before any worker runs.
+
+        Returns the conflicts found (records refused for their owner)."""
+        return []
+
+    def reserve_recorded(self, records: Iterable[tuple[str, list[str]]]) -> list[str]:
+        """Reserve (owner, addresses) pairs in order; refused ones are remembered so
+        the owner's next reconcile reallocates and says why."""
+        conflicts = []
+        for owner, ips in records:
+            reason = self.ctx.pool.reserve_recorded(owner, ips)
+            if reason:
+                conflicts.append(f"{owner}: {reason}")
+                self.ctx.extra.setdefault("conflicts", {})[owner] = reason
+        return conflicts
+
+    def track_pool_failures(self) -> None:
+        self.ctx.pool.on_release.append(self._retry_failed)
+
+    def _retry_failed(self) -> None:
+        for key in list(self.failed):
+            self.enqueue(key)
+
+    def release(self, owner: str, key: str) -> None:
+        """The object is gone or wants nothing: its addresses return to the pool."""
+        self.ctx.pool.release(owner)
+        self.failed.discard(key)
+        self.ctx.on_change()
 
     def start(self) -> None:
         self._workers = run_workers(
@@ -115,9 +147,12 @@ class BaseController:
     def enqueue(self, key: str) -> None:
         self.queue.add(key)
 
-    def enqueue_all(self, informer: Informer) -> None:
-        for obj in informer.list():
-            self.enqueue(o.key(obj))
+    def resync_all(self) -> None:
+        """Queue every object this controller owns (start of a term)."""
+        informer = getattr(self, "informer", None)
+        if informer is not None:
+            for obj in informer.list():
+                self.enqueue(o.key(obj))
 
     def watch(self, informer: Informer, to_keys: Callable[[JSON], list[str]] | None = None,
               *, affects_intent: bool = True) -> None:
@@ -173,7 +208,15 @@ class BaseController:
                 return (ALLOCATED, True, CONFLICTING_ALLOCATION, str(cond.get("message", "")))
         return (ALLOCATED, True, SUCCESS, what)
 
-    # --- status writes ------------------------------------------------------------------
+    # --- writes -------------------------------------------------------------------------
+    @staticmethod
+    def create_if_absent(client: ResourceClient, body: JSON) -> None:
+        try:
+            client.create(body)
+        except Exception as exc:
+            if not errors.is_already_exists(exc):
+                raise
+
     @staticmethod
     def write_status(
         client: ResourceClient, obj: JSON, *, changes: dict[str, Any],

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
-from globalnet.controllers.base import BaseController
+from globalnet.controllers.base import BaseController, by_age
+from globalnet.controllers.egress import EXHAUSTED_RETRY
 from globalnet.ipam import PoolExhausted
 from kube import resources
 from kube.crud import ResourceClient
@@ -22,6 +23,7 @@ class GatewayHealthCheckController(BaseController):
         self.informer = self.ctx.informers.get(resources.NODES)
         self.client = ResourceClient(self.ctx.api_client, resources.NODES)
         self.watch(self.informer)
+        self.track_pool_failures()
 
     @staticmethod
     def owner(name: str) -> str:
@@ -32,21 +34,19 @@ class GatewayHealthCheckController(BaseController):
         return o.labels(node).get(r.GATEWAY_LABEL) == "true"
 
     def reserve(self) -> list[str]:
-        conflicts = []
-        for node in self.informer.list():
-            ip = o.annotations(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION)
-            if ip and self.is_gateway(node):
-                reason = self.ctx.pool.reserve_recorded(self.owner(o.name(node)), [ip])
-                if reason:
-                    conflicts.append(f"{self.owner(o.name(node))}: {reason}")
-        return conflicts
+        return self.reserve_recorded(
+            (self.owner(o.name(node)), [ip])
+            for node in by_age(self.informer.list())
+            if self.is_gateway(node)
+            and (ip := o.annotations_of(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION))
+        )
 
     def reconcile(self, key: str) -> Result | bool | None:
         node = self.informer.get(key)
         owner = self.owner(key)
         if node is None or not self.is_gateway(node):
-            self.ctx.pool.release(owner)
-            if node is not None and r.GATEWAY_GLOBAL_IP_ANNOTATION in o.annotations(node):
+            self.release(owner, key)
+            if node is not None and r.GATEWAY_GLOBAL_IP_ANNOTATION in o.annotations_of(node):
                 self.client.patch(key, {"metadata": {"annotations": {
                     r.GATEWAY_GLOBAL_IP_ANNOTATION: None}}})
             self.ctx.on_change()
@@ -54,8 +54,10 @@ class GatewayHealthCheckController(BaseController):
         try:
             ip = self.ctx.pool.ensure(owner, 1)[0]
         except PoolExhausted:
-            return Result(requeue_after=30.0)
-        if o.annotations(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION) != ip:
+            self.failed.add(key)
+            return Result(requeue_after=EXHAUSTED_RETRY)
+        self.failed.discard(key)
+        if o.annotations_of(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION) != ip:
             self.client.patch(key, {"metadata": {"annotations": {
                 r.GATEWAY_GLOBAL_IP_ANNOTATION: ip}}})
         self.ctx.on_change()

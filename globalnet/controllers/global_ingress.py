@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
-from globalnet.controllers.base import BaseController
-from globalnet.controllers.cluster_egress import _age
+from globalnet.controllers.base import BaseController, by_age
+from globalnet.controllers.egress import EXHAUSTED_RETRY
 from globalnet.ipam import PoolExhausted
 from kube import resources
 from kube.crud import ResourceClient
@@ -27,31 +27,23 @@ class GlobalIngressController(BaseController):
         self.informer = self.ctx.informers.get(resources.GLOBAL_INGRESS_IPS)
         self.client = ResourceClient(self.ctx.api_client, resources.GLOBAL_INGRESS_IPS)
         self.watch(self.informer)
-        self._failed: set[str] = set()
-        self.ctx.pool.on_release.append(lambda: [self.enqueue(k) for k in list(self._failed)])
+        self.track_pool_failures()
 
     @staticmethod
     def owner(key: str) -> str:
         return r.owner_key(r.KIND_INGRESS, key)
 
     def reserve(self) -> list[str]:
-        conflicts = []
-        for obj in sorted(self.informer.list(), key=_age):
-            ip = o.allocated_ip(obj)
-            owner = self.owner(o.key(obj))
-            reason = self.ctx.pool.reserve_recorded(owner, [ip] if ip else [])
-            if reason:
-                conflicts.append(f"{owner}: {reason}")
-                self.ctx.extra.setdefault("conflicts", {})[owner] = reason
-        return conflicts
+        return self.reserve_recorded(
+            (self.owner(o.key(obj)), [ip] if (ip := o.allocated_ip(obj)) else [])
+            for obj in by_age(self.informer.list())
+        )
 
     def reconcile(self, key: str) -> Result | bool | None:
         obj = self.informer.get(key)
         owner = self.owner(key)
         if obj is None or o.is_deleting(obj):
-            self.ctx.pool.release(owner)
-            self._failed.discard(key)
-            self.ctx.on_change()
+            self.release(owner, key)
             return None
         target = o.spec(obj).get("target")
         if target not in VALID_TARGETS:
@@ -61,11 +53,11 @@ class GlobalIngressController(BaseController):
         try:
             ips = self.ctx.pool.ensure(owner, 1)
         except PoolExhausted as exc:
-            self._failed.add(key)
+            self.failed.add(key)
             self.write_status(self.client, obj, changes={"allocatedIP": None}, condition=(
                 r.ALLOCATED, False, r.IP_POOL_ALLOCATION_FAILED, str(exc)))
-            return Result(requeue_after=30.0)
-        self._failed.discard(key)
+            return Result(requeue_after=EXHAUSTED_RETRY)
+        self.failed.discard(key)
         recorded = [ip] if (ip := o.allocated_ip(obj)) else []
         condition = self.allocation_condition(obj, owner, recorded, ips,
                                               f"Allocated global IP {ips[0]}")

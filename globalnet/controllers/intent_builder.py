@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
+from globalnet.controllers.base import by_age
 from globalnet.intent import (
     EgressGroup,
     EgressKind,
@@ -46,7 +47,7 @@ class IntentInputs:
 
 
 def remote_global_cidrs(cluster_id: str, clusters: Iterable[JSON]) -> list[str]:
-    out = []
+    out: list[str] = []
     for c in clusters:
         spec = o.spec(c)
         if spec.get("cluster_id", o.name(c)) == cluster_id:
@@ -59,7 +60,7 @@ def effective_pod_selector(geip: JSON) -> JSON | None:
     """The selector in force: the accepted one when a later edit was refused."""
     import json
 
-    accepted = o.annotations(geip).get(r.ACCEPTED_POD_SELECTOR_ANNOTATION)
+    accepted = o.annotations_of(geip).get(r.ACCEPTED_POD_SELECTOR_ANNOTATION)
     if accepted is not None:
         try:
             value = json.loads(accepted)
@@ -75,10 +76,6 @@ def _protocol(name: str) -> Protocol | None:
         return Protocol(name)
     except ValueError:
         return None
-
-
-def _by_age(objs: list[JSON]) -> list[JSON]:
-    return sorted(objs, key=lambda x: (str(o.meta(x).get("creationTimestamp", "")), o.key(x)))
 
 
 def build_intent(inputs: IntentInputs) -> NatIntent:
@@ -107,7 +104,7 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
                 kind=EgressKind.CLUSTER, owner=f"{r.KIND_CLUSTER_EGRESS} {o.name(cgeip)}",
                 global_ips=tuple(GlobalIP(i) for i in ips),
             ))
-    for geip in _by_age(inputs.global_egress_ips):
+    for geip in by_age(inputs.global_egress_ips):
         ips = o.allocated_ips(geip)
         if not ips or not claim(ips):
             continue
@@ -125,7 +122,7 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
         ))
 
     ingress: list[IngressMapping] = []
-    for giip in _by_age(inputs.global_ingress_ips):
+    for giip in by_age(inputs.global_ingress_ips):
         gip = o.allocated_ip(giip)
         if not gip or not claim([gip]):
             continue
@@ -145,8 +142,8 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
             ingress.append(IngressMapping(GlobalIP(gip), cip, IngressTarget.CLUSTER_IP_SERVICE,
                                           owner, ports))
         elif target == r.TARGET_HEADLESS_POD:
-            pod = pods_by_key.get(f"{ns}/{(spec.get('podRef') or {}).get('name', '')}")
-            pip = o.pod_ip(pod) if pod else None
+            backend = pods_by_key.get(f"{ns}/{(spec.get('podRef') or {}).get('name', '')}")
+            pip = o.pod_ip(backend) if backend else None
             if not pip:
                 continue
             ingress.append(IngressMapping(GlobalIP(gip), pip, IngressTarget.HEADLESS_SERVICE_POD,
@@ -155,7 +152,7 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
             egress.append(EgressGroup(kind=EgressKind.HEADLESS_POD, owner=owner,
                                       global_ips=(GlobalIP(gip),), pod_ips=frozenset({pip})))
         elif target == r.TARGET_HEADLESS_ENDPOINTS:
-            eip = o.annotations(giip).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
+            eip = o.annotations_of(giip).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
             if eip:
                 ingress.append(IngressMapping(GlobalIP(gip), eip,
                                               IngressTarget.HEADLESS_SERVICE_ENDPOINTS, owner))
@@ -163,7 +160,7 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
     health = [
         HealthCheck(GlobalIP(ip), f"{r.KIND_GATEWAY} {o.name(node)}")
         for node in inputs.gateway_nodes
-        if (ip := o.annotations(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION)) and claim([ip])
+        if (ip := o.annotations_of(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION)) and claim([ip])
     ]
     return NatIntent.build(
         cluster_id=inputs.cluster_id,

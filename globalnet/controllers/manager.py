@@ -182,16 +182,12 @@ class Term:
         self.informers.start()
         # Reserve what the statuses record before any worker can allocate.
         for c in self.controllers:
-            self.conflicts += c.reserve() or []
+            self.conflicts += c.reserve()
         for conflict in self.conflicts:
             log.warning("conflicting allocation record: %s (will reallocate)", conflict)
         self.cluster_egress.ensure_default()
         for c in self.controllers:
-            export = getattr(c, "resync_all", None)
-            if callable(export):
-                export()
-            elif hasattr(c, "informer"):
-                c.enqueue_all(c.informer)  # type: ignore[attr-defined]
+            c.resync_all()
         for c in self.controllers:
             c.start()
         self.publisher.start()

@@ -35,7 +35,7 @@ def labels(obj: JSON) -> dict[str, str]:
     return lab if isinstance(lab, dict) else {}
 
 
-def annotations(obj: JSON) -> dict[str, str]:
+def annotations_of(obj: JSON) -> dict[str, str]:
     ann = meta(obj).get("annotations")
     return ann if isinstance(ann, dict) else {}
 
@@ -138,3 +138,10 @@ def allocated_ips(obj: JSON) -> list[str]:
 def allocated_ip(obj: JSON) -> str | None:
     ip = status(obj).get("allocatedIP")
     return str(ip) if ip else None
+
+
+def condition_reason(obj: JSON, ctype: str) -> str | None:
+    for c in status(obj).get("conditions") or []:
+        if isinstance(c, dict) and c.get("type") == ctype:
+            return str(c.get("reason"))
+    return None

@@ -47,16 +47,18 @@ class ServiceExportController(BaseController):
         # not a scan of every object in the cluster.
         self._ingress_by_service: dict[str, set[str]] = {}
         self._headless_by_ns: dict[str, set[str]] = {}
-        self.ingress.add_handler(
-            on_add=self._index_ingress,
-            on_update=lambda old, new: (self._unindex_ingress(old), self._index_ingress(new)),
-            on_delete=self._unindex_ingress,
-        )
-        self.services.add_handler(
-            on_add=self._index_service,
-            on_update=lambda old, new: (self._unindex_service(old), self._index_service(new)),
-            on_delete=self._unindex_service,
-        )
+        self.ingress.add_handler(on_add=self._index_ingress, on_update=self._reindex_ingress,
+                                 on_delete=self._unindex_ingress)
+        self.services.add_handler(on_add=self._index_service, on_update=self._reindex_service,
+                                  on_delete=self._unindex_service)
+
+    def _reindex_ingress(self, old: o.JSON, new: o.JSON) -> None:
+        self._unindex_ingress(old)
+        self._index_ingress(new)
+
+    def _reindex_service(self, old: o.JSON, new: o.JSON) -> None:
+        self._unindex_service(old)
+        self._index_service(new)
 
     def _index_ingress(self, giip: o.JSON) -> None:
         for svc_key in self._service_of_ingress(giip):
@@ -138,14 +140,10 @@ class ServiceExportController(BaseController):
         for gname, body in want.items():
             existing = have.get(gname)
             if existing is None:
-                try:
-                    self.client.create(body)
-                except Exception as exc:
-                    if not errors.is_already_exists(exc):
-                        raise
+                self.create_if_absent(self.client, body)
             elif o.spec(existing) != body["spec"] or (
-                o.annotations(existing).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
-                != o.annotations(body).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
+                o.annotations_of(existing).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
+                != o.annotations_of(body).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
             ):
                 # The target changed identity: a new object gets a clean allocation.
                 self._delete(existing)
