@@ -102,7 +102,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(status, indent=2))
         return 0
-    console = Console()
+    # Paths must stay whole for copy and paste: never wrap them.
+    console = Console(soft_wrap=True)
     console.print(f"[bold]lab {status['name']}[/] ({status['phase']})")
     if status["broker"]:
         console.print(f"broker API {status['broker']['api']}  "
