@@ -6,7 +6,7 @@ GNCTL := $(VENV)/bin/gnctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 .PHONY: help setup deps venv k8s bcc-headers demo demo-down test test-unit lint bench-lab \
-	bench-globalnet clean
+	bench-globalnet bench-dns bench-nat clean
 
 help:
 	@echo "make demo       set everything up, bring up a 2-cluster lab and show it"
@@ -14,6 +14,7 @@ help:
 	@echo "make demo-down  take the demo lab down"
 	@echo "make bench-lab  time 'lab up' for 2 and 3 clusters"
 	@echo "make bench-globalnet  IPAM and controller reconcile figures"
+	@echo "make bench-dns  our clusterset.local server against NSD, with dnsperf"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -54,6 +55,9 @@ lint: venv
 
 bench-lab: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.lab_up'
+
+bench-dns: setup
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.dns'
 
 bench-globalnet: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.globalnet'

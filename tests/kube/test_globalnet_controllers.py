@@ -402,3 +402,25 @@ def test_metrics_report_the_pool(term: Term, driver: Driver) -> None:
     assert allocated + available == 62
     assert (sample("globalnet_allocations", kind="ClusterGlobalEgressIP") or 0) == 1
     assert (sample("globalnet_intent_applies_total", result="ok") or 0) >= 1
+
+
+def test_gnctl_show_allocations_lists_what_the_statuses_record(
+    term: Term, driver: Driver, control_plane: Any, ns: str
+) -> None:
+    import json
+    import subprocess
+    import sys
+
+    driver.service(ns, "shown", selector={"app": "s"})
+    driver.export(ns, "shown")
+    gip = driver.await_giip_ip(ns, "shown")
+    out = subprocess.run(
+        [sys.executable, "-m", "cli.main", "show", "allocations", "--kubeconfig",
+         str(control_plane.kubeconfig), "-o", "json"],
+        capture_output=True, text=True, check=True, timeout=60).stdout
+    rows = json.loads(out)
+    row = next(x for x in rows if x["namespace"] == ns and x["name"] == "shown")
+    assert row["global_ips"] == [gip]
+    assert row["target"] == "ClusterIPService shown"
+    assert row["condition"] == "True/Success"
+    assert any(x["kind"] == "ClusterGlobalEgressIP" for x in rows)

@@ -1,0 +1,43 @@
+"""`gnctl show ...`: what Globalnet has allocated and installed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+
+def register(sub: Any) -> None:
+    show = sub.add_parser("show", help="inspect allocations and the datapath")
+    show_sub = show.add_subparsers(dest="show_command", metavar="WHAT", required=True)
+    alloc = show_sub.add_parser("allocations", help="global IPs recorded in the cluster's API")
+    alloc.add_argument("--kubeconfig", type=Path,
+                       default=Path(os.environ.get("KUBECONFIG", "~/.kube/config")).expanduser())
+    alloc.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    alloc.set_defaults(func=cmd_allocations)
+
+
+def cmd_allocations(args: argparse.Namespace) -> int:
+    from globalnet.inspect import read_allocations
+    from kube.client import new_api_client
+
+    if not args.kubeconfig.exists():
+        print(f"gnctl: kubeconfig {args.kubeconfig} not found (use --kubeconfig)")
+        return 1
+    rows = read_allocations(new_api_client(args.kubeconfig))
+    if args.output == "json":
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+        return 0
+    table = Table("kind", "namespace", "name", "target", "global IPs", "Allocated")
+    for r in rows:
+        ips = ", ".join(r.global_ips) if len(r.global_ips) <= 3 else (
+            f"{r.global_ips[0]} .. {r.global_ips[-1]} ({len(r.global_ips)})")
+        table.add_row(r.kind, r.namespace or "-", r.name, r.target, ips or "-", r.condition)
+    Console(soft_wrap=True).print(table)
+    return 0
