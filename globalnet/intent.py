@@ -50,7 +50,7 @@ class Protocol(enum.Enum):
     SCTP = "sctp"
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class PortSpec:
     protocol: Protocol
     port: int

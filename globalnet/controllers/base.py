@@ -31,6 +31,7 @@ log = logging.getLogger(__name__)
 
 JSON = o.JSON
 MAX_REQUEUES = 20
+NOT_LEADING_RETRY = 0.5
 
 
 def by_age(objs: list[JSON]) -> list[JSON]:
@@ -177,7 +178,10 @@ class BaseController:
 
     def _reconcile_counted(self, key: str) -> Result | bool | None:
         if not self.ctx.is_leading():
-            return None
+            # Not sure we lead (a renewal is late): write nothing now, but keep the
+            # key. Dropping it would lose the change if the renewal then succeeds;
+            # if leadership is really lost, the term stops and the queue with it.
+            return Result(requeue_after=NOT_LEADING_RETRY)
         try:
             return self.reconcile(key)
         except Exception as exc:

@@ -12,6 +12,8 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+import netaddr
+
 from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
 from globalnet.controllers.base import by_age
@@ -82,8 +84,16 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
     """Derive the intent; a record claiming an address an older record holds is left
     out (the controllers reallocate it), so the intent stays valid meanwhile."""
     claimed: set[str] = set()
+    own = netaddr.IPNetwork(inputs.global_cidr)
 
     def claim(ips: list[str]) -> bool:
+        """Only sound records count: inside our CIDR and not claimed before. One bad
+        record must never keep the whole intent from the datapath."""
+        try:
+            if any(netaddr.IPAddress(ip) not in own for ip in ips):
+                return False
+        except (netaddr.AddrFormatError, ValueError, TypeError):
+            return False
         if claimed.intersection(ips):
             return False
         claimed.update(ips)
@@ -136,8 +146,9 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
             if not cip or svc is None:
                 continue
             ports = tuple(sorted(
-                PortSpec(proto, port) for name, port in o.service_ports(svc)
-                if (proto := _protocol(name)) is not None
+                (PortSpec(proto, port) for name, port in o.service_ports(svc)
+                 if (proto := _protocol(name)) is not None),
+                key=lambda p: (p.protocol.value, p.port),
             ))
             ingress.append(IngressMapping(GlobalIP(gip), cip, IngressTarget.CLUSTER_IP_SERVICE,
                                           owner, ports))

@@ -175,22 +175,27 @@ class Term:
         self.conflicts: list[str] = []
 
     def start(self) -> None:
+        started = time.monotonic()
         for c in self.controllers:
             c.register()
         # Read by the intent even if no controller needs them.
         self.informers.get(resources.CLUSTERS)
         self.informers.start()
+        log.info("informers synced in %.2f s", time.monotonic() - started)
         # Reserve what the statuses record before any worker can allocate.
         for c in self.controllers:
             self.conflicts += c.reserve()
         for conflict in self.conflicts:
             log.warning("conflicting allocation record: %s (will reallocate)", conflict)
+        log.info("reserved %d recorded addresses for %d owners (%d conflicts)",
+                 self.pool.pool.allocated, len(self.pool.owners()), len(self.conflicts))
         self.cluster_egress.ensure_default()
         for c in self.controllers:
             c.resync_all()
         for c in self.controllers:
             c.start()
         self.publisher.start()
+        log.info("controllers running %.2f s after taking the lead", time.monotonic() - started)
 
     def stop(self) -> None:
         for c in self.controllers:

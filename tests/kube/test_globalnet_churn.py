@@ -156,6 +156,12 @@ def test_churn_with_leader_kills_keeps_one_stable_ip_per_exported_service(
                                     message="one GlobalIngressIP per exported service")
         finally:
             watcher.stop()
+            # Leave nothing allocated for the next module's controllers to find: the
+            # agents withdraw every GlobalIngressIP once nothing is exported.
+            list(pool.map(unexport, sorted(exported)))
+            giips = crud.ResourceClient(api_client, resources.GLOBAL_INGRESS_IPS)
+            await_condition(lambda: not giips.list(namespace=ns).items, timeout=120,
+                            interval=1.0, message="every GlobalIngressIP withdrawn")
 
     ips = [g["status"]["allocatedIP"] for g in items]
     assert len(ips) == len(set(ips)), "an address is held by two objects"
