@@ -35,6 +35,11 @@ def is_conflict(exc: BaseException) -> bool:
     return status_of(exc) == 409
 
 
+def is_namespace_terminating(exc: BaseException) -> bool:
+    """403 because the namespace is being deleted: nothing can be created in it any more."""
+    return status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", "") or "")
+
+
 def is_gone(exc: BaseException) -> bool:
     """410: the resourceVersion (or list continue token) is older than what etcd keeps."""
     return status_of(exc) == 410

@@ -158,16 +158,27 @@ def ingress_for(intent: NatIntent, owner_suffix: str) -> list[Any]:
 
 # --- cluster egress ---------------------------------------------------------------------
 
-def test_cluster_egress_is_created_with_eight_ips(term: Term, driver: Driver) -> None:
-    # The object is cluster-scoped: another module's cluster may have left its own
-    # addresses in the status, which this cluster's controller must replace.
-    def ours() -> list[str] | None:
-        ips = (driver.cgeips.get(r.CLUSTER_EGRESS_NAME).get("status") or {}).get(
-            "allocatedIPs") or []
-        inside = all(netaddr.IPAddress(ip) in netaddr.IPNetwork(GLOBAL_CIDR) for ip in ips)
-        return ips if len(ips) == 8 and inside else None
+def await_cluster_egress(driver: Driver, count: int) -> list[str]:
+    """The cluster egress object's addresses once it holds `count` from our CIDR.
 
-    ips = await_condition(ours, timeout=15, message="8 cluster egress IPs from our CIDR")
+    The object is cluster-scoped: another module's cluster may have left its own
+    addresses in the status, which this cluster's controller must replace (and
+    then reports ReallocatedAfterConflict rather than Success).
+    """
+    def ours() -> list[str] | None:
+        obj = driver.cgeips.get(r.CLUSTER_EGRESS_NAME)
+        ips = (obj.get("status") or {}).get("allocatedIPs") or []
+        inside = all(netaddr.IPAddress(ip) in netaddr.IPNetwork(GLOBAL_CIDR) for ip in ips)
+        allocated = any(c.get("type") == r.ALLOCATED and c.get("status") == "True"
+                        for c in obj["status"].get("conditions") or [])
+        return ips if len(ips) == count and inside and allocated else None
+
+    return list(await_condition(ours, timeout=15,
+                                message=f"{count} cluster egress IPs from our CIDR"))
+
+
+def test_cluster_egress_is_created_with_eight_ips(term: Term, driver: Driver) -> None:
+    ips = await_cluster_egress(driver, 8)
     intent = term.publisher.wait_for(
         lambda i: any(g.kind is EgressKind.CLUSTER for g in i.egress), 15)
     cluster = next(g for g in intent.egress if g.kind is EgressKind.CLUSTER)
@@ -176,13 +187,13 @@ def test_cluster_egress_is_created_with_eight_ips(term: Term, driver: Driver) ->
 
 def test_changing_the_count_reallocates_and_zero_releases(term: Term, driver: Driver) -> None:
     name = r.CLUSTER_EGRESS_NAME
-    driver.await_condition_reason(driver.cgeips, None, name, r.ALLOCATED, r.SUCCESS)
+    await_cluster_egress(driver, 8)
     try:
         driver.cgeips.patch(name, {"spec": {"numGlobalIPs": 3}})
-        obj = await_condition(
-            lambda: (o := driver.cgeips.get(name)) and len(o["status"].get("allocatedIPs", [])) == 3
-            and o, message="3 cluster egress IPs")
-        assert len(set(obj["status"]["allocatedIPs"])) == 3
+        assert len(set(await_cluster_egress(driver, 3))) == 3
+        cond = next(c for c in driver.cgeips.get(name)["status"]["conditions"]
+                    if c["type"] == r.ALLOCATED)
+        assert (cond["reason"], cond["message"]) == (r.SUCCESS, "Allocated 3 global IP(s)")
         driver.cgeips.patch(name, {"spec": {"numGlobalIPs": 0}})
         obj = driver.await_condition_reason(driver.cgeips, None, name, r.ALLOCATED, r.ZERO_INPUT)
         assert obj["status"]["allocatedIPs"] == []
@@ -190,8 +201,7 @@ def test_changing_the_count_reallocates_and_zero_releases(term: Term, driver: Dr
             lambda i: not any(g.kind is EgressKind.CLUSTER for g in i.egress), 15)
     finally:
         driver.cgeips.patch(name, {"spec": {"numGlobalIPs": 8}})
-        await_condition(lambda: len(driver.cgeips.get(name)["status"].get("allocatedIPs") or [])
-                        == 8, timeout=15, message="8 cluster egress IPs again")
+        await_cluster_egress(driver, 8)
 
 
 def test_other_cluster_egress_instances_are_invalid(term: Term, driver: Driver) -> None:
@@ -388,8 +398,7 @@ def test_datapath_failures_are_retried(term: Term, driver: Driver, datapath: Rec
 def test_metrics_report_the_pool(term: Term, driver: Driver) -> None:
     from prometheus_client import REGISTRY
 
-    driver.await_condition_reason(driver.cgeips, None, r.CLUSTER_EGRESS_NAME, r.ALLOCATED,
-                                  r.SUCCESS)
+    await_cluster_egress(driver, 8)
     term.publisher.mark()
 
     def sample(name: str, **labels: str) -> float | None:
