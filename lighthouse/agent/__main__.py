@@ -1,0 +1,99 @@
+"""Run one cluster's Lighthouse agent: ``python -m lighthouse.agent``.
+
+    python -m lighthouse.agent --kubeconfig K --broker-kubeconfig B --cluster-id C \\
+        [--broker-namespace N] [--dns-listen 127.0.0.1:5353] [--no-globalnet] [--leave]
+
+Runs the exporter, the importer and the DNS feed until SIGINT/SIGTERM. With
+``--dns-listen`` the clusterset DNS server (``lighthouse.dns``) answers from the
+agent's store in the same process, on its own event-loop thread (the agent's
+controllers are threads; the server's answer path never waits on them). With
+``--leave`` it withdraws everything the cluster published on the Broker and the
+imports it made locally, then exits.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from globalnet.broker import BROKER_NAMESPACE
+from lighthouse.agent.agent import AgentConfig, LighthouseAgent, remove_imports, withdraw_cluster
+
+log = logging.getLogger("lighthouse.agent")
+
+
+def _listen(value: str) -> tuple[str, int]:
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit():
+        raise argparse.ArgumentTypeError("expected HOST:PORT")
+    return host.strip("[]"), int(port)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m lighthouse.agent",
+                                description="Lighthouse agent for one cluster")
+    p.add_argument("--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig")
+    p.add_argument("--broker-kubeconfig", type=Path, required=True)
+    p.add_argument("--cluster-id", required=True)
+    p.add_argument("--broker-namespace", default=BROKER_NAMESPACE)
+    p.add_argument("--no-globalnet", dest="globalnet", action="store_false",
+                   help="publish ClusterIPs and pod IPs instead of global IPs")
+    p.add_argument("--dns-listen", type=_listen, metavar="HOST:PORT",
+                   help="also serve clusterset DNS from the agent's records here")
+    p.add_argument("--zone", default="clusterset.local")
+    p.add_argument("--leave", action="store_true",
+                   help="withdraw everything this cluster published, then exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from kube.client import new_api_client
+
+    local_api = new_api_client(args.kubeconfig)
+    broker_api = new_api_client(args.broker_kubeconfig)
+    if args.leave:
+        removed = withdraw_cluster(broker_api, cluster_id=args.cluster_id,
+                                   namespace=args.broker_namespace)
+        local = remove_imports(local_api, broker_namespace=args.broker_namespace)
+        print(f"{args.cluster_id}: withdrew {removed} Broker objects, removed {local} imports")
+        return 0
+    agent = LighthouseAgent(local_api=local_api, broker_api=broker_api, config=AgentConfig(
+        cluster_id=args.cluster_id, broker_namespace=args.broker_namespace,
+        globalnet=args.globalnet))
+    dns = None
+    if args.dns_listen is not None:
+        from lighthouse.dns.server import DnsServer, ServerConfig, ServerThread
+
+        host, port = args.dns_listen
+        dns = ServerThread(DnsServer(agent.records, config=ServerConfig(
+            host=host, port=port, zone=args.zone)))
+        dns.start()
+        log.info("clusterset DNS for %s on %s:%d", args.zone, host, dns.server.port)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    try:
+        agent.start()
+        # The one line scripts wait for (the DNS port matters with --dns-listen HOST:0).
+        where = f"; DNS on {args.dns_listen[0]}:{dns.server.port}" if dns is not None else ""
+        print(f"lighthouse agent of {args.cluster_id} running{where}", flush=True)
+        done.wait()
+    finally:
+        agent.stop()
+        if dns is not None:
+            dns.stop()
+        local_api.close()  # type: ignore[no-untyped-call]
+        broker_api.close()  # type: ignore[no-untyped-call]
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,204 @@
+"""API object bodies the agent writes, and the readings it takes back from them.
+
+Pure: publications and aggregates in, plain dicts out (and the reverse). Every
+object the agent owns carries the same labels (``reasons.py``), so it is found by
+label, never by parsing its name: ``<svc>-<ns>-<cluster>`` as upstream names them,
+with a hash suffix only in the rare case that name is already taken by another
+service (``a-b`` in ``c`` and ``a`` in ``b-c`` would both be ``a-b-c-<cluster>``).
+
+Comparisons go through canonical forms (:func:`slice_content`,
+:func:`import_content`), so a server that adds defaults never makes the agent
+rewrite an unchanged object.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from typing import Any
+
+from globalnet.controllers import objects as o
+from lighthouse.agent import reasons as r
+from lighthouse.agent.aggregate import Aggregate
+from lighthouse.agent.model import JSON, ClusterImport, EndpointSpec, Port, Publication
+
+Identity = tuple[str, str, str]
+"""(source namespace, service name, source cluster) of a published object."""
+
+MAX_NAME = 253
+
+
+def labels_for(*, cluster: str, namespace: str, name: str, service_type: str | None = None
+               ) -> dict[str, str]:
+    """The labels of every object published or imported for one cluster's export."""
+    labels = {
+        r.SOURCE_CLUSTER_LABEL: cluster,
+        r.SERVICE_NAME_LABEL: name,
+        r.SOURCE_NAMESPACE_LABEL: namespace,
+        r.MANAGED_BY_LABEL: r.MANAGED_BY,
+    }
+    if service_type:
+        labels[r.SERVICE_TYPE_LABEL] = service_type
+    return labels
+
+
+def identity_of(obj: JSON) -> Identity | None:
+    """Whose export an object is, from its labels; None for objects not ours."""
+    labels = o.labels(obj)
+    if labels.get(r.MANAGED_BY_LABEL) != r.MANAGED_BY:
+        return None
+    ns = labels.get(r.SOURCE_NAMESPACE_LABEL)
+    svc = labels.get(r.SERVICE_NAME_LABEL)
+    cluster = labels.get(r.SOURCE_CLUSTER_LABEL)
+    if not (ns and svc and cluster):
+        return None
+    return (ns, svc, cluster)
+
+
+def service_key_of(obj: JSON) -> str | None:
+    """"<namespace>/<service>" an object of ours is about (the controllers' work key).
+
+    Needs no source cluster, so it also reads the aggregated local ServiceImport.
+    """
+    labels = o.labels(obj)
+    if labels.get(r.MANAGED_BY_LABEL) != r.MANAGED_BY:
+        return None
+    ns, svc = labels.get(r.SOURCE_NAMESPACE_LABEL), labels.get(r.SERVICE_NAME_LABEL)
+    return f"{ns}/{svc}" if ns and svc else None
+
+
+def object_name(namespace: str, name: str, cluster: str, *, taken_by_other: bool = False
+                ) -> str:
+    """``<svc>-<ns>-<cluster>``, or that plus a hash of the identity if it is taken."""
+    base = f"{name}-{namespace}-{cluster}"
+    if not taken_by_other and len(base) <= MAX_NAME:
+        return base
+    digest = hashlib.sha256(f"{namespace}/{name}/{cluster}".encode()).hexdigest()[:10]
+    return f"{base[:MAX_NAME - 11].rstrip('-.')}-{digest}"
+
+
+# --- per-cluster objects on the Broker -------------------------------------------------------
+
+def service_import(*, name: str, namespace: str, cluster: str, source_namespace: str,
+                   service: str, publication: Publication) -> JSON:
+    """The per-cluster ServiceImport this cluster publishes on the Broker."""
+    spec: JSON = {"type": publication.service_type,
+                  "ports": [p.to_json() for p in publication.ports]}
+    if publication.ips:
+        spec["ips"] = list(publication.ips)
+    return {
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "kind": "ServiceImport",
+        "metadata": {
+            "name": name, "namespace": namespace,
+            "labels": labels_for(cluster=cluster, namespace=source_namespace, name=service,
+                                 service_type=publication.service_type),
+            "annotations": {r.EXPORTED_AT_ANNOTATION: publication.exported_at},
+        },
+        "spec": spec,
+    }
+
+
+def _endpoint_json(endpoint: EndpointSpec) -> JSON:
+    out: JSON = {"addresses": [endpoint.ip], "conditions": {"ready": endpoint.ready}}
+    if endpoint.hostname:
+        out["hostname"] = endpoint.hostname
+    return out
+
+
+def endpoint_slice(*, name: str, namespace: str, api_version: str, cluster: str,
+                   source_namespace: str, service: str, publication: Publication) -> JSON:
+    """The EndpointSlice of global IPs this cluster publishes on the Broker."""
+    labels = labels_for(cluster=cluster, namespace=source_namespace, name=service,
+                        service_type=publication.service_type)
+    labels[r.ENDPOINTSLICE_MANAGED_BY_LABEL] = r.ENDPOINTSLICE_MANAGED_BY
+    return {
+        "apiVersion": api_version,
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": namespace, "labels": labels},
+        "addressType": "IPv4",
+        "endpoints": [_endpoint_json(e) for e in publication.endpoints],
+        "ports": [{"name": p.name, "protocol": p.protocol, "port": p.port}
+                  for p in publication.slice_ports],
+    }
+
+
+def local_slice_copy(broker_slice: JSON, *, name: str, namespace: str, api_version: str
+                     ) -> JSON:
+    """The copy of a Broker EndpointSlice in the service's namespace of a cluster."""
+    return {
+        "apiVersion": api_version,
+        "kind": "EndpointSlice",
+        "metadata": {"name": name, "namespace": namespace,
+                     "labels": dict(o.labels(broker_slice))},
+        "addressType": broker_slice.get("addressType") or "IPv4",
+        "endpoints": copy.deepcopy(broker_slice.get("endpoints") or []),
+        "ports": copy.deepcopy(broker_slice.get("ports") or []),
+    }
+
+
+def aggregated_service_import(*, namespace: str, name: str, agg: Aggregate) -> JSON:
+    """The aggregated ServiceImport in a cluster's namespace (spec and status).
+
+    No ``spec.ips``: with Globalnet every cluster has its own global IP (they are in
+    the EndpointSlices); there is no single clusterset VIP, as upstream.
+    """
+    return {
+        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "kind": "ServiceImport",
+        "metadata": {"name": name, "namespace": namespace, "labels": {
+            r.SERVICE_NAME_LABEL: name, r.SOURCE_NAMESPACE_LABEL: namespace,
+            r.MANAGED_BY_LABEL: r.MANAGED_BY}},
+        "spec": {"type": agg.service_type, "ports": [p.to_json() for p in agg.ports]},
+        "status": {"clusters": [{"cluster": c} for c in agg.clusters]},
+    }
+
+
+# --- readings -----------------------------------------------------------------------------------
+
+def ports_of(items: Any) -> tuple[Port, ...]:
+    ports = (Port.from_json(p) for p in items or [])
+    return tuple(sorted(p for p in ports if p is not None))
+
+
+def cluster_import_of(obj: JSON) -> ClusterImport | None:
+    """A per-cluster Broker ServiceImport as a :class:`ClusterImport` (None if not ours)."""
+    ident = identity_of(obj)
+    if ident is None:
+        return None
+    return ClusterImport(cluster=ident[2], service_type=str(o.spec(obj).get("type") or ""),
+                         ports=ports_of(o.spec(obj).get("ports")),
+                         exported_at=o.annotations_of(obj).get(r.EXPORTED_AT_ANNOTATION, ""))
+
+
+def endpoints_of(slice_: JSON) -> tuple[EndpointSpec, ...]:
+    """A slice's endpoints (one per address); nil readiness counts as ready (K8s rule)."""
+    out = []
+    for entry in slice_.get("endpoints") or []:
+        if not isinstance(entry, dict):
+            continue
+        ready = (entry.get("conditions") or {}).get("ready")
+        hostname = entry.get("hostname")
+        for ip in entry.get("addresses") or []:
+            out.append(EndpointSpec(ip=str(ip), hostname=str(hostname) if hostname else None,
+                                    ready=ready is not False))
+    return tuple(sorted(out))
+
+
+def slice_content(slice_: JSON) -> tuple[Any, ...]:
+    """Canonical form of what an EndpointSlice says (labels included)."""
+    return (o.labels(slice_), slice_.get("addressType"), endpoints_of(slice_),
+            ports_of(slice_.get("ports")))
+
+
+def import_content(obj: JSON) -> tuple[Any, ...]:
+    """Canonical form of a ServiceImport's labels, annotations and spec."""
+    spec = o.spec(obj)
+    ours = {k: v for k, v in o.annotations_of(obj).items() if k == r.EXPORTED_AT_ANNOTATION}
+    return (o.labels(obj), ours, spec.get("type"), ports_of(spec.get("ports")),
+            tuple(spec.get("ips") or ()))
+
+
+def import_status(obj: JSON) -> tuple[str, ...]:
+    return tuple(sorted(str(c.get("cluster")) for c in o.status(obj).get("clusters") or []
+                        if isinstance(c, dict)))

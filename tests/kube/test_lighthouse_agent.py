@@ -1,0 +1,659 @@
+"""The Lighthouse agent across a real clusterset: a Broker and two clusters.
+
+Three real control planes (etcd + kube-apiserver 1.20; the clusters also run
+kube-controller-manager, whose endpoint controller fills Endpoints from the pod
+status the tests write), the Globalnet controllers of each cluster (recording
+datapath) and one Lighthouse agent per cluster, all in this process.
+
+Address conventions:
+
+    cluster  global CIDR      pod CIDR        service CIDR
+    east     242.0.0.0/16     10.244.0.0/16   10.96.0.0/16
+    west     242.1.0.0/16     10.244.0.0/16   10.96.0.0/16   (the same: overlapping)
+    broker   -                -               10.96.0.0/16   (Broker namespace
+                                                             submariner-k8s-broker)
+
+Pods are API objects only: a test writes their status (podIP, Ready) as kubelet
+would, with the same pod IPs in both clusters on purpose. Every test works in its
+own namespace, created with the same name in both clusters and deleted after.
+Tests wait on conditions (``await_condition``), never on fixed sleeps.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import dns.exception
+import dns.message
+import dns.query
+import dns.rdatatype
+import pytest
+
+from datapath.api import RecordingDatapath
+from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
+from kube import crds, crud, discovery, resources
+from kube.client import new_api_client
+from kube.testing import await_condition, unique_name
+from lab.controlplane import ControlPlane, ControlPlaneConfig, free_port
+from lighthouse.agent import reasons as r
+from lighthouse.agent.agent import AgentConfig, LighthouseAgent
+from lighthouse.dns import DnsServer, ServerConfig, ServerThread
+from lighthouse.dns.records import ClusterExport, ServiceRecords
+
+pytestmark = pytest.mark.kube
+
+BROKER_NS = "submariner-k8s-broker"
+GLOBAL_CIDRS = {"east": "242.0.0.0/16", "west": "242.1.0.0/16"}
+LOCAL_CIDRS = ("10.244.0.0/16", "10.96.0.0/16")
+TIMEOUT = 20.0
+NODE = "node-1"
+
+JSON = dict[str, Any]
+T = TypeVar("T")
+
+
+def await_value(predicate: Callable[[], T | None], *, message: str | Callable[[], str],
+                timeout: float = TIMEOUT, interval: float = 0.02) -> T:
+    """``await_condition`` for predicates that answer None (or falsy) until ready."""
+    value = await_condition(predicate, timeout=timeout, interval=interval, message=message)
+    assert value is not None
+    return value
+
+
+# --- the clusterset -------------------------------------------------------------------------
+
+@dataclass
+class Cluster:
+    """One member cluster: its control plane, Globalnet, its agent, and helpers."""
+
+    name: str
+    cp: ControlPlane
+    api: Any
+    broker_api: Any
+    manager: GlobalnetManager | None = None
+    agent: LighthouseAgent | None = None
+    clients: dict[str, crud.ResourceClient] = field(default_factory=dict)
+
+    def client(self, resource: resources.Resource) -> crud.ResourceClient:
+        if resource.plural not in self.clients:
+            self.clients[resource.plural] = crud.ResourceClient(self.api, resource)
+        return self.clients[resource.plural]
+
+    @property
+    def records(self) -> ServiceRecords:
+        assert self.agent is not None
+        return self.agent.records
+
+    def start_agent(self) -> None:
+        self.agent = LighthouseAgent(
+            local_api=self.api, broker_api=self.broker_api,
+            config=AgentConfig(cluster_id=self.name, broker_namespace=BROKER_NS))
+        self.agent.start()
+
+    # --- objects, as users and kubelet make them ----------------------------------------
+    def service(self, ns: str, name: str, *, port: int = 80, headless: bool = False,
+                selector: dict[str, str] | None = None, **spec: Any) -> JSON:
+        spec.setdefault("ports", [{"name": "http", "port": port, "protocol": "TCP"}])
+        if headless:
+            spec["clusterIP"] = "None"
+        if selector is not None:
+            spec["selector"] = selector
+        return self.client(resources.SERVICES).create(
+            {"metadata": {"name": name, "namespace": ns}, "spec": spec})
+
+    def export(self, ns: str, name: str) -> None:
+        self.client(resources.SERVICE_EXPORTS).create({"metadata": {"name": name,
+                                                                    "namespace": ns}})
+
+    def unexport(self, ns: str, name: str) -> None:
+        self.client(resources.SERVICE_EXPORTS).delete(name, namespace=ns)
+
+    def pod(self, ns: str, name: str, ip: str, labels: dict[str, str],
+            hostname: str | None = None) -> None:
+        # The endpoint controllers need the pod on a registered node.
+        spec: JSON = {"containers": [{"name": "c", "image": "x"}], "nodeName": NODE}
+        if hostname:
+            spec["hostname"] = hostname
+        pods = self.client(resources.PODS)
+        pods.create({"metadata": {"name": name, "namespace": ns, "labels": labels},
+                     "spec": spec})
+        pods.patch_status(name, {"status": {
+            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
+            "conditions": [{"type": "Ready", "status": "True"}]}}, namespace=ns)
+
+    # --- awaiting -------------------------------------------------------------------------
+    def await_global_ip(self, ns: str, giip: str) -> str:
+        def allocated() -> str | None:
+            obj = self.client(resources.GLOBAL_INGRESS_IPS).get_or_none(giip, namespace=ns)
+            return ((obj or {}).get("status") or {}).get("allocatedIP")
+
+        ip = str(await_condition(allocated, timeout=TIMEOUT,
+                                 message=f"{self.name}: GlobalIngressIP {ns}/{giip}"))
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(GLOBAL_CIDRS[self.name])
+        return ip
+
+    def await_export_condition(self, ns: str, name: str, ctype: str, reason: str,
+                               status: str | None = None) -> JSON:
+        def found() -> JSON | None:
+            obj = self.client(resources.SERVICE_EXPORTS).get_or_none(name, namespace=ns) or {}
+            for cond in (obj.get("status") or {}).get("conditions") or []:
+                if cond.get("type") == ctype and cond.get("reason") == reason and (
+                        status is None or cond.get("status") == status):
+                    return obj
+            return None
+
+        return await_value(
+            found,
+            message=f"{self.name}: ServiceExport {ns}/{name} {ctype}={status or '*'} {reason}")
+
+    def local_slices(self, ns: str, svc: str) -> list[JSON]:
+        assert self.agent is not None and self.agent.importer is not None
+        selector = f"{r.MANAGED_SELECTOR},{r.SERVICE_NAME_LABEL}={svc}"
+        client = self.client(self.agent.importer.endpointslices)
+        return client.list(namespace=ns, label_selector=selector).items
+
+    def local_import(self, ns: str, svc: str) -> JSON | None:
+        return self.client(resources.SERVICE_IMPORTS).get_or_none(svc, namespace=ns)
+
+    def await_local_import(self, ns: str, svc: str, clusters: list[str]) -> JSON:
+        """The aggregated ServiceImport once its status lists exactly ``clusters``."""
+        def listed() -> JSON | None:
+            obj = self.local_import(ns, svc)
+            status = (obj or {}).get("status") or {}
+            return obj if [c["cluster"] for c in status.get("clusters") or []] == clusters \
+                else None
+
+        return await_value(listed, message=f"{self.name}'s ServiceImport {ns}/{svc} "
+                                           f"listing {clusters}")
+
+    def await_records(self, ns: str, svc: str,
+                      predicate: Callable[[dict[str, ClusterExport]], bool],
+                      what: str, timeout: float = TIMEOUT, interval: float = 0.02
+                      ) -> dict[str, ClusterExport]:
+        def check() -> dict[str, ClusterExport] | None:
+            exports = dict(self.records.get_service(namespace=ns, name=svc))
+            return exports if predicate(exports) else None
+
+        def last() -> str:
+            seen = dict(self.records.get_service(namespace=ns, name=svc))
+            return f"{self.name}'s DNS records of {ns}/{svc}: {what} (last {seen})"
+
+        def wrapped() -> list[dict[str, ClusterExport]] | None:
+            # An empty dict is falsy: wrap it so "no records" can be awaited too.
+            found = check()
+            return None if found is None else [found]
+
+        return await_value(wrapped, timeout=timeout, interval=interval, message=last)[0]
+
+
+class Clusterset:
+    """The Broker and the member clusters, with Broker-side helpers."""
+
+    def __init__(self, broker: ControlPlane, broker_api: Any, clusters: dict[str, Cluster]
+                 ) -> None:
+        self.broker = broker
+        self.broker_api = broker_api
+        self.clusters = clusters
+        self.broker_slices = discovery.endpointslices(broker_api)
+
+    def __getitem__(self, name: str) -> Cluster:
+        return self.clusters[name]
+
+    def broker_objects(self, resource: resources.Resource, ns: str, svc: str,
+                       cluster: str) -> list[JSON]:
+        selector = (f"{r.MANAGED_SELECTOR},{r.SOURCE_CLUSTER_LABEL}={cluster},"
+                    f"{r.SERVICE_NAME_LABEL}={svc},{r.SOURCE_NAMESPACE_LABEL}={ns}")
+        return crud.ResourceClient(self.broker_api, resource).list(
+            namespace=BROKER_NS, label_selector=selector).items
+
+    def await_broker(self, resource: resources.Resource, ns: str, svc: str, cluster: str,
+                     predicate: Callable[[JSON], bool] = lambda obj: True) -> JSON:
+        def one() -> JSON | None:
+            found = self.broker_objects(resource, ns, svc, cluster)
+            return found[0] if len(found) == 1 and predicate(found[0]) else None
+
+        return await_value(one, message=f"Broker {resource.kind} of {ns}/{svc} from {cluster}")
+
+    def await_withdrawn(self, ns: str, svc: str, cluster: str) -> None:
+        await_condition(
+            lambda: not any(self.broker_objects(res, ns, svc, cluster)
+                            for res in (resources.SERVICE_IMPORTS, self.broker_slices)),
+            timeout=TIMEOUT, message=f"{cluster}'s {ns}/{svc} withdrawn from the Broker")
+
+    def ensure_nothing_on_broker(self, ns: str, svc: str, cluster: str) -> None:
+        for res in (resources.SERVICE_IMPORTS, self.broker_slices):
+            assert self.broker_objects(res, ns, svc, cluster) == [], f"{res.kind} published"
+
+
+def _control_plane(name: str, root: Path, *, controller_manager: bool) -> ControlPlane:
+    return ControlPlane(ControlPlaneConfig(
+        name=name, data_dir=root / name, apiserver_port=free_port(),
+        etcd_client_port=free_port(), etcd_peer_port=free_port(),
+        controller_manager=controller_manager))
+
+
+def _start(cp: ControlPlane) -> Any:
+    cp.start()
+    api = new_api_client(cp.kubeconfig)
+    crds.install_crds(api)
+    return api
+
+
+@pytest.fixture(scope="module")
+def clusterset() -> Iterator[Clusterset]:
+    """Broker + east + west, started in parallel; everything stopped at the end."""
+    root = Path(tempfile.mkdtemp(prefix="gn-lh-"))
+    planes = {
+        "broker": _control_plane("broker", root, controller_manager=False),
+        "east": _control_plane("east", root, controller_manager=True),
+        "west": _control_plane("west", root, controller_manager=True),
+    }
+    apis: list[Any] = []
+    clusters: dict[str, Cluster] = {}
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            started = {name: pool.submit(_start, cp) for name, cp in planes.items()}
+            by_name = {name: future.result() for name, future in started.items()}
+        apis.extend(by_name.values())
+        broker_api = by_name["broker"]
+        for name in ("east", "west"):
+            agent_broker_api = new_api_client(planes["broker"].kubeconfig)
+            apis.append(agent_broker_api)
+            cluster = Cluster(name=name, cp=planes[name], api=by_name[name],
+                              broker_api=agent_broker_api)
+            cluster.client(resources.NODES).create({"metadata": {"name": NODE}})
+            cluster.manager = GlobalnetManager(cluster.api, GlobalnetConfig(
+                cluster_id=name, global_cidr=GLOBAL_CIDRS[name], local_cidrs=LOCAL_CIDRS,
+                lease_duration=2.0, renew_deadline=1.5, retry_period=0.25, debounce=0.02,
+            ), RecordingDatapath())
+            cluster.manager.start()
+            clusters[name] = cluster
+        for cluster in clusters.values():
+            assert cluster.manager is not None
+            cluster.manager.wait_for_term(30)
+            cluster.start_agent()
+        yield Clusterset(planes["broker"], broker_api, clusters)
+    finally:
+        for cluster in clusters.values():
+            with contextlib.suppress(Exception):
+                if cluster.agent is not None:
+                    cluster.agent.stop()
+            with contextlib.suppress(Exception):
+                if cluster.manager is not None:
+                    cluster.manager.stop()
+        for api in apis:
+            with contextlib.suppress(Exception):
+                api.close()
+        for cp in planes.values():
+            cp.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def ns(clusterset: Clusterset) -> Iterator[str]:
+    """A namespace of the same name in both clusters."""
+    name = unique_name("lh")
+    for cluster in clusterset.clusters.values():
+        cluster.client(resources.NAMESPACES).create({"metadata": {"name": name}})
+    try:
+        yield name
+    finally:
+        for cluster in clusterset.clusters.values():
+            # Unexport first: Globalnet would otherwise keep creating GlobalIngressIPs
+            # for ready pods in a namespace that is already terminating.
+            with contextlib.suppress(Exception):
+                exports = cluster.client(resources.SERVICE_EXPORTS)
+                for export in exports.list(namespace=name).items:
+                    exports.delete_if_exists(export["metadata"]["name"], namespace=name)
+            with contextlib.suppress(Exception):
+                cluster.client(resources.NAMESPACES).delete_if_exists(name)
+
+
+def addresses(slice_: JSON) -> list[tuple[str, str | None, bool]]:
+    """(address, hostname, ready) of every endpoint, sorted."""
+    return sorted((addr, e.get("hostname"), (e.get("conditions") or {}).get("ready", True))
+                  for e in slice_.get("endpoints") or [] for addr in e.get("addresses") or [])
+
+
+# --- export and import ------------------------------------------------------------------------
+
+def test_export_in_west_is_published_to_the_broker_and_imported_in_east(
+    clusterset: Clusterset, ns: str
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    west.pod(ns, "web-0", "10.244.1.5", {"app": "web"})
+    svc = west.service(ns, "web", selector={"app": "web"})
+    west.export(ns, "web")
+    gip = west.await_global_ip(ns, "web")
+    assert gip != svc["spec"]["clusterIP"]
+
+    si = clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "web", "west")
+    assert si["metadata"]["name"] == f"web-{ns}-west"
+    assert si["spec"]["type"] == r.CLUSTER_SET_IP
+    assert si["spec"]["ips"] == [gip]
+    assert si["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 80}]
+    assert si["metadata"]["labels"][r.MANAGED_BY_LABEL] == r.MANAGED_BY
+    # Ready once the endpoint controller lists the ready pod in the Endpoints.
+    eps = clusterset.await_broker(clusterset.broker_slices, ns, "web", "west",
+                                  lambda s: addresses(s) == [(gip, None, True)])
+    assert eps["addressType"] == "IPv4"
+    assert eps["ports"] == [{"name": "http", "protocol": "TCP", "port": 80}]
+    assert "kubernetes.io/service-name" not in eps["metadata"]["labels"]
+
+    aggregated = east.await_local_import(ns, "web", ["west"])
+    assert aggregated["spec"]["type"] == r.CLUSTER_SET_IP
+    assert aggregated["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 80}]
+    (copy,) = await_condition(lambda: [s for s in east.local_slices(ns, "web")
+                                       if addresses(s) == [(gip, None, True)]],
+                              timeout=TIMEOUT, message="east's copy of west's slice")
+    labels = copy["metadata"]["labels"]
+    assert labels == eps["metadata"]["labels"]
+    assert labels[r.SOURCE_CLUSTER_LABEL] == "west"
+    assert labels[r.SERVICE_NAME_LABEL] == "web"
+    assert labels[r.SOURCE_NAMESPACE_LABEL] == ns
+
+    west.await_export_condition(ns, "web", r.VALID, r.SERVICE_VALID, "True")
+    west.await_export_condition(ns, "web", r.READY, r.EXPORTED, "True")
+
+
+def test_unexport_withdraws_from_the_broker_and_every_cluster(
+    clusterset: Clusterset, ns: str
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    west.service(ns, "gone")
+    west.export(ns, "gone")
+    clusterset.await_broker(clusterset.broker_slices, ns, "gone", "west")
+    await_condition(lambda: east.local_slices(ns, "gone") and east.local_import(ns, "gone"),
+                    timeout=TIMEOUT, message="east imported gone")
+
+    west.unexport(ns, "gone")
+    clusterset.await_withdrawn(ns, "gone", "west")
+    await_condition(lambda: not east.local_slices(ns, "gone")
+                    and east.local_import(ns, "gone") is None,
+                    timeout=TIMEOUT, message="east's imports of gone removed")
+    await_condition(lambda: not west.local_slices(ns, "gone"), timeout=TIMEOUT,
+                    message="west's own import of gone removed")
+
+
+def test_deleting_the_service_withdraws_and_invalidates_the_export(
+    clusterset: Clusterset, ns: str
+) -> None:
+    west = clusterset["west"]
+    west.service(ns, "brief")
+    west.export(ns, "brief")
+    clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "brief", "west")
+    west.client(resources.SERVICES).delete("brief", namespace=ns)
+    clusterset.await_withdrawn(ns, "brief", "west")
+    west.await_export_condition(ns, "brief", r.VALID, r.SERVICE_UNAVAILABLE, "False")
+    west.await_export_condition(ns, "brief", r.READY, r.AWAITING_EXPORT, "False")
+
+
+def test_headless_export_publishes_each_pods_global_ip_and_hostname(
+    clusterset: Clusterset, ns: str
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    west.pod(ns, "db-0", "10.244.2.10", {"app": "db"}, hostname="primary")
+    west.pod(ns, "db-1", "10.244.2.11", {"app": "db"})
+    west.pod(ns, "db-2", "10.244.2.12", {"app": "db"})
+    west.service(ns, "db", headless=True, selector={"app": "db"})
+    west.export(ns, "db")
+    gips = {pod: west.await_global_ip(ns, f"pod-{pod}") for pod in ("db-0", "db-1", "db-2")}
+    expected = sorted([(gips["db-0"], "primary", True), (gips["db-1"], "db-1", True),
+                       (gips["db-2"], "db-2", True)])
+
+    si = clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "db", "west")
+    assert si["spec"]["type"] == r.HEADLESS and "ips" not in si["spec"]
+    clusterset.await_broker(clusterset.broker_slices, ns, "db", "west",
+                            lambda s: addresses(s) == expected)
+    await_condition(lambda: [addresses(s) for s in east.local_slices(ns, "db")] == [expected],
+                    timeout=TIMEOUT, message="east's copy with three global IPs")
+    exports = east.await_records(ns, "db", lambda e: "west" in e and len(
+        e["west"].endpoints) == 3, "three endpoints from west")
+    endpoints = {(e.ip, e.hostname) for e in exports["west"].endpoints}
+    assert endpoints == {(ip, host) for ip, host, _ in expected}
+    assert exports["west"].headless
+    west.await_export_condition(ns, "db", r.READY, r.EXPORTED, "True")
+
+
+def test_an_export_before_its_service_is_published_once_the_service_appears(
+    clusterset: Clusterset, ns: str
+) -> None:
+    west = clusterset["west"]
+    west.export(ns, "late")
+    west.await_export_condition(ns, "late", r.VALID, r.SERVICE_UNAVAILABLE, "False")
+    clusterset.ensure_nothing_on_broker(ns, "late", "west")
+
+    west.service(ns, "late")
+    gip = west.await_global_ip(ns, "late")
+    clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "late", "west",
+                            lambda si: si["spec"].get("ips") == [gip])
+    west.await_export_condition(ns, "late", r.VALID, r.SERVICE_VALID, "True")
+
+
+def test_an_external_name_export_is_not_valid_and_not_published(
+    clusterset: Clusterset, ns: str
+) -> None:
+    west = clusterset["west"]
+    west.service(ns, "ext", type="ExternalName", externalName="db.internal.test", ports=[])
+    west.export(ns, "ext")
+    obj = west.await_export_condition(ns, "ext", r.VALID, r.UNSUPPORTED_SERVICE_TYPE, "False")
+    message = next(c["message"] for c in obj["status"]["conditions"] if c["type"] == r.VALID)
+    assert "ExternalName" in message
+    clusterset.ensure_nothing_on_broker(ns, "ext", "west")
+
+
+def test_conflicting_ports_set_conflict_on_both_exports_until_resolved(
+    clusterset: Clusterset, ns: str
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    east.service(ns, "mix", port=80)
+    west.service(ns, "mix", port=8080)
+    east.export(ns, "mix")
+    west.export(ns, "mix")
+    for cluster in (east, west):
+        obj = cluster.await_export_condition(ns, "mix", r.CONFLICT, r.CONFLICTING_PORTS, "True")
+        message = next(c["message"] for c in obj["status"]["conditions"]
+                       if c["type"] == r.CONFLICT)
+        assert "80/TCP in east" in message and "8080/TCP in west" in message
+    aggregated = east.await_local_import(ns, "mix", ["east", "west"])
+    assert [p["name"] for p in aggregated["spec"]["ports"]] == ["http"]
+
+    west.client(resources.SERVICES).patch(
+        "mix", {"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
+        namespace=ns)
+    for cluster in (east, west):
+        cluster.await_export_condition(ns, "mix", r.CONFLICT, r.NO_CONFLICT, "False")
+
+
+def test_imports_wait_for_the_namespace_to_exist_in_the_importing_cluster(
+    clusterset: Clusterset,
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    name = unique_name("lh-late")
+    namespaces = {c.name: c.client(resources.NAMESPACES) for c in (east, west)}
+    namespaces["west"].create({"metadata": {"name": name}})
+    try:
+        west.service(name, "web")
+        west.export(name, "web")
+        clusterset.await_broker(clusterset.broker_slices, name, "web", "west")
+        assert east.records.get_service(namespace=name, name="web") == {}
+        namespaces["east"].create({"metadata": {"name": name}})
+        east.await_local_import(name, "web", ["west"])
+        east.await_records(name, "web", lambda e: "west" in e, "west's export")
+    finally:
+        west.unexport(name, "web")
+        clusterset.await_withdrawn(name, "web", "west")
+        for client in namespaces.values():
+            with contextlib.suppress(Exception):
+                client.delete_if_exists(name)
+
+
+def test_what_was_unexported_while_the_agent_was_down_is_withdrawn_at_start(
+    clusterset: Clusterset, ns: str
+) -> None:
+    west = clusterset["west"]
+    west.service(ns, "stale")
+    west.export(ns, "stale")
+    clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "stale", "west")
+    assert west.agent is not None
+    west.agent.stop()
+    try:
+        west.unexport(ns, "stale")
+        assert clusterset.broker_objects(resources.SERVICE_IMPORTS, ns, "stale", "west")
+    finally:
+        west.agent.start()  # the same agent object, started again
+    clusterset.await_withdrawn(ns, "stale", "west")
+
+
+# --- DNS ---------------------------------------------------------------------------------------
+
+def test_the_dns_store_in_east_has_wests_global_ip_until_unexport(
+    clusterset: Clusterset, ns: str
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    west.pod(ns, "api-0", "10.244.1.5", {"app": "api"})
+    west.service(ns, "api", selector={"app": "api"})
+    west.export(ns, "api")
+    gip = west.await_global_ip(ns, "api")
+    exports = east.await_records(ns, "api", lambda e: "west" in e and e["west"].ready,
+                                 "west's ready export")
+    assert exports["west"].global_ip == gip
+    assert [(p.name, p.port, p.protocol) for p in exports["west"].ports] == [("http", 80, "TCP")]
+    assert east.records.local_cluster == "east"
+
+    # A real query to a DNS server answering from east's store.
+    server = DnsServer(east.records, config=ServerConfig(host="127.0.0.1", port=0))
+    with ServerThread(server) as thread:
+        query = dns.message.make_query(f"api.{ns}.svc.clusterset.local", dns.rdatatype.A)
+        reply = dns.query.udp(query, "127.0.0.1", port=thread.server.port, timeout=2)
+        assert [item.address for rrset in reply.answer for item in rrset] == [gip]
+        assert not thread.errors
+
+    west.unexport(ns, "api")
+    east.await_records(ns, "api", lambda e: not e, "no records after unexport")
+
+
+def test_leave_withdraws_everything_the_cluster_published(
+    clusterset: Clusterset, ns: str
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    west.service(ns, "left")
+    west.export(ns, "left")
+    east.service(ns, "stays")
+    east.export(ns, "stays")
+    east.await_records(ns, "left", lambda e: "west" in e, "west's export")
+    west.await_records(ns, "stays", lambda e: "east" in e, "east's export")
+    assert west.agent is not None
+    try:
+        assert west.agent.leave() >= 2
+        everything = f"{r.MANAGED_SELECTOR},{r.SOURCE_CLUSTER_LABEL}=west"
+        for res in (resources.SERVICE_IMPORTS, clusterset.broker_slices):
+            assert crud.ResourceClient(clusterset.broker_api, res).list(
+                namespace=BROKER_NS, label_selector=everything).items == []
+        east.await_records(ns, "left", lambda e: not e, "west's export gone")
+        assert west.local_slices(ns, "stays") == []
+        assert west.local_import(ns, "stays") is None
+        assert not list(west.records)
+        # east's own export is untouched.
+        assert clusterset.broker_objects(resources.SERVICE_IMPORTS, ns, "stays", "east")
+    finally:
+        west.start_agent()
+    # Rejoining republishes what is still exported.
+    east.await_records(ns, "left", lambda e: "west" in e, "west's export again")
+
+
+def a_records(port: int, name: str) -> list[str]:
+    """The addresses of one real UDP query for ``name`` (empty on no answer)."""
+    query = dns.message.make_query(name, dns.rdatatype.A)
+    try:
+        reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=1)
+    except dns.exception.Timeout:
+        return []
+    return sorted(item.address for rrset in reply.answer for item in rrset)
+
+
+def test_the_entry_point_runs_a_clusters_agent_and_its_dns_server(
+    clusterset: Clusterset, ns: str
+) -> None:
+    """``python -m lighthouse.agent --dns-listen`` stands in for west's agent a while."""
+    east, west = clusterset["east"], clusterset["west"]
+    east.pod(ns, "cli-0", "10.244.1.5", {"app": "cli"})
+    east.service(ns, "cli", selector={"app": "cli"})
+    east.export(ns, "cli")
+    gip = east.await_global_ip(ns, "cli")
+    assert west.agent is not None
+    west.agent.stop()
+    repo = Path(__file__).resolve().parents[2]
+    argv = [sys.executable, "-m", "lighthouse.agent", "--kubeconfig", str(west.cp.kubeconfig),
+            "--broker-kubeconfig", str(clusterset.broker.kubeconfig), "--cluster-id", "west",
+            "--broker-namespace", BROKER_NS, "--dns-listen", "127.0.0.1:0"]
+    with tempfile.TemporaryFile(mode="w+") as stderr:
+        proc = subprocess.Popen(argv, cwd=repo, env={**os.environ, "PYTHONPATH": str(repo)},
+                                stdout=subprocess.PIPE, stderr=stderr, text=True)
+        lines: list[str] = []
+        reader = threading.Thread(target=lambda: lines.extend(proc.stdout or []), daemon=True)
+        reader.start()
+
+        def log_tail() -> str:
+            stderr.seek(0)
+            return "".join(stderr.readlines()[-20:])
+
+        try:
+            running = await_value(
+                lambda: next((line for line in lines if "running" in line), None)
+                or (None if proc.poll() is None else "exited"),
+                timeout=30, message="the agent process to start")
+            assert "DNS on 127.0.0.1:" in running, log_tail()
+            port = int(running.rsplit(":", 1)[1])
+            name = f"cli.{ns}.svc.clusterset.local"
+            await_value(lambda: a_records(port, name) == [gip] or None, interval=0.05,
+                        message=lambda: f"{name} from the agent process:\n{log_tail()}")
+        finally:
+            proc.terminate()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+            reader.join(5)
+            west.start_agent()
+    assert proc.returncode == 0
+
+
+# --- propagation latency ---------------------------------------------------------------------
+
+def test_export_to_dns_store_latency_across_clusters(clusterset: Clusterset, ns: str) -> None:
+    """ServiceExport created in west -> east's DNS store holds its global IP.
+
+    The path: Globalnet creates and allocates the GlobalIngressIP, west's exporter
+    publishes to the Broker, east's importer copies the slice, east's feed updates
+    the store. Printed, and bounded loosely so a regression fails without flaking.
+    """
+    east, west = clusterset["east"], clusterset["west"]
+    samples = []
+    for i in range(20):
+        name = f"lat-{i}"
+        west.service(ns, name)
+        started = time.monotonic()
+        west.export(ns, name)
+        east.await_records(ns, name, lambda e: "west" in e, "west's export", interval=0.002)
+        samples.append(time.monotonic() - started)
+    median = statistics.median(samples)
+    print(f"\nexport-to-store latency west->east over {len(samples)} exports: "
+          f"median {median * 1000:.0f} ms, min {min(samples) * 1000:.0f} ms, "
+          f"max {max(samples) * 1000:.0f} ms")
+    assert median < 3.0
