@@ -15,6 +15,7 @@ help:
 	@echo "make bench-lab  time 'lab up' for 2 and 3 clusters"
 	@echo "make bench-globalnet  IPAM and controller reconcile figures"
 	@echo "make bench-dns  our clusterset.local server against NSD, with dnsperf"
+	@echo "make bench-nat  connection rate and update latency: our maps vs rule-per-IP chains"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -55,6 +56,9 @@ lint: venv
 
 bench-lab: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.lab_up'
+
+bench-nat: setup
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.nat'
 
 bench-dns: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.dns'

@@ -22,6 +22,30 @@ def register(sub: Any) -> None:
     alloc.add_argument("-o", "--output", choices=["table", "json"], default="table")
     alloc.set_defaults(func=cmd_allocations)
 
+    nat = show_sub.add_parser("nat", help="NAT mappings installed in the kernel (nftables)")
+    nat.add_argument("--netns", help="read the table inside this network namespace "
+                     "(e.g. a lab gateway node: gn-demo-c1-n0)")
+    nat.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    nat.set_defaults(func=cmd_nat)
+
+
+def cmd_nat(args: argparse.Namespace) -> int:
+    from datapath.nftables.inspect import TABLE_REF, read_mappings, render_table
+
+    try:
+        rows = read_mappings(netns=args.netns)
+    except (OSError, RuntimeError) as exc:
+        print(f"gnctl: cannot read the nftables table: {exc}")
+        return 1
+    if args.output == "json":
+        print(json.dumps([asdict(r) for r in rows], indent=2))
+        return 0
+    console = Console(soft_wrap=True)
+    console.print(render_table(rows))
+    where = f"ip netns exec {args.netns} " if args.netns else ""
+    console.print(f"{len(rows)} mappings; the rules: {where}nft list table {TABLE_REF}")
+    return 0
+
 
 def cmd_allocations(args: argparse.Namespace) -> int:
     from globalnet.inspect import read_allocations

@@ -1,0 +1,126 @@
+"""Intent -> set and map elements (pure functions, no kernel).
+
+Keys and values are written in the canonical text the read-back normalises the
+kernel's answer to (`kernel.canonical_*`), so desired and installed elements
+compare as strings:
+
+* interval keys are CIDRs `a.b.c.d/len`;
+* address-range data is always `first-last` (the kernel insists on a range for
+  `interval` data, even of one address);
+* concatenations are `ip . proto . port`.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+import netaddr
+
+from datapath.nftables import names as n
+from datapath.nftables.model import Element
+from globalnet.intent import EgressGroup, EgressKind, IngressMapping, NatIntent
+
+log = logging.getLogger(__name__)
+
+Elements = dict[str, dict[str, Element]]  # set name -> key -> element
+
+
+def cidr_key(cidr: str) -> str:
+    return str(netaddr.IPNetwork(cidr).cidr)
+
+
+def address_range(ips: Iterable[str], *, owner: str = "") -> str:
+    """The `first-last` range SNAT uses for a group's global IPs.
+
+    IPAM hands out contiguous blocks, so this is the whole group. Should a group
+    ever hold a gap, SNAT to the longest contiguous run rather than to addresses
+    nobody owns (and say so).
+    """
+    values = sorted({int(netaddr.IPAddress(ip)) for ip in ips})
+    best = (values[0], values[0])
+    start = prev = values[0]
+    for v in values[1:]:
+        if v != prev + 1:
+            start = v
+        prev = v
+        if prev - start > best[1] - best[0]:
+            best = (start, prev)
+    if best[1] - best[0] + 1 != len(values):
+        log.warning("%s: global IPs are not contiguous; SNAT uses %s-%s only", owner,
+                    netaddr.IPAddress(best[0]), netaddr.IPAddress(best[1]))
+    return f"{netaddr.IPAddress(best[0])}-{netaddr.IPAddress(best[1])}"
+
+
+def ingress_elements(m: IngressMapping) -> list[tuple[str, Element]]:
+    """The forward and reverse elements of one 1:1 mapping (2 per port, or 2)."""
+    if not m.ports:
+        return [
+            (n.INGRESS_IPS, Element(m.global_ip, m.target_ip, m.owner)),
+            (n.REVERSE_IPS, Element(m.target_ip, m.global_ip, m.owner)),
+        ]
+    out: list[tuple[str, Element]] = []
+    for p in m.ports:
+        proto = p.protocol.value
+        out.append((n.INGRESS_PORTS, Element(f"{m.global_ip} . {proto} . {p.port}",
+                                             m.target_ip, m.owner)))
+        out.append((n.REVERSE_PORTS, Element(f"{m.target_ip} . {proto} . {p.port}",
+                                             m.global_ip, m.owner)))
+    return out
+
+
+def egress_elements(intent: NatIntent) -> Elements:
+    """`egress-pods`, `egress-headless` and `egress-cidrs`, precedence resolved.
+
+    `intent.egress` is sorted by kind (precedence) then owner, so the first group
+    naming a pod IP wins, exactly as `globalnet.intent.egress_for` decides.
+    """
+    pods: dict[str, Element] = {}
+    headless: dict[str, Element] = {}
+    cidrs: dict[str, Element] = {}
+    claimed: set[str] = set()
+    cluster: EgressGroup | None = None
+    for group in intent.egress:
+        if not group.global_ips:
+            continue
+        if group.kind is EgressKind.CLUSTER:
+            cluster = cluster or group
+            continue
+        fresh = sorted(group.pod_ips - claimed)
+        claimed.update(fresh)
+        if group.kind is EgressKind.HEADLESS_POD:
+            for ip in fresh:
+                headless[ip] = Element(ip, min(group.global_ips), group.owner)
+            continue
+        rng = address_range(group.global_ips, owner=group.owner)
+        for ip in fresh:
+            pods[ip] = Element(ip, rng, group.owner)
+    if cluster is not None:
+        rng = address_range(cluster.global_ips, owner=cluster.owner)
+        for cidr in netaddr.cidr_merge(intent.local_cidrs):
+            key = str(cidr)
+            cidrs[key] = Element(key, rng, cluster.owner)
+    return {n.EGRESS_PODS: pods, n.EGRESS_HEADLESS: headless, n.EGRESS_CIDRS: cidrs}
+
+
+def health_elements(intent: NatIntent) -> Elements:
+    return {n.HEALTH_CHECK_IPS: {
+        h.global_ip: Element(h.global_ip, "", h.owner) for h in reversed(intent.health_checks)
+    }}
+
+
+def cidr_elements(intent: NatIntent) -> Elements:
+    own = cidr_key(intent.global_cidr)
+    return {
+        n.GLOBAL_CIDR: {own: Element(own, "", f"cluster {intent.cluster_id}")},
+        n.REMOTE_GLOBAL_CIDRS: {
+            str(c): Element(str(c), "", "remote cluster global CIDR")
+            for c in netaddr.cidr_merge(intent.remote_global_cidrs)
+        },
+    }
+
+
+INGRESS_SETS = (n.INGRESS_IPS, n.INGRESS_PORTS, n.REVERSE_IPS, n.REVERSE_PORTS)
+EGRESS_SETS = (n.EGRESS_PODS, n.EGRESS_HEADLESS, n.EGRESS_CIDRS)
+HEALTH_SETS = (n.HEALTH_CHECK_IPS,)
+CIDR_SETS = (n.GLOBAL_CIDR, n.REMOTE_GLOBAL_CIDRS)
