@@ -1,7 +1,7 @@
 """Clusterset DNS server vs NSD under dnsperf, and export-to-resolvable latency.
 
 Run as ``python -m bench.dns`` (``make bench-dns``). Needs Debian's ``nsd`` and
-``dnsperf``. What it does:
+``dnsperf``, and the control-plane binaries (``make k8s``). What it does:
 
 1. Builds a clusterset (services over three clusters: ClusterIP exported by the
    local cluster and a remote one, ClusterIP exported only by remote clusters so
@@ -15,16 +15,25 @@ Run as ``python -m bench.dns`` (``make bench-dns``). Needs Debian's ``nsd`` and
    load, with ``-v`` so every answer's latency is known: prints queries/s, p50 and
    p99 latency, lost queries and server CPU time per query (how much of a core
    each answer costs: the figure that does not depend on dnsperf's own ceiling).
-4. Measures export-to-resolvable in-process: from ``upsert_service`` returning
-   (the name was just answered NXDOMAIN, so that answer was cached) to the first
-   correct UDP answer, median over ``--trials``.
+4. Measures export-to-store in-process: from ``upsert_service`` returning (the
+   name was just answered NXDOMAIN, so that answer was cached) to the first
+   correct UDP answer, median over ``--trials``. The server's share of step 5.
+5. Measures export-to-resolvable across two clusters on the real API servers
+   (``lab.apiclusterset``: Broker, east and west control planes, Globalnet and a
+   Lighthouse agent per cluster, in this process): a Service backed by a ready
+   pod exists in west; from creating its ServiceExport to the first UDP answer,
+   from a DNS server on east's store, carrying west's global IP. Median and p90
+   over ``--cross-trials``; every answer is checked against west's
+   GlobalIngressIP.
 
-Both servers are single-process (NSD's default ``server-count: 1``) on loopback.
-NSD runs unprivileged-style from a temp dir (no chroot, no user switch, pid and
-state files in the temp dir, rate limiting off) and is stopped by its PID.
+Both dnsperf servers are single-process (NSD's default ``server-count: 1``) on
+loopback. NSD runs unprivileged-style from a temp dir (no chroot, no user switch,
+pid and state files in the temp dir, rate limiting off) and is stopped by its
+PID, as are the control planes, also on errors and on SIGTERM or SIGHUP (which
+raise SystemExit here so that every cleanup runs).
 
 Ends with one line of JSON: qps, reference_qps, ratio, p99_ms,
-export_to_resolve_p50_ms.
+export_to_resolve_p50_ms (across clusters), export_to_store_p50_ms (in-process).
 """
 
 from __future__ import annotations
@@ -52,7 +61,8 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
-from lab.controlplane import port_is_free
+from lab.apiclusterset import ApiCluster, ApiClusterset, ClustersetConfig
+from lab.controlplane import ControlPlaneError, find_binary, port_is_free
 from lighthouse.dns import recordsfile
 from lighthouse.dns.records import ClusterExport, Endpoint, ServicePort, ServiceRecords
 from lighthouse.dns.server import DnsServer, ServerConfig, ServerThread
@@ -318,10 +328,10 @@ def dnsperf(
     run.latencies = (run.latencies or []) + [float(x) for x in _LATENCY.findall(text)]
 
 
-# -- export to resolvable -----------------------------------------------------
+# -- export to resolvable -------------------------------------------------------
 
 
-def export_to_resolve(trials: int) -> list[float]:
+def export_to_store(trials: int) -> list[float]:
     """Milliseconds from upsert_service returning to the first correct UDP answer.
 
     The name was queried just before (NXDOMAIN, now cached), so this includes the
@@ -360,6 +370,86 @@ def export_to_resolve(trials: int) -> list[float]:
             raise RuntimeError(f"server loop errors: {thread.errors}")
     return out
 
+def _answered(reply: bytes, query_id: bytes) -> bool:
+    """A NOERROR reply to this query with at least one answer record (header only)."""
+    return reply[:2] == query_id and reply[3] & 0x0F == 0 and reply[6:8] != b"\0\0"
+
+
+def cross_cluster_export_to_resolve(trials: int, timeout: float) -> list[float]:
+    """Milliseconds from creating a ServiceExport in west to east's DNS answering it.
+
+    Broker + east + west on the real API servers (``lab.apiclusterset``). One
+    ready pod backs every Service; each Service is created first and its
+    Endpoints awaited (a running service, as one would export), then the clock
+    starts and the ServiceExport is created. The path timed: Globalnet allocates
+    the GlobalIngressIP, west's agent publishes to the Broker, east's agent
+    imports and feeds its store, the DNS server's cached NXDOMAIN is
+    invalidated. East's name is queried over UDP every millisecond (sleeping in
+    between, so the agents' threads in this process get the interpreter); the
+    first answer is checked to carry west's global IP.
+    """
+    started = time.monotonic()
+    with ApiClusterset(ClustersetConfig(), ApiCluster) as clusterset:
+        east, west = clusterset["east"], clusterset["west"]
+        print(
+            f"  broker, east and west up in {time.monotonic() - started:.1f} s "
+            f"(API servers {', '.join(cp.server_url for cp in clusterset.planes.values())})",
+            flush=True,
+        )
+        out: list[float] = []
+        with clusterset.namespace("bench") as ns, ServerThread(
+            DnsServer(east.records, config=ServerConfig(host="127.0.0.1", port=0))
+        ) as thread, socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+            sock.settimeout(0.5)
+            sock.connect(("127.0.0.1", thread.server.port))
+            west.pod(ns, "backend-0", "10.244.1.5", {"app": "backend"})
+            for i in range(trials):
+                name = f"svc-{i}"
+                west.service(ns, name, selector={"app": "backend"})
+                west.await_ready_addresses(ns, name)
+                query = dns.message.make_query(f"{name}.{ns}.svc.{ZONE}", "A")
+                wire, query_id = query.to_wire(), query.to_wire()[:2]
+                sock.send(wire)
+                first = dns.message.from_wire(sock.recv(512))
+                if first.rcode() != dns.rcode.NXDOMAIN:
+                    raise RuntimeError(f"{name} answered before its export: {first}")
+                start = time.perf_counter()
+                west.export(ns, name)
+                while True:
+                    sock.send(wire)
+                    try:
+                        reply = sock.recv(512)
+                    except TimeoutError:
+                        reply = b""
+                    if _answered(reply, query_id):
+                        break
+                    if time.perf_counter() - start > timeout:
+                        raise TimeoutError(f"east never resolved {name} within {timeout:g} s")
+                    time.sleep(0.001)
+                out.append((time.perf_counter() - start) * 1e3)
+                got = [item.address for rrset in dns.message.from_wire(reply).answer
+                       for item in rrset]
+                gip = west.await_global_ip(ns, name)
+                if got != [gip]:
+                    raise RuntimeError(f"east answered {name} with {got}, west's global IP "
+                                       f"is {gip}")
+            if thread.errors:
+                raise RuntimeError(f"server loop errors: {thread.errors}")
+    print(f"  clusterset stopped ({time.monotonic() - started:.1f} s in all)", flush=True)
+    return out
+
+
+def p90(samples: list[float]) -> float:
+    return statistics.quantiles(samples, n=10, method="inclusive")[-1] if len(samples) > 1 \
+        else samples[0]
+
+
+def _exit_on_signal(signum: int, frame: object) -> None:
+    """SIGTERM/SIGHUP -> SystemExit, so every ``finally`` stops what it started."""
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, signal.SIG_IGN)  # the cleanup runs once, undisturbed
+    raise SystemExit(128 + signum)
+
 
 # -- main ---------------------------------------------------------------------
 
@@ -372,11 +462,24 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--namespaces", type=int, default=10)
     p.add_argument("--services", type=int, default=20, help="per namespace")
     p.add_argument("--queries", type=int, default=2000, help="lines in the query file")
-    p.add_argument("--trials", type=int, default=50, help="export-to-resolvable trials")
+    p.add_argument("--trials", type=int, default=50, help="in-process export-to-store trials")
+    p.add_argument("--cross-trials", type=int, default=20,
+                   help="exports timed across two clusters on the real API servers")
+    p.add_argument("--cross-timeout", type=float, default=20.0,
+                   help="seconds one cross-cluster export may take to resolve")
     args = p.parse_args(argv)
+    if args.trials < 1 or args.cross_trials < 1:
+        p.error("--trials and --cross-trials must be at least 1")
     for tool in ("nsd", "dnsperf"):
         if shutil.which(tool) is None:
             sys.exit(f"{tool} not found: apt-get install nsd dnsperf (scripts/install-deps.sh)")
+    try:
+        for binary in ("etcd", "kube-apiserver", "kube-controller-manager"):
+            find_binary(binary)
+    except ControlPlaneError as exc:
+        sys.exit(str(exc))
+    for sig in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, _exit_on_signal)
 
     with tempfile.TemporaryDirectory(prefix="gn-bench-dns-") as tmp:
         workdir = Path(tmp)
@@ -422,11 +525,20 @@ def main(argv: list[str] | None = None) -> None:
     ratio = results["ours"].qps / results["nsd"].qps
     print(f"ratio ours/nsd: {ratio:.2f}")
 
-    trials = export_to_resolve(args.trials)
-    e2r = statistics.median(trials)
+    store = export_to_store(args.trials)
+    e2s = statistics.median(store)
     print(
-        f"export-to-resolvable (in-process, {len(trials)} trials): "
-        f"p50 {e2r:.3f} ms, max {max(trials):.3f} ms"
+        f"export-to-store (in-process: store upsert -> UDP answer, {len(store)} trials): "
+        f"p50 {e2s:.3f} ms, p90 {p90(store):.3f} ms, max {max(store):.3f} ms"
+    )
+
+    print("\nexport-to-resolvable across clusters on the real API servers:", flush=True)
+    cross = cross_cluster_export_to_resolve(args.cross_trials, args.cross_timeout)
+    e2r = statistics.median(cross)
+    print(
+        f"export-to-resolvable (ServiceExport in west -> east's DNS answers over UDP with "
+        f"west's global IP, {len(cross)} exports): p50 {e2r:.1f} ms, p90 {p90(cross):.1f} ms, "
+        f"min {min(cross):.1f} ms, max {max(cross):.1f} ms (goal: p50 under 1000 ms)"
     )
     print(
         json.dumps(
@@ -435,7 +547,8 @@ def main(argv: list[str] | None = None) -> None:
                 "reference_qps": round(results["nsd"].qps),
                 "ratio": round(ratio, 3),
                 "p99_ms": round(results["ours"].percentile(99) * 1e3, 3),
-                "export_to_resolve_p50_ms": round(e2r, 3),
+                "export_to_resolve_p50_ms": round(e2r, 1),
+                "export_to_store_p50_ms": round(e2s, 3),
             }
         )
     )

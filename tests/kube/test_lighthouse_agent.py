@@ -3,7 +3,8 @@
 Three real control planes (etcd + kube-apiserver 1.20; the clusters also run
 kube-controller-manager, whose endpoint controller fills Endpoints from the pod
 status the tests write), the Globalnet controllers of each cluster (recording
-datapath) and one Lighthouse agent per cluster, all in this process.
+datapath) and one Lighthouse agent per cluster, all in this process: the harness
+is ``lab.apiclusterset``; this module adds the assertion helpers.
 
 Address conventions:
 
@@ -24,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import ipaddress
 import os
-import shutil
 import statistics
 import subprocess
 import sys
@@ -32,8 +32,6 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -43,24 +41,17 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from datapath.api import RecordingDatapath
-from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
-from kube import crds, crud, discovery, resources
-from kube.client import new_api_client
+from kube import crud, resources
 from kube.testing import await_condition, unique_name
-from lab.controlplane import ControlPlane, ControlPlaneConfig, free_port
+from lab.apiclusterset import ApiCluster, ApiClusterset, ClustersetConfig
 from lighthouse.agent import reasons as r
-from lighthouse.agent.agent import AgentConfig, LighthouseAgent
 from lighthouse.dns import DnsServer, ServerConfig, ServerThread
-from lighthouse.dns.records import ClusterExport, ServiceRecords
 
 pytestmark = pytest.mark.kube
 
 BROKER_NS = "submariner-k8s-broker"
 GLOBAL_CIDRS = {"east": "242.0.0.0/16", "west": "242.1.0.0/16"}
-LOCAL_CIDRS = ("10.244.0.0/16", "10.96.0.0/16")
 TIMEOUT = 20.0
-NODE = "node-1"
 
 JSON = dict[str, Any]
 T = TypeVar("T")
@@ -76,74 +67,12 @@ def await_value(predicate: Callable[[], T | None], *, message: str | Callable[[]
 
 # --- the clusterset -------------------------------------------------------------------------
 
-@dataclass
-class Cluster:
-    """One member cluster: its control plane, Globalnet, its agent, and helpers."""
+class Cluster(ApiCluster):
+    """A member cluster with the assertions these tests make about it."""
 
-    name: str
-    cp: ControlPlane
-    api: Any
-    broker_api: Any
-    manager: GlobalnetManager | None = None
-    agent: LighthouseAgent | None = None
-    clients: dict[str, crud.ResourceClient] = field(default_factory=dict)
-
-    def client(self, resource: resources.Resource) -> crud.ResourceClient:
-        if resource.plural not in self.clients:
-            self.clients[resource.plural] = crud.ResourceClient(self.api, resource)
-        return self.clients[resource.plural]
-
-    @property
-    def records(self) -> ServiceRecords:
-        assert self.agent is not None
-        return self.agent.records
-
-    def start_agent(self) -> None:
-        self.agent = LighthouseAgent(
-            local_api=self.api, broker_api=self.broker_api,
-            config=AgentConfig(cluster_id=self.name, broker_namespace=BROKER_NS))
-        self.agent.start()
-
-    # --- objects, as users and kubelet make them ----------------------------------------
-    def service(self, ns: str, name: str, *, port: int = 80, headless: bool = False,
-                selector: dict[str, str] | None = None, **spec: Any) -> JSON:
-        spec.setdefault("ports", [{"name": "http", "port": port, "protocol": "TCP"}])
-        if headless:
-            spec["clusterIP"] = "None"
-        if selector is not None:
-            spec["selector"] = selector
-        return self.client(resources.SERVICES).create(
-            {"metadata": {"name": name, "namespace": ns}, "spec": spec})
-
-    def export(self, ns: str, name: str) -> None:
-        self.client(resources.SERVICE_EXPORTS).create({"metadata": {"name": name,
-                                                                    "namespace": ns}})
-
-    def unexport(self, ns: str, name: str) -> None:
-        self.client(resources.SERVICE_EXPORTS).delete(name, namespace=ns)
-
-    def pod(self, ns: str, name: str, ip: str, labels: dict[str, str],
-            hostname: str | None = None) -> None:
-        # The endpoint controllers need the pod on a registered node.
-        spec: JSON = {"containers": [{"name": "c", "image": "x"}], "nodeName": NODE}
-        if hostname:
-            spec["hostname"] = hostname
-        pods = self.client(resources.PODS)
-        pods.create({"metadata": {"name": name, "namespace": ns, "labels": labels},
-                     "spec": spec})
-        pods.patch_status(name, {"status": {
-            "phase": "Running", "podIP": ip, "podIPs": [{"ip": ip}],
-            "conditions": [{"type": "Ready", "status": "True"}]}}, namespace=ns)
-
-    # --- awaiting -------------------------------------------------------------------------
-    def await_global_ip(self, ns: str, giip: str) -> str:
-        def allocated() -> str | None:
-            obj = self.client(resources.GLOBAL_INGRESS_IPS).get_or_none(giip, namespace=ns)
-            return ((obj or {}).get("status") or {}).get("allocatedIP")
-
-        ip = str(await_condition(allocated, timeout=TIMEOUT,
-                                 message=f"{self.name}: GlobalIngressIP {ns}/{giip}"))
-        assert ipaddress.ip_address(ip) in ipaddress.ip_network(GLOBAL_CIDRS[self.name])
+    def await_global_ip(self, ns: str, giip: str, *, timeout: float = TIMEOUT) -> str:
+        ip = super().await_global_ip(ns, giip, timeout=timeout)
+        assert ipaddress.ip_address(ip) in ipaddress.ip_network(self.global_cidr)
         return ip
 
     def await_export_condition(self, ns: str, name: str, ctype: str, reason: str,
@@ -160,15 +89,6 @@ class Cluster:
             found,
             message=f"{self.name}: ServiceExport {ns}/{name} {ctype}={status or '*'} {reason}")
 
-    def local_slices(self, ns: str, svc: str) -> list[JSON]:
-        assert self.agent is not None and self.agent.importer is not None
-        selector = f"{r.MANAGED_SELECTOR},{r.SERVICE_NAME_LABEL}={svc}"
-        client = self.client(self.agent.importer.endpointslices)
-        return client.list(namespace=ns, label_selector=selector).items
-
-    def local_import(self, ns: str, svc: str) -> JSON | None:
-        return self.client(resources.SERVICE_IMPORTS).get_or_none(svc, namespace=ns)
-
     def await_local_import(self, ns: str, svc: str, clusters: list[str]) -> JSON:
         """The aggregated ServiceImport once its status lists exactly ``clusters``."""
         def listed() -> JSON | None:
@@ -180,45 +100,9 @@ class Cluster:
         return await_value(listed, message=f"{self.name}'s ServiceImport {ns}/{svc} "
                                            f"listing {clusters}")
 
-    def await_records(self, ns: str, svc: str,
-                      predicate: Callable[[dict[str, ClusterExport]], bool],
-                      what: str, timeout: float = TIMEOUT, interval: float = 0.02
-                      ) -> dict[str, ClusterExport]:
-        def check() -> dict[str, ClusterExport] | None:
-            exports = dict(self.records.get_service(namespace=ns, name=svc))
-            return exports if predicate(exports) else None
 
-        def last() -> str:
-            seen = dict(self.records.get_service(namespace=ns, name=svc))
-            return f"{self.name}'s DNS records of {ns}/{svc}: {what} (last {seen})"
-
-        def wrapped() -> list[dict[str, ClusterExport]] | None:
-            # An empty dict is falsy: wrap it so "no records" can be awaited too.
-            found = check()
-            return None if found is None else [found]
-
-        return await_value(wrapped, timeout=timeout, interval=interval, message=last)[0]
-
-
-class Clusterset:
-    """The Broker and the member clusters, with Broker-side helpers."""
-
-    def __init__(self, broker: ControlPlane, broker_api: Any, clusters: dict[str, Cluster]
-                 ) -> None:
-        self.broker = broker
-        self.broker_api = broker_api
-        self.clusters = clusters
-        self.broker_slices = discovery.endpointslices(broker_api)
-
-    def __getitem__(self, name: str) -> Cluster:
-        return self.clusters[name]
-
-    def broker_objects(self, resource: resources.Resource, ns: str, svc: str,
-                       cluster: str) -> list[JSON]:
-        selector = (f"{r.MANAGED_SELECTOR},{r.SOURCE_CLUSTER_LABEL}={cluster},"
-                    f"{r.SERVICE_NAME_LABEL}={svc},{r.SOURCE_NAMESPACE_LABEL}={ns}")
-        return crud.ResourceClient(self.broker_api, resource).list(
-            namespace=BROKER_NS, label_selector=selector).items
+class Clusterset(ApiClusterset[Cluster]):
+    """The Broker and the member clusters, with Broker-side assertions."""
 
     def await_broker(self, resource: resources.Resource, ns: str, svc: str, cluster: str,
                      predicate: Callable[[JSON], bool] = lambda obj: True) -> JSON:
@@ -239,88 +123,19 @@ class Clusterset:
             assert self.broker_objects(res, ns, svc, cluster) == [], f"{res.kind} published"
 
 
-def _control_plane(name: str, root: Path, *, controller_manager: bool) -> ControlPlane:
-    return ControlPlane(ControlPlaneConfig(
-        name=name, data_dir=root / name, apiserver_port=free_port(),
-        etcd_client_port=free_port(), etcd_peer_port=free_port(),
-        controller_manager=controller_manager))
-
-
-def _start(cp: ControlPlane) -> Any:
-    cp.start()
-    api = new_api_client(cp.kubeconfig)
-    crds.install_crds(api)
-    return api
-
-
 @pytest.fixture(scope="module")
 def clusterset() -> Iterator[Clusterset]:
     """Broker + east + west, started in parallel; everything stopped at the end."""
-    root = Path(tempfile.mkdtemp(prefix="gn-lh-"))
-    planes = {
-        "broker": _control_plane("broker", root, controller_manager=False),
-        "east": _control_plane("east", root, controller_manager=True),
-        "west": _control_plane("west", root, controller_manager=True),
-    }
-    apis: list[Any] = []
-    clusters: dict[str, Cluster] = {}
-    try:
-        with ThreadPoolExecutor(max_workers=3) as pool:
-            started = {name: pool.submit(_start, cp) for name, cp in planes.items()}
-            by_name = {name: future.result() for name, future in started.items()}
-        apis.extend(by_name.values())
-        broker_api = by_name["broker"]
-        for name in ("east", "west"):
-            agent_broker_api = new_api_client(planes["broker"].kubeconfig)
-            apis.append(agent_broker_api)
-            cluster = Cluster(name=name, cp=planes[name], api=by_name[name],
-                              broker_api=agent_broker_api)
-            cluster.client(resources.NODES).create({"metadata": {"name": NODE}})
-            cluster.manager = GlobalnetManager(cluster.api, GlobalnetConfig(
-                cluster_id=name, global_cidr=GLOBAL_CIDRS[name], local_cidrs=LOCAL_CIDRS,
-                lease_duration=2.0, renew_deadline=1.5, retry_period=0.25, debounce=0.02,
-            ), RecordingDatapath())
-            cluster.manager.start()
-            clusters[name] = cluster
-        for cluster in clusters.values():
-            assert cluster.manager is not None
-            cluster.manager.wait_for_term(30)
-            cluster.start_agent()
-        yield Clusterset(planes["broker"], broker_api, clusters)
-    finally:
-        for cluster in clusters.values():
-            with contextlib.suppress(Exception):
-                if cluster.agent is not None:
-                    cluster.agent.stop()
-            with contextlib.suppress(Exception):
-                if cluster.manager is not None:
-                    cluster.manager.stop()
-        for api in apis:
-            with contextlib.suppress(Exception):
-                api.close()
-        for cp in planes.values():
-            cp.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    config = ClustersetConfig(members=GLOBAL_CIDRS, broker_namespace=BROKER_NS)
+    with Clusterset(config, Cluster) as started:
+        yield started
 
 
 @pytest.fixture
 def ns(clusterset: Clusterset) -> Iterator[str]:
     """A namespace of the same name in both clusters."""
-    name = unique_name("lh")
-    for cluster in clusterset.clusters.values():
-        cluster.client(resources.NAMESPACES).create({"metadata": {"name": name}})
-    try:
+    with clusterset.namespace("lh") as name:
         yield name
-    finally:
-        for cluster in clusterset.clusters.values():
-            # Unexport first: Globalnet would otherwise keep creating GlobalIngressIPs
-            # for ready pods in a namespace that is already terminating.
-            with contextlib.suppress(Exception):
-                exports = cluster.client(resources.SERVICE_EXPORTS)
-                for export in exports.list(namespace=name).items:
-                    exports.delete_if_exists(export["metadata"]["name"], namespace=name)
-            with contextlib.suppress(Exception):
-                cluster.client(resources.NAMESPACES).delete_if_exists(name)
 
 
 def addresses(slice_: JSON) -> list[tuple[str, str | None, bool]]:
