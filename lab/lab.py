@@ -15,7 +15,7 @@ import socket
 import threading
 import time
 import traceback
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -489,7 +489,4 @@ def _port_open(port: int) -> bool:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
 
-
-def spec_with(spec: LabSpec, **changes: Any) -> LabSpec:
-    return replace(spec, **changes)
 

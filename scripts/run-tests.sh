@@ -12,6 +12,8 @@ echo "[test] ruff"
 .venv/bin/ruff check .
 echo "[test] import contracts"
 .venv/bin/lint-imports --no-cache
+echo "[test] mypy --strict"
+.venv/bin/mypy --strict --no-error-summary globalnet lab cli kube datapath lighthouse gateway
 echo "[test] pytest in a fresh network namespace"
 set +e
 unshare --net --fork -- bash -c 'ip link set lo up && exec "$0" -m pytest "$@"' "$PY" "$@"

@@ -6,7 +6,6 @@ so the API server below listens on that namespace's loopback only.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -16,11 +15,6 @@ from typing import Any
 import pytest
 
 from lab.controlplane import ControlPlane, ControlPlaneConfig, free_port
-
-
-def _require_root() -> None:
-    if os.geteuid() != 0:
-        pytest.skip("needs root (network namespaces, nftables); run `make test` as root")
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +59,3 @@ def api_client(control_plane: ControlPlane) -> Iterator[Any]:
     finally:
         api.close()
 
-
-@pytest.fixture
-def root() -> None:
-    _require_root()
