@@ -9,8 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
+from kube import objects as o
 from kube import resources
 from kube.crud import ResourceClient
 

@@ -9,19 +9,17 @@ must not fail on what the first attempt already did.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import errno
 import os
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 from pyroute2 import IPRoute, NetlinkError
 from pyroute2 import netns as pr_netns
 
-NETNS_DIR = Path("/run/netns")
-CLONE_NEWNET = 0x40000000
-_libc = ctypes.CDLL(None, use_errno=True)
+from datapath.netns import NETNS_DIR, entered
+
+__all__ = ["entered"]
 
 
 def exists(name: str) -> bool:
@@ -52,30 +50,6 @@ def delete_netns(name: str) -> None:
         (Path("/etc/netns") / name).joinpath("resolv.conf").unlink()
     with contextlib.suppress(FileNotFoundError, OSError):
         (Path("/etc/netns") / name).rmdir()
-
-
-@contextlib.contextmanager
-def entered(name: str) -> Iterator[None]:
-    """Run the block with this thread in namespace `name`.
-
-    Sockets made inside the block stay in `name` after it ends, which is how the
-    host relay connects into a control-plane namespace from the caller's one.
-    """
-    own = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
-    target = os.open(NETNS_DIR / name, os.O_RDONLY)
-    try:
-        if _libc.setns(target, CLONE_NEWNET) != 0:
-            err = ctypes.get_errno()
-            raise OSError(err, f"setns into {name}: {os.strerror(err)}")
-        try:
-            yield
-        finally:
-            if _libc.setns(own, CLONE_NEWNET) != 0:
-                err = ctypes.get_errno()
-                raise OSError(err, f"setns back: {os.strerror(err)}")
-    finally:
-        os.close(target)
-        os.close(own)
 
 
 def _index(ipr: IPRoute, ifname: str) -> int:

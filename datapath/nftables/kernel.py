@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import netaddr
 
+from datapath.netns import entered
 from datapath.nftables import names, render
 from datapath.nftables.converge import structure_problems
 from datapath.nftables.model import (
@@ -34,7 +35,6 @@ from datapath.nftables.model import (
     SetSpec,
 )
 from datapath.nftables.netlink import NFT_SET_ELEM_INTERVAL_END, NfTables, RawElement
-from datapath.nftables.netns import entered
 from datapath.nftables.ruleset import CHAINS, SETS, SETS_BY_NAME
 
 log = logging.getLogger(__name__)

@@ -28,7 +28,7 @@ import struct
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-from datapath.nftables.netns import entered
+from datapath.netns import entered
 
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270

@@ -18,13 +18,13 @@ from typing import Any
 
 from globalnet import metrics
 from globalnet.allocator import OwnedPool
-from globalnet.controllers import objects as o
 from globalnet.controllers.reasons import ALLOCATED, CONFLICTING_ALLOCATION, SUCCESS
 from kube import conditions, errors
+from kube import objects as o
 from kube.crud import ResourceClient
 from kube.informer import Informer
+from kube.informers import InformerSet
 from kube.reconcile import Result, Workers, run_workers
-from kube.resources import Resource
 from kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -39,38 +39,6 @@ def by_age(objs: list[JSON]) -> list[JSON]:
     return sorted(objs, key=lambda x: (str(o.meta(x).get("creationTimestamp", "")), o.key(x)))
 
 
-class Informers:
-    """One shared informer per resource; handlers are added before `start`."""
-
-    def __init__(self, api_client: Any, *, resync_period: float | None = None) -> None:
-        self.api_client = api_client
-        self.resync_period = resync_period
-        self._by_resource: dict[Resource, Informer] = {}
-        self._started = False
-
-    def get(self, resource: Resource, *, label_selector: str | None = None) -> Informer:
-        informer = self._by_resource.get(resource)
-        if informer is None:
-            if self._started:
-                raise RuntimeError(f"informer for {resource.kind} requested after start")
-            informer = Informer(self.api_client, resource, label_selector=label_selector,
-                                resync_period=self.resync_period)
-            self._by_resource[resource] = informer
-        return informer
-
-    def start(self, timeout: float = 60.0) -> None:
-        self._started = True
-        for informer in self._by_resource.values():
-            informer.start()
-        for informer in self._by_resource.values():
-            if not informer.wait_for_sync(timeout):
-                raise TimeoutError(f"informer for {informer.name} did not sync in {timeout} s")
-
-    def stop(self) -> None:
-        for informer in self._by_resource.values():
-            informer.stop()
-
-
 @dataclass
 class ControllerContext:
     """What controllers of one cluster share."""
@@ -78,7 +46,7 @@ class ControllerContext:
     api_client: Any
     cluster_id: str
     pool: OwnedPool
-    informers: Informers
+    informers: InformerSet
     # Called on every event that may change the NAT intent.
     on_change: Callable[[], None] = lambda: None
     # Checked before each reconcile: a term that just lost leadership writes nothing.

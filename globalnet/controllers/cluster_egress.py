@@ -7,9 +7,9 @@ it is created with 8 addresses when missing; a new `numGlobalIPs` reallocates;
 
 from __future__ import annotations
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
 from globalnet.controllers.egress import EgressAllocationController
+from kube import objects as o
 from kube import resources
 
 

@@ -7,10 +7,10 @@ IPPoolAllocationFailed paths, and recovery when addresses free up are here.
 
 from __future__ import annotations
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
 from globalnet.controllers.base import BaseController, by_age
 from globalnet.ipam import PoolExhausted
+from kube import objects as o
 from kube.crud import ResourceClient
 from kube.reconcile import Result
 from kube.resources import Resource

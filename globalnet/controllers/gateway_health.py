@@ -6,11 +6,11 @@ tunnel; the datapath answers it on the gateway.
 
 from __future__ import annotations
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
 from globalnet.controllers.base import BaseController, by_age
 from globalnet.controllers.egress import EXHAUSTED_RETRY
 from globalnet.ipam import PoolExhausted
+from kube import objects as o
 from kube import resources
 from kube.crud import ResourceClient
 from kube.reconcile import Result

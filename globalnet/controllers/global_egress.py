@@ -8,9 +8,9 @@ selector stays in force (also across restarts). Allocation carries on either way
 
 from __future__ import annotations
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
 from globalnet.controllers.egress import EgressAllocationController
+from kube import objects as o
 from kube import resources
 from kube.reconcile import Result
 

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 
 import netaddr
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
 from globalnet.controllers.base import by_age
 from globalnet.intent import (
@@ -28,6 +27,7 @@ from globalnet.intent import (
     PortSpec,
     Protocol,
 )
+from kube import objects as o
 
 JSON = o.JSON
 

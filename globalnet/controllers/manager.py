@@ -24,7 +24,7 @@ from typing import Any
 from datapath.api import Datapath
 from globalnet import metrics
 from globalnet.allocator import OwnedPool
-from globalnet.controllers.base import BaseController, ControllerContext, Informers
+from globalnet.controllers.base import BaseController, ControllerContext
 from globalnet.controllers.cluster_egress import ClusterEgressController
 from globalnet.controllers.gateway_health import GatewayHealthCheckController
 from globalnet.controllers.global_egress import GlobalEgressController
@@ -33,9 +33,12 @@ from globalnet.controllers.intent_builder import IntentInputs, build_intent
 from globalnet.controllers.service_export import ServiceExportController
 from globalnet.intent import NatIntent
 from kube import resources
+from kube.informers import InformerSet
 from kube.leaderelection import LeaderElectionConfig, LeaderElector
 
 log = logging.getLogger(__name__)
+
+INFORMER_SYNC_TIMEOUT = 60.0
 
 
 @dataclass
@@ -56,7 +59,7 @@ class IntentPublisher:
     """Debounced intent derivation and delivery to the datapath."""
 
     def __init__(
-        self, cfg: GlobalnetConfig, informers: Informers, datapath: Datapath,
+        self, cfg: GlobalnetConfig, informers: InformerSet, datapath: Datapath,
         *, on_built: Callable[[], None] = lambda: None,
     ) -> None:
         self.cfg = cfg
@@ -158,7 +161,8 @@ class Term:
         self, api_client: Any, cfg: GlobalnetConfig, datapath: Datapath,
         *, is_leading: Callable[[], bool] = lambda: True,
     ) -> None:
-        self.informers = Informers(api_client, resync_period=cfg.resync_period)
+        self.informers = InformerSet(api_client, name=f"globalnet-{cfg.cluster_id}",
+                                     resync_period=cfg.resync_period)
         self.pool = OwnedPool(cfg.global_cidr)
         self.publisher = IntentPublisher(cfg, self.informers, datapath, on_built=self.observe)
         self.ctx = ControllerContext(api_client=api_client, cluster_id=cfg.cluster_id,
@@ -181,6 +185,7 @@ class Term:
         # Read by the intent even if no controller needs them.
         self.informers.get(resources.CLUSTERS)
         self.informers.start()
+        self.informers.wait_for_sync(INFORMER_SYNC_TIMEOUT)
         log.info("informers synced in %.2f s", time.monotonic() - started)
         # Reserve what the statuses record before any worker can allocate.
         for c in self.controllers:

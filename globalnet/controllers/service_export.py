@@ -16,11 +16,12 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as r
 from globalnet.controllers.base import BaseController
 from kube import errors, resources
+from kube import objects as o
 from kube.crud import ResourceClient
+from kube.informers import Index
 from kube.reconcile import Result
 
 
@@ -37,56 +38,27 @@ class ServiceExportController(BaseController):
         self.endpoints = inf.get(resources.ENDPOINTS)
         self.ingress = inf.get(resources.GLOBAL_INGRESS_IPS)
         self.client = ResourceClient(self.ctx.api_client, resources.GLOBAL_INGRESS_IPS)
+        # Indexes first: their handlers then run before the ones below queue a key,
+        # so a reconcile always finds what the event brought. They make a reconcile
+        # cost what its own service owns, not a scan of every object in the cluster.
+        self.ingress_by_service = Index(self.ingress, self._service_of_ingress)
+        self.headless_by_ns = Index(self.services, self._headless_namespace)
         self.watch(self.services, affects_intent=True)
         self.watch(self.exports, affects_intent=False)
         self.watch(self.endpoints, affects_intent=False)
         self.watch(self.pods, self._services_selecting, affects_intent=False)
         self.watch(self.ingress, self._service_of_ingress, affects_intent=False)
-        # Indexes kept current by the informers' handlers (which run before the
-        # workers see the keys), so a reconcile costs what its own service owns,
-        # not a scan of every object in the cluster.
-        self._ingress_by_service: dict[str, set[str]] = {}
-        self._headless_by_ns: dict[str, set[str]] = {}
-        self.ingress.add_handler(on_add=self._index_ingress, on_update=self._reindex_ingress,
-                                 on_delete=self._unindex_ingress)
-        self.services.add_handler(on_add=self._index_service, on_update=self._reindex_service,
-                                  on_delete=self._unindex_service)
 
-    def _reindex_ingress(self, old: o.JSON, new: o.JSON) -> None:
-        self._unindex_ingress(old)
-        self._index_ingress(new)
-
-    def _reindex_service(self, old: o.JSON, new: o.JSON) -> None:
-        self._unindex_service(old)
-        self._index_service(new)
-
-    def _index_ingress(self, giip: o.JSON) -> None:
-        for svc_key in self._service_of_ingress(giip):
-            self._ingress_by_service.setdefault(svc_key, set()).add(o.key(giip))
-
-    def _unindex_ingress(self, giip: o.JSON) -> None:
-        for svc_key in self._service_of_ingress(giip):
-            keys = self._ingress_by_service.get(svc_key)
-            if keys is not None:
-                keys.discard(o.key(giip))
-                if not keys:
-                    del self._ingress_by_service[svc_key]
-
-    def _index_service(self, svc: o.JSON) -> None:
-        if o.is_headless(svc) and o.service_selector(svc):
-            self._headless_by_ns.setdefault(o.namespace(svc), set()).add(o.key(svc))
-
-    def _unindex_service(self, svc: o.JSON) -> None:
-        self._headless_by_ns.get(o.namespace(svc), set()).discard(o.key(svc))
+    @staticmethod
+    def _headless_namespace(svc: o.JSON) -> list[str]:
+        selects = o.is_headless(svc) and bool(o.service_selector(svc))
+        return [o.namespace(svc)] if selects else []
 
     def _services_selecting(self, pod: o.JSON) -> list[str]:
-        keys = []
-        for svc_key in list(self._headless_by_ns.get(o.namespace(pod), ())):
-            svc = self.services.get(svc_key)
-            sel = o.service_selector(svc) if svc else {}
-            if sel and o.selector_matches({"matchLabels": sel}, o.labels(pod)):
-                keys.append(svc_key)
-        return keys
+        return [
+            o.key(svc) for svc in self.headless_by_ns.objects(o.namespace(pod))
+            if o.selector_matches({"matchLabels": o.service_selector(svc)}, o.labels(pod))
+        ]
 
     @staticmethod
     def _service_of_ingress(giip: o.JSON) -> list[str]:
@@ -133,10 +105,7 @@ class ServiceExportController(BaseController):
 
     def reconcile(self, key: str) -> Result | bool | None:
         want = self.desired(key)
-        have = {
-            o.name(g): g for k in list(self._ingress_by_service.get(key, ()))
-            if (g := self.ingress.get(k)) is not None
-        }
+        have = {o.name(g): g for g in self.ingress_by_service.objects(key)}
         for gname, body in want.items():
             existing = have.get(gname)
             if existing is None:

@@ -20,8 +20,9 @@ from typing import Any
 
 from globalnet.broker import BROKER_NAMESPACE
 from kube import crud, discovery, errors, resources
+from kube.informers import InformerSet
 from lighthouse.agent import reasons as r
-from lighthouse.agent.base import Controller, InformerSet
+from lighthouse.agent.base import Controller
 from lighthouse.agent.brokercache import BrokerCache
 from lighthouse.agent.dnsfeed import DnsFeed
 from lighthouse.agent.exporter import Exporter

@@ -18,16 +18,13 @@ from __future__ import annotations
 
 import copy
 import logging
-import threading
 from collections.abc import Callable, Iterable
-from typing import Any
 
-from globalnet.controllers import objects as o
 from kube import conditions, errors
+from kube import objects as o
 from kube.crud import ResourceClient
 from kube.informer import Informer
 from kube.reconcile import Result, Workers, run_workers
-from kube.resources import Resource
 from kube.workqueue import WorkQueue
 from lighthouse.agent.model import JSON
 from lighthouse.agent.publication import ConditionState
@@ -38,91 +35,6 @@ MAX_REQUEUES = 15
 # Attempts at a write that keeps meeting 409 (our own cache lagging behind our
 # previous write) before the key is handed back to the queue.
 STATUS_WRITE_ATTEMPTS = 4
-
-
-class InformerSet:
-    """One informer per (resource, namespace, label selector) on one API server."""
-
-    def __init__(self, api_client: Any, *, name: str, resync_period: float | None = None
-                 ) -> None:
-        self.api_client = api_client
-        self.name = name
-        self.resync_period = resync_period
-        self._informers: dict[tuple[Resource, str | None, str | None], Informer] = {}
-        self._started = False
-
-    def get(self, resource: Resource, *, namespace: str | None = None,
-            label_selector: str | None = None) -> Informer:
-        key = (resource, namespace, label_selector)
-        informer = self._informers.get(key)
-        if informer is None:
-            if self._started:
-                raise RuntimeError(f"informer for {resource.kind} requested after start")
-            informer = Informer(
-                self.api_client, resource, namespace=namespace, label_selector=label_selector,
-                resync_period=self.resync_period,
-                name=f"{self.name}:{resource.qualified_name}" + (f"@{namespace}"
-                                                                 if namespace else ""))
-            self._informers[key] = informer
-        return informer
-
-    def start(self) -> None:
-        self._started = True
-        for informer in self._informers.values():
-            informer.start()
-
-    def wait_for_sync(self, timeout: float) -> None:
-        for informer in self._informers.values():
-            if not informer.wait_for_sync(timeout):
-                raise TimeoutError(f"informer {informer.name} did not sync in {timeout} s")
-
-    def stop(self) -> None:
-        for informer in self._informers.values():
-            informer.stop()
-
-
-class Index:
-    """A secondary index over an informer's cache: index key -> cached objects.
-
-    Kept current by an informer handler; create indexes before the controllers'
-    own handlers so that a key a handler queues already finds its objects here.
-    """
-
-    def __init__(self, informer: Informer, key_fn: Callable[[JSON], Iterable[str]]) -> None:
-        self.informer = informer
-        self._key_fn = key_fn
-        self._lock = threading.Lock()
-        self._index: dict[str, set[str]] = {}
-        informer.add_handler(on_add=self._add, on_update=self._update, on_delete=self._delete)
-
-    def _add(self, obj: JSON) -> None:
-        with self._lock:
-            for k in self._key_fn(obj):
-                self._index.setdefault(k, set()).add(o.key(obj))
-
-    def _delete(self, obj: JSON) -> None:
-        with self._lock:
-            for k in self._key_fn(obj):
-                keys = self._index.get(k)
-                if keys is not None:
-                    keys.discard(o.key(obj))
-                    if not keys:
-                        del self._index[k]
-
-    def _update(self, old: JSON, new: JSON) -> None:
-        if old is not new:
-            self._delete(old)
-            self._add(new)
-
-    def objects(self, index_key: str) -> list[JSON]:
-        """The cached objects under ``index_key`` (a snapshot)."""
-        with self._lock:
-            keys = list(self._index.get(index_key, ()))
-        return [obj for k in keys if (obj := self.informer.get(k)) is not None]
-
-    def index_keys(self) -> list[str]:
-        with self._lock:
-            return list(self._index)
 
 
 class Controller:

@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from kube import resources
 from kube.informer import Informer
+from kube.informers import Index, InformerSet
 from kube.resources import Resource
 from lighthouse.agent import reasons as r
 from lighthouse.agent import render
-from lighthouse.agent.base import Index, InformerSet
 from lighthouse.agent.model import JSON
 
 

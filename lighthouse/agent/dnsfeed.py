@@ -24,7 +24,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
-from globalnet.controllers import objects as o
+from kube import objects as o
 from kube.informer import Informer
 from lighthouse.agent import reasons as r
 from lighthouse.agent import render

@@ -21,10 +21,11 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as gr
 from kube import errors, resources
+from kube import objects as o
 from kube.crud import ResourceClient
+from kube.informers import Index, InformerSet
 from kube.reconcile import Result
 from kube.store import split_key
 from lighthouse.agent import reasons as r
@@ -32,8 +33,6 @@ from lighthouse.agent import render
 from lighthouse.agent.aggregate import aggregate, conflict_condition
 from lighthouse.agent.base import (
     Controller,
-    Index,
-    InformerSet,
     create_or_update,
     delete_object,
     write_conditions,

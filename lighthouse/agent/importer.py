@@ -23,9 +23,10 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from globalnet.controllers import objects as o
+from kube import objects as o
 from kube import resources
 from kube.crud import ResourceClient
+from kube.informers import Index, InformerSet
 from kube.reconcile import Result
 from kube.resources import Resource
 from kube.store import split_key
@@ -34,8 +35,6 @@ from lighthouse.agent import render
 from lighthouse.agent.aggregate import aggregate
 from lighthouse.agent.base import (
     Controller,
-    Index,
-    InformerSet,
     create_or_update,
     delete_object,
     write_status,

@@ -25,8 +25,8 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from globalnet.controllers import objects as o
 from globalnet.controllers import reasons as gr
+from kube import objects as o
 from lighthouse.agent import reasons as r
 from lighthouse.agent.model import JSON, EndpointSpec, Port, Publication
 

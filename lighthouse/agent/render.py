@@ -17,7 +17,7 @@ import copy
 import hashlib
 from typing import Any
 
-from globalnet.controllers import objects as o
+from kube import objects as o
 from lighthouse.agent import reasons as r
 from lighthouse.agent.aggregate import Aggregate
 from lighthouse.agent.model import JSON, ClusterImport, EndpointSpec, Port, Publication

@@ -1,11 +1,14 @@
 """Enter a named network namespace for the current thread (setns), and leave it.
 
-The datapath must not import `lab`, so this is its own copy of the few lines it
-needs. Netlink sockets opened inside the block stay bound to that namespace after
-it ends: libnftables 1.0.6 opens its socket when the context is created (checked:
-a context made inside a namespace keeps programming that namespace from outside).
-We still run every command inside the block, so a library that reopens its
-socket later would not silently switch namespaces.
+The one copy of this in the project: the datapath backends use it to program a
+node's namespace, and the lab (which sits above the datapath) reuses it for its
+relay, readiness checks and sysctls.
+
+Sockets opened inside the block stay bound to that namespace after it ends:
+libnftables 1.0.6 opens its socket when the context is created (checked: a
+context made inside a namespace keeps programming that namespace from outside).
+The backends still run every command inside the block, so a library that reopens
+its socket later would not silently switch namespaces.
 """
 
 from __future__ import annotations

@@ -26,6 +26,8 @@ def namespace(obj: JSON) -> str:
 
 
 def key(obj: JSON) -> str:
+    """The informer cache key ("ns/name" or "name"); unlike `store.object_key`, never
+    raises on an object without a name."""
     ns = namespace(obj)
     return f"{ns}/{name(obj)}" if ns else name(obj)
 
