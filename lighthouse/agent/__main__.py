@@ -22,15 +22,9 @@ from pathlib import Path
 
 from globalnet.broker import BROKER_NAMESPACE
 from lighthouse.agent.agent import AgentConfig, LighthouseAgent, remove_imports, withdraw_cluster
+from lighthouse.dns.__main__ import listen_address
 
 log = logging.getLogger("lighthouse.agent")
-
-
-def _listen(value: str) -> tuple[str, int]:
-    host, sep, port = value.rpartition(":")
-    if not sep or not port.isdigit():
-        raise argparse.ArgumentTypeError("expected HOST:PORT")
-    return host.strip("[]"), int(port)
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -42,7 +36,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--broker-namespace", default=BROKER_NAMESPACE)
     p.add_argument("--no-globalnet", dest="globalnet", action="store_false",
                    help="publish ClusterIPs and pod IPs instead of global IPs")
-    p.add_argument("--dns-listen", type=_listen, metavar="HOST:PORT",
+    p.add_argument("--dns-listen", type=listen_address, metavar="HOST:PORT",
                    help="also serve clusterset DNS from the agent's records here")
     p.add_argument("--zone", default="clusterset.local")
     p.add_argument("--leave", action="store_true",

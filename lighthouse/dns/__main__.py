@@ -25,7 +25,8 @@ from lighthouse.dns.server import DnsServer, ServerConfig
 log = logging.getLogger("lighthouse.dns")
 
 
-def _listen(value: str) -> tuple[str, int]:
+def listen_address(value: str) -> tuple[str, int]:
+    """argparse type for HOST:PORT (IPv6 hosts in brackets)."""
     host, sep, port = value.rpartition(":")
     if not sep or not port.isdigit():
         raise argparse.ArgumentTypeError("expected HOST:PORT")
@@ -34,7 +35,8 @@ def _listen(value: str) -> tuple[str, int]:
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lighthouse.dns", description=__doc__.split("\n")[0])
-    p.add_argument("--listen", type=_listen, default=("127.0.0.1", 5353), metavar="HOST:PORT")
+    p.add_argument("--listen", type=listen_address, default=("127.0.0.1", 5353),
+                   metavar="HOST:PORT")
     p.add_argument("--zone", default="clusterset.local")
     p.add_argument("--ttl", type=int, default=5)
     p.add_argument("--records-file", type=Path, help="JSON records to serve (SIGHUP reloads)")
