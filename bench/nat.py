@@ -17,16 +17,22 @@ spread uniformly over all installed mappings.
 
 Figures:
 * conn_rate / baseline_conn_rate: new connections (SYNs) per second delivered
-  through the gateway with 10, 1,000, 10,000 and 50,000 mappings (best of 9,
-  the two rulesets on twin topologies, measured alternately).
+  through the gateway with 10, 1,000, 10,000 and 50,000 mappings: the median of
+  ROUNDS samples of BUDGET_S each.
 * program_10k_s: `apply()` of an intent with 10,000 mappings on an empty gateway.
 * update_at_50k_ms: median `apply()` latency of one added or removed mapping with
   50,000 installed (intent construction excluded: that is the controller's).
-* Printed only: restart (full sync by a fresh backend) and drift repair times at
-  50,000 mappings.
+* Printed only: the spread of the samples and of the paired ratios, restart
+  (full sync by a fresh backend) and drift repair times at 50,000 mappings.
 
-The machine is shared: figures are best-of-N, and ratios matter more than
-absolute numbers. The last line printed is one JSON object.
+The machine is shared with other tenants, and how fast its CPU runs moves by
+10-20 % from one second to the next (the CPU time of the sender tracks the wall
+time: the machine runs slower, nobody takes it away). So every size and both
+rulesets get their own twin topology, all programmed up front, and each round
+measures all eight in a fresh random order: every comparison - ours against the
+baseline, ours at 50,000 against ours at 10 - is between samples taken side by
+side, and the medians are robust to the odd slow second. The last line printed
+is one JSON object.
 """
 
 from __future__ import annotations
@@ -42,7 +48,7 @@ import struct
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 
 from datapath.nftables import NftablesDatapath
 from globalnet.intent import GlobalIP, IngressMapping, IngressTarget, NatIntent
@@ -51,7 +57,7 @@ from lab import netns
 SIZES = (10, 1_000, 10_000, 50_000)
 PACKETS = 60_000  # unique 5-tuples in the pool
 BUDGET_S = 0.25  # sending time per measurement
-ROUNDS = 9
+ROUNDS = 15
 SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20  # linux/socket.h, linux/if_packet.h
 
 
@@ -72,7 +78,7 @@ def intent(mappings: tuple[IngressMapping, ...]) -> NatIntent:
 
 @contextmanager
 def topology(role: str) -> Iterator[dict[str, str]]:
-    """client -- gateway -- server, for one ruleset (`role`: ours or base)."""
+    """client -- gateway -- server; `role` tells the namespaces of twins apart."""
     tag = uuid.uuid4().hex[:6]
     names = {k: f"gn-b{tag}-{role}-{k}" for k in ("cl", "gw", "srv")}
     try:
@@ -99,7 +105,7 @@ def topology(role: str) -> Iterator[dict[str, str]]:
 
 
 def _checksum(data: bytes) -> int:
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total: int = sum(struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -188,7 +194,7 @@ def _rx_packets(ns: str) -> int:
 
 def measure_rate(names: dict[str, str], frames: Frames) -> float:
     """New connections per second through the gateway, one run of BUDGET_S."""
-    netns.run(names["gw"], ["conntrack", "-F"], check=False)  # every SYN must be new
+    _flush_conntrack(names)  # every SYN must be new
     with netns.entered(names["cl"]):
         sock = socket.socket(socket.AF_PACKET, socket.SOCK_RAW)
     with sock:
@@ -210,7 +216,15 @@ def measure_rate(names: dict[str, str], frames: Frames) -> float:
         last = now
         if stable < 3:
             time.sleep(0.01)
+    _flush_conntrack(names)  # conntrack's hash table is shared by all namespaces
     return (last - before) / elapsed
+
+
+def _flush_conntrack(names: dict[str, str]) -> None:
+    """Empty the gateway's conntrack table and let the freeing (RCU) settle, so
+    neither this sample nor the next topology's pays for it."""
+    netns.run(names["gw"], ["conntrack", "-F"], check=False)
+    time.sleep(0.05)
 
 
 # -- rulesets -----------------------------------------------------------------------
@@ -251,53 +265,85 @@ def program_baseline(names: dict[str, str], count: int) -> float:
     return elapsed
 
 
-def delete_baseline(names: dict[str, str]) -> None:
-    netns.run(names["gw"], ["nft", "delete", "table", "ip", "baseline"], check=False)
+Sample = Callable[[], float]
 
 
-def interleaved(ours: Callable[[], float], base: Callable[[], float]) -> tuple[float, float]:
-    """Best of ROUNDS for each, alternating, so a burst of load elsewhere on this
-    shared machine hits both rulesets alike."""
-    a = b = 0.0
-    for _ in range(ROUNDS):
-        a = max(a, ours())
-        b = max(b, base())
-    return a, b
+def sample_rounds(samplers: dict[tuple[str, int], Sample],
+                  rounds: int) -> dict[tuple[str, int], list[float]]:
+    """`rounds` samples of every sampler, each round in a fresh random order."""
+    rng = random.Random(7)
+    samples: dict[tuple[str, int], list[float]] = {key: [] for key in samplers}
+    order = list(samplers)
+    for r in range(rounds):
+        rng.shuffle(order)
+        for key in order:
+            samples[key].append(samplers[key]())
+        print(f"  round {r + 1}/{rounds}", end="\r", flush=True)
+    return samples
+
+
+def _spread(values: list[float]) -> str:
+    q = statistics.quantiles(values, n=4)
+    return f"{q[0]:,.0f}-{q[2]:,.0f}"
+
+
+@contextmanager
+def twin_topologies() -> Iterator[dict[tuple[str, int], dict[str, str]]]:
+    """One topology per (ruleset, size), all alive at once."""
+    with ExitStack() as stack:
+        yield {(role, size): stack.enter_context(topology(f"{role[0]}{i}"))
+               for i, size in enumerate(SIZES) for role in ("ours", "base")}
 
 
 def main() -> None:
     t_start = time.monotonic()
     everything = tuple(mapping(i) for i in range(max(SIZES) + 64))
-    conn_rate: dict[str, float] = {}
-    baseline_rate: dict[str, float] = {}
-    with topology("ours") as mine, topology("base") as theirs:
+    with twin_topologies() as topo:
         # Time to program 10,000 mappings from empty.
-        backend = NftablesDatapath(netns=mine["gw"])
+        scratch = topo[("ours", SIZES[0])]
+        backend = NftablesDatapath(netns=scratch["gw"])
         start = time.perf_counter()
         backend.apply(intent(everything[:10_000]))
         program_10k = time.perf_counter() - start
         backend.cleanup()
         print(f"program 10,000 mappings from empty: {program_10k * 1000:.0f} ms", flush=True)
 
+        samplers: dict[tuple[str, int], Sample] = {}
+        backends: dict[int, NftablesDatapath] = {}
         for size in SIZES:
             packets = syn_packets(PACKETS, [m.global_ip for m in everything[:size]])
-            backend = NftablesDatapath(netns=mine["gw"])
-            backend.apply(intent(everything[:size]))
+            mine, theirs = topo[("ours", size)], topo[("base", size)]
+            backends[size] = NftablesDatapath(netns=mine["gw"])
+            backends[size].apply(intent(everything[:size]))
             prog = program_baseline(theirs, size)
-            fa, fb = Frames(mine, packets), Frames(theirs, packets)
-            ours, base = interleaved(functools.partial(measure_rate, mine, fa),
-                                     functools.partial(measure_rate, theirs, fb))
-            backend.cleanup()
-            delete_baseline(theirs)
-            conn_rate[str(size)], baseline_rate[str(size)] = round(ours), round(base)
-            print(f"{size:>6} mappings: ours {ours:>9,.0f} conn/s   baseline {base:>9,.0f} conn/s"
-                  f"   ratio {ours / base:5.1f}x   (baseline programmed in {prog:.2f} s)",
-                  flush=True)
+            print(f"{size:>6} mappings programmed (baseline: {prog:.2f} s)", flush=True)
+            samplers[("ours", size)] = functools.partial(measure_rate, mine,
+                                                         Frames(mine, packets))
+            samplers[("base", size)] = functools.partial(measure_rate, theirs,
+                                                         Frames(theirs, packets))
+        print(f"sampling: {ROUNDS} rounds of {len(samplers)} samples, random order",
+              flush=True)
+        samples = sample_rounds(samplers, ROUNDS)
+
+        conn_rate: dict[str, float] = {}
+        baseline_rate: dict[str, float] = {}
+        for size in SIZES:
+            ours, base = samples[("ours", size)], samples[("base", size)]
+            paired = [a / b for a, b in zip(ours, base, strict=True)]
+            conn_rate[str(size)] = round(statistics.median(ours))
+            baseline_rate[str(size)] = round(statistics.median(base))
+            print(f"{size:>6} mappings: ours {statistics.median(ours):>9,.0f} conn/s "
+                  f"(IQR {_spread(ours)})   baseline {statistics.median(base):>9,.0f} conn/s "
+                  f"(IQR {_spread(base)})   ratio {statistics.median(paired):5.2f}x "
+                  f"(paired, {min(paired):.2f}-{max(paired):.2f})", flush=True)
+        flat = [a / b for a, b in zip(samples[("ours", SIZES[-1])],
+                                      samples[("ours", SIZES[0])], strict=True)]
+        print(f"ours at {SIZES[-1]:,} vs {SIZES[0]}, paired: median {statistics.median(flat):.2f}x "
+              f"({min(flat):.2f}-{max(flat):.2f})", flush=True)
 
         # One added / removed mapping with 50,000 installed.
         base_50k = everything[:50_000]
-        backend = NftablesDatapath(netns=mine["gw"])
-        backend.apply(intent(base_50k))
+        backend = backends[50_000]
         variants = [intent((*base_50k, everything[50_000 + k])) for k in range(20)]
         back = intent(base_50k)
         latencies = []
@@ -312,22 +358,22 @@ def main() -> None:
               f"max {max(latencies):.2f} ms over {len(latencies)} applies", flush=True)
 
         # Restart and drift repair at 50,000 (not in the JSON: context for the figures).
+        gw = topo[("ours", 50_000)]["gw"]
         start = time.perf_counter()
-        restarted = NftablesDatapath(netns=mine["gw"])
+        restarted = NftablesDatapath(netns=gw)
         ops = restarted.apply(back).operations
         print(f"controller restart at 50,000 (fresh backend, full sync): "
               f"{time.perf_counter() - start:.2f} s, {ops} operations", flush=True)
         for what, edit in (("one element deleted by hand", ["delete", "element", "inet",
                             "globalnet", "ingress-ips", "{ 242.0.1.1 }"]),
                            ("table deleted by hand", ["delete", "table", "inet", "globalnet"])):
-            netns.run(mine["gw"], ["nft", *edit])
+            netns.run(gw, ["nft", *edit])
             start = time.perf_counter()
             ops = restarted.resync()
             print(f"drift repair at 50,000, {what}: {time.perf_counter() - start:.2f} s, "
                   f"{ops} operations", flush=True)
-        restarted.cleanup()
 
-    r10, r50k = conn_rate["10"], conn_rate["50000"]
+    r10, r50k = conn_rate[str(SIZES[0])], conn_rate[str(SIZES[-1])]
     print(f"ours at 50,000 vs 10: {r50k / r10:.2f}x (target >= 0.90); "
           f"ours vs baseline at 10,000: {conn_rate['10000'] / baseline_rate['10000']:.1f}x "
           f"(target >= 5x); total {time.monotonic() - t_start:.0f} s", flush=True)

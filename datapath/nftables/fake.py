@@ -243,7 +243,6 @@ class Trace:
 
 _HOOK_ORDER = [  # prerouting, then forward or input, then postrouting, in priority order
     ("prerouting", n.RAW_PREROUTING), ("prerouting", n.NAT_PREROUTING),
-    ("forward", n.FILTER_FORWARD),
     ("postrouting", n.NAT_POSTROUTING), ("postrouting", n.FILTER_POSTROUTING),
 ]
 _COMMENT = re.compile(r' comment "[^"]*"$')
@@ -261,10 +260,9 @@ _SHAPES: list[tuple[str, re.Pattern[str]]] = [
                                       rf"th sport map {_M}")),
     ("redirect", re.compile(rf"meta l4proto icmp ip daddr {_S} redirect")),
     ("drop", re.compile(rf"ip daddr {_S} drop")),
-    ("clear-mark", re.compile(rf"ct state new ip saddr {_S} meta mark set meta mark & "
-                              r"0x(?P<mask>[0-9a-f]+)")),
-    ("mss", re.compile(rf"tcp flags syn / syn,rst ip daddr {_S} tcp option maxseg size set "
-                       r"rt mtu")),
+    ("clear-mark", re.compile(rf"ip saddr {_S} meta mark set meta mark & "
+                              r"0x(?P<mask>[0-9a-f]+) return")),
+    ("mss", re.compile(r"tcp flags syn / syn,rst tcp option maxseg size set rt mtu")),
     ("snat", re.compile(rf"snat ip to ip saddr map {_M}")),
 ]
 
@@ -325,12 +323,12 @@ def _step(t: _Table, shape: str, g: dict[str, str], p: Packet) -> str | None:
     if shape == "drop":
         return "drop" if _contains(sets[g["s"]], p.dst) else None
     if shape == "clear-mark":
-        if not (p.new and _contains(sets[g["s"]], p.src)):
+        if not _contains(sets[g["s"]], p.src):
             return None
         p.mark &= int(g["mask"], 16)
-        return "cleared mark"
+        return "return"
     if shape == "mss":
-        return "mss" if p.proto == "tcp" and p.syn and _contains(sets[g["s"]], p.dst) else None
+        return "mss" if p.proto == "tcp" and p.syn else None
     if shape == "snat":
         return "snat" if _lookup(sets[g["m"]], p.src) else None
     raise AssertionError(f"no semantics for {shape}")

@@ -40,7 +40,6 @@ EGRESS_HEADLESS = "egress-headless"  # pod IP -> its own global IP; SNAT skips t
 # Base chains, `<type>-<hook>`.
 RAW_PREROUTING = "raw-prerouting"
 NAT_PREROUTING = "nat-prerouting"
-FILTER_FORWARD = "filter-forward"
 NAT_POSTROUTING = "nat-postrouting"
 FILTER_POSTROUTING = "filter-postrouting"
 
@@ -48,16 +47,18 @@ FILTER_POSTROUTING = "filter-postrouting"
 # raw (-300): before conntrack (-200), so conntrack and kube-proxy's DNAT at
 #   dstnat (-100) only ever see the ClusterIP / pod IP, never the global IP.
 PRIO_RAW_PREROUTING = "raw"
-# dstnat (-100): health-check redirect to the gateway's own address.
+# dstnat (-100): new connections only (nat): health-check redirect to the
+#   gateway's own address, drop whatever else still heads for a global IP of ours.
+#   Replies to our SNAT never get here (not new), so no conntrack lookup is needed.
 PRIO_NAT_PREROUTING = "dstnat"
-# filter + 10: after iptables' filter FORWARD (0), where kube-proxy's KUBE-FORWARD
-#   accepts on the masquerade mark, so we clear the mark only once it was seen.
-PRIO_FILTER_FORWARD = "filter + 10"
 # srcnat - 10 (90): our SNAT decides before other srcnat chains (kube-proxy's
-#   KUBE-POSTROUTING, CNI masquerade at 100) can claim the connection.
+#   KUBE-POSTROUTING, CNI masquerade at 100) can claim the connection, and we clear
+#   kube-proxy's masquerade bit on ingress connections before KUBE-POSTROUTING
+#   reads it - but after filter FORWARD (0), where KUBE-FORWARD accepts on it.
 PRIO_NAT_POSTROUTING = "srcnat - 10"
 # srcnat + 10 (110): after conntrack has undone kube-proxy's DNAT on replies
-#   (saddr is the ClusterIP again), rewrite it to the global IP.
+#   (saddr is the ClusterIP again), rewrite it to the global IP; MSS clamping here
+#   sees every SYN and SYN-ACK toward a remote cluster, forwarded or the node's own.
 PRIO_FILTER_POSTROUTING = "srcnat + 10"
 
 # kube-proxy (iptables and nftables modes) marks connections it wants to

@@ -9,9 +9,11 @@ Packet walk (see datapath/README.md for the full picture):
 
 * ingress, remote -> global IP: `raw-prerouting` rewrites daddr to the ClusterIP
   or pod IP before conntrack; kube-proxy DNATs the ClusterIP as usual;
-  `filter-forward` clears kube-proxy's masquerade bit so the backend sees the
+  `nat-postrouting` clears kube-proxy's masquerade bit so the backend sees the
   remote global source; replies get saddr rewritten back to the global IP in
-  `filter-postrouting`, after conntrack undid kube-proxy's DNAT.
+  `filter-postrouting`, after conntrack undid kube-proxy's DNAT. A new connection
+  still addressed to a global IP of ours after `raw-prerouting` (no mapping, or
+  an unexported port) is dropped in `nat-prerouting`.
 * egress, pod -> remote global CIDR: `nat-postrouting` SNATs to the group's
   range (pod map first, then the cluster fallback); conntrack does the rest.
   A headless pod is not SNATed: its 1:1 global IP is written statelessly by
@@ -20,6 +22,11 @@ Packet walk (see datapath/README.md for the full picture):
   ingress mapping to cover all ports, as upstream's HeadlessServicePod does.
 * health check: `nat-prerouting` redirects ICMP for the health-check IP to the
   gateway itself.
+* MSS clamping: `filter-postrouting`, for SYNs and SYN-ACKs toward remote clusters.
+
+Only two base chains see every forwarded packet (`raw-prerouting`,
+`filter-postrouting`), each with one set lookup before its early `return`; the
+nat chains see a connection's first packet only.
 """
 
 from __future__ import annotations
@@ -74,30 +81,22 @@ CHAINS: tuple[ChainSpec, ...] = (
     ),
     ChainSpec(
         n.NAT_PREROUTING, "nat", "prerouting", n.PRIO_NAT_PREROUTING,
-        comment="health checks: the gateway answers its health-check global IP",
+        comment="new connections to our global IPs: health checks, nothing unmapped",
         rules=(
             _rule(f"meta l4proto icmp ip daddr @{n.HEALTH_CHECK_IPS} redirect",
                   "ping to the health-check IP is answered by this gateway"),
-        ),
-    ),
-    ChainSpec(
-        n.FILTER_FORWARD, "filter", "forward", n.PRIO_FILTER_FORWARD,
-        comment="clusterset traffic: unmapped global IPs, source IP preservation, MSS clamping",
-        rules=(
             _rule(f"ip daddr @{n.GLOBAL_CIDR} drop",
-                  "a global IP of ours without a mapping is never routed on"),
-            _rule(f"ct state new ip saddr @{n.REMOTE_GLOBAL_CIDRS} "
-                  f"meta mark set meta mark & 0x{n.KEEP_MARK_MASK:08x}",
-                  "keep the remote source: clear kube-proxy's masquerade bit 0x4000"),
-            _rule(f"tcp flags syn / syn,rst ip daddr @{n.REMOTE_GLOBAL_CIDRS} "
-                  "tcp option maxseg size set rt mtu",
-                  "clamp MSS toward remote clusters (tunnel MTU)"),
+                  "a global IP of ours without a mapping (or an unexported port) goes no further"),
         ),
     ),
     ChainSpec(
         n.NAT_POSTROUTING, "nat", "postrouting", n.PRIO_NAT_POSTROUTING,
-        comment="egress: SNAT pods to their global egress IPs toward remote clusters",
+        comment="egress: SNAT pods to their global egress IPs; ingress: keep the remote source",
         rules=(
+            _rule(f"ip saddr @{n.REMOTE_GLOBAL_CIDRS} "
+                  f"meta mark set meta mark & 0x{n.KEEP_MARK_MASK:08x} return",
+                  "ingress: clear kube-proxy's masquerade bit 0x4000, the backend sees the "
+                  "remote source"),
             _rule(f"ip daddr != @{n.REMOTE_GLOBAL_CIDRS} return",
                   "local and non-clusterset traffic is never translated"),
             _rule(f"ip saddr @{n.EGRESS_HEADLESS} return",
@@ -110,10 +109,12 @@ CHAINS: tuple[ChainSpec, ...] = (
     ),
     ChainSpec(
         n.FILTER_POSTROUTING, "filter", "postrouting", n.PRIO_FILTER_POSTROUTING,
-        comment="ingress replies: stateless local -> global IP rewrite toward remote clusters",
+        comment="toward remote clusters: MSS clamping, stateless local -> global IP rewrite",
         rules=(
             _rule(f"ip daddr != @{n.REMOTE_GLOBAL_CIDRS} return",
                   "only traffic toward remote clusters is translated"),
+            _rule("tcp flags syn / syn,rst tcp option maxseg size set rt mtu",
+                  "clamp MSS toward remote clusters (tunnel MTU)"),
             _rule(f"ip saddr set ip saddr map @{n.REVERSE_IPS} accept",
                   "from a mapped target (replies, headless pods): all ports"),
             _rule(f"{_L4} ip saddr set ip saddr . meta l4proto . th sport map @{n.REVERSE_PORTS}",

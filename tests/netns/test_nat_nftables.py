@@ -158,7 +158,7 @@ def test_fast_reader_agrees_with_a_full_libnftables_listing(
 
 
 @pytest.mark.parametrize("edit", [
-    ["insert", "rule", "inet", "globalnet", "filter-forward", "accept"],
+    ["insert", "rule", "inet", "globalnet", "filter-postrouting", "accept"],
     ["add", "chain", "inet", "globalnet", "extra"],
     ["add", "counter", "inet", "globalnet", "extra"],
     ["add", "element", "inet", "globalnet", "egress-pods", "{ 10.244.9.9 : 242.0.0.1-242.0.0.1 }"],

@@ -29,29 +29,25 @@ BASE_RULES = textwrap.dedent("""\
     \tmeta l4proto { tcp, udp, sctp } ip daddr set ip daddr . meta l4proto . th dport map @ingress-ports comment "to one of our global IPs: exported ports only"
     }
     chain nat-prerouting {
-    \tcomment "health checks: the gateway answers its health-check global IP"
+    \tcomment "new connections to our global IPs: health checks, nothing unmapped"
     \ttype nat hook prerouting priority dstnat; policy accept;
     \tmeta l4proto icmp ip daddr @health-check-ips redirect comment "ping to the health-check IP is answered by this gateway"
-    }
-    chain filter-forward {
-    \tcomment "clusterset traffic: unmapped global IPs, source IP preservation, MSS clamping"
-    \ttype filter hook forward priority filter + 10; policy accept;
-    \tip daddr @global-cidr drop comment "a global IP of ours without a mapping is never routed on"
-    \tct state new ip saddr @remote-global-cidrs meta mark set meta mark & 0xffffbfff comment "keep the remote source: clear kube-proxy's masquerade bit 0x4000"
-    \ttcp flags syn / syn,rst ip daddr @remote-global-cidrs tcp option maxseg size set rt mtu comment "clamp MSS toward remote clusters (tunnel MTU)"
+    \tip daddr @global-cidr drop comment "a global IP of ours without a mapping (or an unexported port) goes no further"
     }
     chain nat-postrouting {
-    \tcomment "egress: SNAT pods to their global egress IPs toward remote clusters"
+    \tcomment "egress: SNAT pods to their global egress IPs; ingress: keep the remote source"
     \ttype nat hook postrouting priority srcnat - 10; policy accept;
+    \tip saddr @remote-global-cidrs meta mark set meta mark & 0xffffbfff return comment "ingress: clear kube-proxy's masquerade bit 0x4000, the backend sees the remote source"
     \tip daddr != @remote-global-cidrs return comment "local and non-clusterset traffic is never translated"
     \tip saddr @egress-headless return comment "headless pods: 1:1 global IP, rewritten statelessly in filter-postrouting"
     \tsnat ip to ip saddr map @egress-pods comment "pod-selector and namespace groups, precedence resolved per pod"
     \tsnat ip to ip saddr map @egress-cidrs comment "everything else in the cluster: cluster global egress IPs"
     }
     chain filter-postrouting {
-    \tcomment "ingress replies: stateless local -> global IP rewrite toward remote clusters"
+    \tcomment "toward remote clusters: MSS clamping, stateless local -> global IP rewrite"
     \ttype filter hook postrouting priority srcnat + 10; policy accept;
     \tip daddr != @remote-global-cidrs return comment "only traffic toward remote clusters is translated"
+    \ttcp flags syn / syn,rst tcp option maxseg size set rt mtu comment "clamp MSS toward remote clusters (tunnel MTU)"
     \tip saddr set ip saddr map @ingress-reverse-ips accept comment "from a mapped target (replies, headless pods): all ports"
     \tmeta l4proto { tcp, udp, sctp } ip saddr set ip saddr . meta l4proto . th sport map @ingress-reverse-ports comment "replies from a mapped target: exported ports only"
     }
@@ -114,15 +110,15 @@ def test_base_intent_gives_the_golden_ruleset(fake: FakeNft, backend: NftablesDa
     result = backend.apply(fx.intent())
     assert chains_text(fake) == BASE_RULES
     assert elements_text(fake) == BASE_ELEMENTS
-    # 1 table + 10 sets + 5 chains + 14 rules + 12 elements, in one transaction.
+    # 1 table + 10 sets + 4 chains + 14 rules + 12 elements, in one transaction.
     assert len(fake.transactions) == 1
-    assert result.operations == fake.last_operations == 1 + 10 + 5 + 14 + 12
+    assert result.operations == fake.last_operations == 1 + 10 + 4 + 14 + 12
 
 
 def test_repeated_syncs_cost_only_their_change(fake: FakeNft, backend: NftablesDatapath) -> None:
     """Like kube-proxy's TestSyncProxyRulesRepeated: 42, then 0, then per-change counts."""
     base = fx.intent()
-    assert backend.apply(base).operations == 42
+    assert backend.apply(base).operations == 41
     assert backend.apply(base).operations == 0
     assert len(fake.transactions) == 1  # nothing committed for a no-op
 
@@ -253,8 +249,8 @@ def test_drift_in_elements_is_found_and_repaired(fake: FakeNft, backend: Nftable
 def test_drift_in_rules_flushes_and_rewrites_only_that_chain(
         fake: FakeNft, backend: NftablesDatapath) -> None:
     backend.apply(fx.intent())
-    fake.edit(lambda t: t.chains[n.FILTER_FORWARD].rules.pop(1))
-    assert backend.resync() == 1 + 1 + 3  # add chain (no-op), flush, 3 rules
+    fake.edit(lambda t: t.chains[n.NAT_POSTROUTING].rules.pop(1))
+    assert backend.resync() == 1 + 1 + 5  # add chain (no-op), flush, 5 rules
     assert chains_text(fake) == BASE_RULES
 
 
@@ -262,14 +258,14 @@ def test_deleted_table_and_foreign_objects_are_repaired(fake: FakeNft,
                                                         backend: NftablesDatapath) -> None:
     backend.apply(fx.intent())
     fake.delete_table()
-    assert backend.resync() == 42
+    assert backend.resync() == 41
     assert elements_text(fake) == BASE_ELEMENTS
     # A chain someone added to our table: the table is recreated in one batch.
     from datapath.nftables.fake import _Chain
     from datapath.nftables.model import ChainSpec
     fake.edit(lambda t: t.chains.__setitem__("mine", _Chain(ChainSpec(
         "mine", "filter", "input", "0", "by hand"))))
-    assert backend.resync() == 1 + 42
+    assert backend.resync() == 1 + 41
     assert fake.transactions[-1][0].kind is Kind.TABLE
     assert fake.transactions[-1][0].verb is Verb.DELETE
     assert chains_text(fake) == BASE_RULES
@@ -280,4 +276,4 @@ def test_cleanup_deletes_our_table_only(fake: FakeNft, backend: NftablesDatapath
     backend.cleanup()
     assert fake.table is None
     backend.cleanup()  # idempotent
-    assert backend.apply(fx.intent()).operations == 42
+    assert backend.apply(fx.intent()).operations == 41

@@ -47,8 +47,8 @@ def test_skeleton_script_declares_with_comments() -> None:
                         'interval; comment "global CIDRs of the other clusters: only this '
                         'traffic is translated"; }')
     assert ('add chain inet globalnet nat-postrouting { type nat hook postrouting priority '
-            'srcnat - 10; policy accept; comment "egress: SNAT pods to their global egress IPs '
-            'toward remote clusters"; }') in lines
+            'srcnat - 10; policy accept; comment "egress: SNAT pods to their global egress IPs; '
+            'ingress: keep the remote source"; }') in lines
     assert len(lines) == 1 + len(SETS) + len(CHAINS) + sum(len(c.rules) for c in CHAINS)
 
 
@@ -97,9 +97,10 @@ TERSE_SAMPLE = textwrap.dedent("""\
     \t}
 
     \tchain nat-prerouting {
-    \t\tcomment "health checks: the gateway answers its health-check global IP"
+    \t\tcomment "new connections to our global IPs: health checks, nothing unmapped"
     \t\ttype nat hook prerouting priority dstnat; policy accept;
     \t\tmeta l4proto icmp ip daddr @health-check-ips redirect comment "ping to the health-check IP is answered by this gateway"
+    \t\tip daddr @global-cidr drop comment "a global IP of ours without a mapping (or an unexported port) goes no further"
     \t}
     }
     """)  # noqa: E501

@@ -59,6 +59,9 @@ FLOWS: dict[str, Flow] = {
         Packet("10.244.0.21", "242.1.10.1"), "242.0.2.1", "242.1.10.1", snat="242.0.2.1-242.0.2.1"),
     "headless pod leaves with its own global IP": Flow(
         Packet("10.244.1.30", "242.1.10.1"), "242.0.3.10", "242.1.10.1"),  # 1:1, no SNAT
+    "reply to a pod's egress connection is not dropped": Flow(  # conntrack: not new
+        Packet("242.1.10.1", "242.0.0.1", sport=80, syn=False, new=False),
+        "242.1.10.1", "242.0.0.1"),
     "pod to local pod untouched": Flow(Packet("10.244.0.9", "10.244.1.7"), "10.244.0.9",
                                        "10.244.1.7"),
     "pod to local ClusterIP untouched": Flow(Packet("10.244.0.9", "10.96.0.10"), "10.244.0.9",
@@ -113,7 +116,6 @@ def test_tracer_reports_the_rules_that_acted(nft: FakeNft) -> None:
     trace = trace_packet(nft, Packet(REMOTE, "242.0.10.1", dport=80))
     assert [r.split(":")[0] for r in trace.rules] == [
         n.RAW_PREROUTING,  # daddr rewritten (exported port)
-        n.FILTER_FORWARD,  # masquerade bit cleared
-        n.NAT_POSTROUTING,  # returned: the ClusterIP is not a remote global CIDR
+        n.NAT_POSTROUTING,  # masquerade bit cleared, returned
         n.FILTER_POSTROUTING,  # returned: likewise
     ]
