@@ -62,7 +62,8 @@ import dns.rcode
 import dns.rdatatype
 
 from lab.apiclusterset import ApiCluster, ApiClusterset, ClustersetConfig
-from lab.controlplane import ControlPlaneError, find_binary, port_is_free
+from lab.controlplane import ControlPlaneError, find_binary
+from lab.ports import free_port
 from lighthouse.dns import recordsfile
 from lighthouse.dns.records import ClusterExport, Endpoint, ServicePort, ServiceRecords
 from lighthouse.dns.server import DnsServer, ServerConfig, ServerThread
@@ -133,13 +134,6 @@ def build_queries(records: ServiceRecords, count: int, seed: int = 7) -> list[tu
 
 
 # -- servers ------------------------------------------------------------------
-
-
-def free_port() -> int:
-    while True:
-        port = random.randrange(20000, 40000)
-        if port_is_free("127.0.0.1", port):
-            return port
 
 
 @contextmanager

@@ -48,7 +48,8 @@ def bench_alloc_full_16() -> tuple[float, float]:
 def bench_reconcile(count: int) -> float:
     from kube import crds, crud, resources
     from kube.client import new_api_client
-    from lab.controlplane import ControlPlane, ControlPlaneConfig, free_port
+    from lab.controlplane import ControlPlane, ControlPlaneConfig
+    from lab.ports import free_port
 
     data = Path(tempfile.mkdtemp(prefix="gn-bench-"))
     cp = ControlPlane(ControlPlaneConfig(

@@ -12,23 +12,17 @@ import tempfile
 import time
 from pathlib import Path
 
-from lab.controlplane import port_is_free
 from lab.lab import Lab
+from lab.ports import free_port_block
 from lab.topology import LabSpec
-
-
-def _port_base(count: int) -> int:
-    base = 30000
-    while not all(port_is_free("127.0.0.1", base + i) for i in range(count)):
-        base += 100
-    return base
 
 
 def measure(clusters: int, root: Path) -> tuple[float, float]:
     name = f"bench{clusters}"
     lab = Lab(name, root=root)
     lab.down(progress=lambda *_: None)
-    spec = LabSpec(name=name, clusters=clusters, nodes=2, api_port_base=_port_base(clusters + 1))
+    spec = LabSpec(name=name, clusters=clusters, nodes=2,
+                   api_port_base=free_port_block(clusters + 1))
     start = time.monotonic()
     try:
         lab.up(spec, progress=lambda m: print(f"  {m}", flush=True))

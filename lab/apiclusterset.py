@@ -45,7 +45,8 @@ from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
 from kube import crds, crud, discovery, resources
 from kube.client import new_api_client
 from kube.testing import await_condition, unique_name
-from lab.controlplane import ControlPlane, ControlPlaneConfig, free_port
+from lab.controlplane import ControlPlane, ControlPlaneConfig
+from lab.ports import free_port
 from lighthouse.agent import reasons as r
 from lighthouse.agent.agent import AgentConfig, LighthouseAgent
 from lighthouse.dns.records import ClusterExport, ServiceRecords

@@ -12,7 +12,6 @@ import contextlib
 import json
 import os
 import shutil
-import socket
 import ssl
 import time
 import urllib.error
@@ -22,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from lab import netns, pki, processes
+from lab.ports import port_is_free
 from lab.processes import ManagedProcess
 
 K8S_VERSION = "v1.20.2"
@@ -63,22 +63,6 @@ def find_binary(name: str) -> str:
     if found:
         return found
     raise ControlPlaneError(f"{name} not found in {k8s_bin_dir()} or PATH: run `make k8s`")
-
-
-def port_is_free(host: str, port: int) -> bool:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind((host, port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port(host: str = "127.0.0.1") -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -14,7 +14,8 @@ from typing import Any
 
 import pytest
 
-from lab.controlplane import ControlPlane, ControlPlaneConfig, free_port
+from lab.controlplane import ControlPlane, ControlPlaneConfig
+from lab.ports import free_port
 
 
 @pytest.fixture(scope="session")

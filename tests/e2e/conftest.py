@@ -9,23 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from lab.controlplane import port_is_free
 from lab.lab import Lab
+from lab.ports import free_port_block
 from lab.topology import LabSpec
 
 
 def unique_lab_name(tag: str) -> str:
     """Short, unique per run: lab names become namespace prefixes (gn-NAME-...)."""
     return f"{tag}{os.getpid() % 1000}{random.randint(0, 99)}"[:8]
-
-
-def free_port_block(count: int) -> int:
-    """A base port with `count` free consecutive ports after it."""
-    for _ in range(200):
-        base = random.randint(20000, 60000)
-        if all(port_is_free("127.0.0.1", base + i) for i in range(count)):
-            return base
-    raise RuntimeError("no free block of ports")
 
 
 @pytest.fixture(scope="session")

@@ -19,8 +19,9 @@ import pytest
 from kube import resources
 from lab import netns, processes
 from lab.lab import Lab
+from lab.ports import free_port_block
 from lab.state import StateStore
-from tests.e2e.conftest import free_port_block, unique_lab_name
+from tests.e2e.conftest import unique_lab_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
 

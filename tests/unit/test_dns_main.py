@@ -24,7 +24,7 @@ import pytest
 
 import lighthouse.dns.server
 from kube.testing import await_condition
-from lab.controlplane import free_port
+from lab.ports import free_port
 from lighthouse.dns import recordsfile
 from lighthouse.dns.records import ClusterExport, ServiceRecords
 from lighthouse.dns.server import DnsServer, ServerConfig, ServerThread
