@@ -1,13 +1,21 @@
 """The Globalnet controller process: `python -m globalnet.agent`.
 
 Runs leader election and, while leading, the controllers and the intent
-publisher for one cluster. The datapath is chosen by flag; `recording` keeps
-the intent in memory (for tests and dry runs) and touches no kernel state.
+publisher for one cluster. The datapath is chosen by flag: `nftables` (the
+default) programs table `inet globalnet` in this node's kernel - or in the
+network namespace given with `--netns` - and repairs hand edits of it within a
+second or two; `recording` keeps the intent in memory (tests, dry runs) and
+touches no kernel state.
+
+Stopping the agent leaves the kernel as it is, so established flows keep going
+and the next agent converges by difference; `--uninstall` removes our table
+(and nothing else) and exits.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import signal
@@ -24,9 +32,9 @@ log = logging.getLogger("globalnet.agent")
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="globalnet-agent", description=__doc__)
-    p.add_argument("--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig")
-    p.add_argument("--cluster-id", required=True)
-    p.add_argument("--global-cidr", required=True, help="this cluster's slice of the global CIDR")
+    p.add_argument("--kubeconfig", type=Path, help="the cluster's kubeconfig (required)")
+    p.add_argument("--cluster-id")
+    p.add_argument("--global-cidr", help="this cluster's slice of the global CIDR (required)")
     p.add_argument("--local-cidr", action="append", default=[],
                    help="a local pod or service CIDR (repeat)")
     p.add_argument("--namespace", default="submariner-operator",
@@ -35,20 +43,57 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--lease-duration", type=float, default=15.0)
     p.add_argument("--renew-deadline", type=float, default=10.0)
     p.add_argument("--retry-period", type=float, default=2.0)
-    p.add_argument("--datapath", choices=["recording"], default="recording")
+    p.add_argument("--datapath", choices=["nftables", "recording"], default="nftables",
+                   help="nftables: program this node's kernel (default); recording: keep "
+                        "the intent in memory only")
+    p.add_argument("--netns", help="program the kernel of this named network namespace "
+                                   "(under /run/netns) instead of the agent's own")
+    p.add_argument("--uninstall", action="store_true",
+                   help="delete this node's Globalnet nftables table and exit")
     p.add_argument("--metrics-port", type=int, default=0, help="serve Prometheus metrics (0: off)")
     p.add_argument("-v", "--verbose", action="store_true")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    if args.netns and args.datapath != "nftables":
+        p.error("--netns needs --datapath nftables")
+    if not args.uninstall:
+        missing = [f"--{k.replace('_', '-')}" for k in ("kubeconfig", "cluster_id", "global_cidr")
+                   if not getattr(args, k)]
+        if missing:
+            p.error("the following arguments are required: " + ", ".join(missing))
+    return args
 
 
-def make_datapath(kind: str) -> Datapath:
+def make_datapath(kind: str, netns: str | None = None) -> Datapath:
+    if kind == "nftables":
+        from datapath.nftables import NftablesDatapath
+
+        return NftablesDatapath(netns=netns)
     return RecordingDatapath()
+
+
+def uninstall(netns: str | None) -> int:
+    from datapath.nftables import TABLE_REF, NftablesDatapath
+
+    backend = NftablesDatapath(netns=netns)
+    try:
+        backend.cleanup()
+    finally:
+        backend.close()
+    where = f" in network namespace {netns}" if netns else ""
+    print(f"globalnet-agent: deleted table {TABLE_REF}{where} (nothing else touched)")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.netns and not Path("/run/netns", args.netns).exists():
+        print(f"globalnet-agent: no network namespace {args.netns!r} under /run/netns",
+              file=sys.stderr)
+        return 2
+    if args.uninstall:
+        return uninstall(args.netns)
     import netaddr
 
     try:
@@ -71,15 +116,24 @@ def main(argv: list[str] | None = None) -> int:
         from prometheus_client import start_http_server
 
         start_http_server(args.metrics_port)
-    manager = GlobalnetManager(api, cfg, make_datapath(args.datapath))
+    datapath = make_datapath(args.datapath, args.netns)
+    manager = GlobalnetManager(api, cfg, datapath)
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
-    manager.start()
-    log.info("globalnet agent %s started for cluster %s", cfg.identity, cfg.cluster_id)
-    done.wait()
-    log.info("stopping")
-    manager.stop()
+    with contextlib.ExitStack() as stack:
+        if args.datapath == "nftables":
+            from datapath.nftables import DriftWatcher, NftablesDatapath
+
+            assert isinstance(datapath, NftablesDatapath)
+            stack.callback(datapath.close)
+            stack.enter_context(DriftWatcher(datapath))
+        manager.start()
+        log.info("globalnet agent %s started for cluster %s, datapath %s%s", cfg.identity,
+                 cfg.cluster_id, args.datapath, f" in netns {args.netns}" if args.netns else "")
+        done.wait()
+        log.info("stopping; the kernel's NAT state stays as it is")
+        manager.stop()
     return 0
 
 

@@ -52,7 +52,7 @@ class Agents:
              "--cluster-id", "churn", "--global-cidr", "242.9.0.0/16",
              "--local-cidr", "10.244.0.0/16", "--local-cidr", "10.96.0.0/16",
              "--namespace", LEASE_NS, "--identity", identity, "--lease-duration", "2",
-             "--renew-deadline", "1.5", "--retry-period", "0.25"],
+             "--renew-deadline", "1.5", "--retry-period", "0.25", "--datapath", "recording"],
             stdout=log, stderr=subprocess.STDOUT,
         )
         return identity
