@@ -42,6 +42,9 @@ def register(sub: Any) -> None:
                          f"(default {DEFAULTS.api_port_base})")
     up.add_argument("--no-workload", action="store_true",
                     help="skip the demo pods and Service")
+    up.add_argument("--globalnet", action="store_true",
+                    help="join every cluster to the Broker's global CIDR and run Globalnet "
+                         "on each gateway node, so clusters reach each other by global IP")
     up.set_defaults(func=cmd_up)
 
     down = named(lab_sub.add_parser("down", help="remove every namespace, link and process"))
@@ -76,7 +79,7 @@ def _strip_dashes(cmd: list[str]) -> list[str]:
 def cmd_up(args: argparse.Namespace) -> int:
     spec = LabSpec(
         name=args.name, clusters=args.clusters, nodes=args.nodes, pod_cidr=args.pod_cidr,
-        service_cidr=args.service_cidr, api_port_base=args.api_port,
+        service_cidr=args.service_cidr, api_port_base=args.api_port, globalnet=args.globalnet,
     )
     try:
         Lab(args.name).up(spec, workload=not args.no_workload,
@@ -109,8 +112,10 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"broker API {status['broker']['api']}  "
                       f"kubeconfig {status['broker']['kubeconfig']}")
     for c in status["clusters"]:
+        global_cidr = f"  global {c['global_cidr']}" if c["global_cidr"] else ""
         console.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
-                      f"services {c['service_cidr']}\n  kubeconfig {c['kubeconfig']}")
+                      f"services {c['service_cidr']}{global_cidr}\n"
+                      f"  kubeconfig {c['kubeconfig']}")
         nodes = Table("node", "ip", "pod CIDR", "underlay ip", "netns")
         for n in c["nodes"]:
             nodes.add_row(n["name"], n["ip"], n["pod_cidr"], n["underlay_ip"] or "-", n["netns"])

@@ -22,6 +22,7 @@ from typing import Any
 from kube import resources
 from kube.crud import ResourceClient
 from kube.resources import Resource
+from lab import globalnet as lab_globalnet
 from lab import kubelet, netns, processes
 from lab.controlplane import ControlPlane, ControlPlaneConfig, ControlPlaneError, find_binary
 from lab.pki import write_kubeconfig
@@ -160,13 +161,14 @@ class Lab:
             self._save()
 
     def _build(self, plan: LabPlan, *, workload: bool, progress: Any) -> None:
-        progress(f"[1/5] networks: underlay and {len(plan.clusters)} clusters "
+        steps = 6 if plan.spec.globalnet else 5
+        progress(f"[1/{steps}] networks: underlay and {len(plan.clusters)} clusters "
                  f"x {plan.spec.nodes} nodes")
         self._build_underlay(plan)
         for c in plan.clusters:
             self._build_cluster_network(plan, c)
 
-        progress("[2/5] control planes (etcd, kube-apiserver, kube-controller-manager)")
+        progress(f"[2/{steps}] control planes (etcd, kube-apiserver, kube-controller-manager)")
         planes: dict[str, ControlPlane] = {}
         if plan.broker_netns and plan.broker_ip:
             planes["broker"] = self._control_plane("broker", plan.broker_netns, plan.broker_ip,
@@ -179,10 +181,10 @@ class Lab:
         for fut in futures:
             fut.result()
 
-        progress("[3/5] host relay and kubeconfigs")
+        progress(f"[3/{steps}] host relay and kubeconfigs")
         self._start_relay(plan, planes)
 
-        progress("[4/5] nodes and kube-proxy")
+        progress(f"[4/{steps}] nodes and kube-proxy")
         for c in plan.clusters:
             handle = self.cluster(c.name)
             for node in c.nodes:
@@ -196,9 +198,13 @@ class Lab:
             _install_crds(new_api_client(self.broker_kubeconfig()))
 
         if workload:
-            progress("[5/5] demo workload: web-0/web-1 behind Service web, client-0")
+            progress(f"[5/{steps}] demo workload: web-0/web-1 behind Service web, client-0")
             for c in plan.clusters:
                 self.deploy_demo_workload(c.name)
+        if plan.spec.globalnet:
+            progress(f"[6/{steps}] Globalnet: global CIDRs from the Broker, an agent on "
+                     "every gateway node, routes between gateways")
+            self._enable_globalnet(plan)
 
     def _build_underlay(self, plan: LabPlan) -> None:
         self._record_netns(plan.underlay_netns)
@@ -233,6 +239,56 @@ class Lab:
                     peer_address=f"{node.underlay_ip}/{plan.underlay_prefixlen}",
                     master=UNDERLAY_BRIDGE,
                 )
+
+    def _enable_globalnet(self, plan: LabPlan) -> None:
+        """See lab/globalnet.py: join, publish Cluster objects, route, start agents."""
+        from kube.client import new_api_client
+
+        assert self.state is not None
+        names = [c.name for c in plan.clusters]
+        cidrs = lab_globalnet.join_broker(new_api_client(self.broker_kubeconfig()), names)
+        self.state.global_cidrs = cidrs
+        self._save()
+        for c in plan.clusters:
+            handle = self.cluster(c.name)
+            kubelet.create_if_absent(handle.client(resources.NAMESPACES), {
+                "apiVersion": "v1", "kind": "Namespace",
+                "metadata": {"name": lab_globalnet.AGENT_NAMESPACE}})
+            clusters = handle.client(resources.CLUSTERS)
+            for other in plan.clusters:
+                kubelet.create_if_absent(
+                    clusters, lab_globalnet.cluster_object(other, cidrs[other.name]))
+        for route in lab_globalnet.global_cidr_routes(plan, cidrs):
+            netns.ensure_route(route.netns, route.dst, gateway=route.via)
+        for c in plan.clusters:
+            argv = lab_globalnet.agent_argv(c, cidrs[c.name],
+                                            self.cluster(c.name).incluster_kubeconfig)
+            proc, _ = processes.spawn(
+                f"{c.name}/{c.gateway.name}/globalnet", argv,
+                log_path=self.store.dir / c.name / "logs" / "globalnet.log",
+                in_netns=c.gateway.netns,
+            )
+            self._record_process(proc)
+        for c in plan.clusters:
+            self._wait_for_cluster_egress(c.name, proc_name=f"{c.name}/{c.gateway.name}/globalnet")
+
+    def _wait_for_cluster_egress(self, cluster: str, *, proc_name: str,
+                                 timeout: float = 90) -> None:
+        """Until the agent allocated the cluster's egress IPs: it is up and leading."""
+        assert self.state is not None
+        proc = next(p for p in self.state.processes if p.name == proc_name)
+        client = self.cluster(cluster).client(resources.CLUSTER_GLOBAL_EGRESS_IPS)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not processes.is_alive(proc):
+                raise LabError(f"the Globalnet agent of {cluster} exited: "
+                               f"{processes.tail(proc.log, 1)}")
+            obj = client.get_or_none("cluster-egress.submariner.io")
+            if ((obj or {}).get("status") or {}).get("allocatedIPs"):
+                return
+            time.sleep(0.3)
+        raise LabError(f"the Globalnet agent of {cluster} allocated no egress IPs in "
+                       f"{timeout:.0f} s (log: {proc.log})")
 
     def _control_plane(
         self, name: str, ns: str, ip: str, service_cidr: str, *, kcm: bool = True
@@ -432,6 +488,7 @@ class Lab:
                 "kubeconfig": state.kubeconfigs.get(c.name, ""),
                 "pod_cidr": c.pod_cidr,
                 "service_cidr": c.service_cidr,
+                "global_cidr": state.global_cidrs.get(c.name, ""),
                 "nodes": [{"name": n.name, "ip": n.ip, "pod_cidr": n.pod_cidr,
                            "underlay_ip": n.underlay_ip, "netns": n.netns} for n in c.nodes],
                 "pods": [{"name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,

@@ -43,6 +43,8 @@ class LabState:
     pods: list[PodRecord] = field(default_factory=list)
     # Host-side kubeconfig per cluster name ("broker" included).
     kubeconfigs: dict[str, str] = field(default_factory=dict)
+    # Global CIDR per cluster, once the clusters joined the Broker's Globalnet.
+    global_cidrs: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -53,6 +55,7 @@ class LabState:
                 "processes": [p.to_dict() for p in self.processes],
                 "pods": [asdict(p) for p in self.pods],
                 "kubeconfigs": self.kubeconfigs,
+                "global_cidrs": self.global_cidrs,
             },
             indent=2,
         )
@@ -67,6 +70,7 @@ class LabState:
             processes=[ManagedProcess.from_dict(p) for p in data.get("processes", [])],
             pods=[PodRecord(**p) for p in data.get("pods", [])],
             kubeconfigs=dict(data.get("kubeconfigs", {})),
+            global_cidrs=dict(data.get("global_cidrs", {})),
         )
 
 

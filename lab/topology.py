@@ -40,6 +40,7 @@ class LabSpec:
     underlay_cidr: str = "198.18.0.0/24"
     api_port_base: int = 16443
     broker: bool = True
+    globalnet: bool = False  # join the Broker's global CIDR and run Globalnet
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         for b in names[i + 1 :]:
             if nets[a].first <= nets[b].last and nets[b].first <= nets[a].last:
                 raise TopologyError(f"{a} CIDR {nets[a]} overlaps {b} CIDR {nets[b]}")
+    if spec.globalnet and not spec.broker:
+        raise TopologyError("Globalnet needs the Broker: it allocates the global CIDRs")
     if not 1024 <= spec.api_port_base <= 65535 - spec.clusters - 1:
         raise TopologyError(f"--api-port {spec.api_port_base} is out of range (1024-65500)")
 

@@ -1,30 +1,66 @@
 #!/usr/bin/env bash
-# The demo: two lab clusters with identical CIDRs, shown and exercised.
+# The demo: two lab clusters with identical CIDRs, joined by Globalnet.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 GNCTL=.venv/bin/gnctl
 NAME=${GNCTL_LAB:-demo}
+lab() { $GNCTL lab "$1" --name "$NAME" "${@:2}"; }
 if [[ -f /run/globalnet/lab/$NAME/state.json ]]; then
   echo "[demo] lab $NAME is already up; taking it down first"
-  $GNCTL lab down --name "$NAME"
+  lab down
 fi
-$GNCTL lab up --name "$NAME" --clusters 2 --nodes 2
-$GNCTL lab status --name "$NAME"
+lab up --clusters 2 --nodes 2 --globalnet
+lab status
 echo
 for c in c1 c2; do
-  ip=$($GNCTL lab kubectl --name "$NAME" "$c" -- get service web -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
-  echo "[demo] $c: client-0 -> Service web ($ip) through the real kube-proxy:"
-  for _ in 1 2 3 4; do
+  ip=$(lab kubectl "$c" -- get service web -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
+  echo "[demo] $c: client-0 -> Service web at its ClusterIP $ip (the same address exists in both clusters):"
+  for _ in 1 2; do
     printf '  '
-    $GNCTL lab exec --name "$NAME" "$c" client-0 -- curl -s --max-time 3 --retry 10 --retry-connrefused --retry-delay 1 "http://$ip/" || echo "(no answer yet)"
+    lab exec "$c" client-0 -- curl -s --max-time 3 --retry 10 --retry-connrefused --retry-delay 1 "http://$ip/" || echo "(no answer yet)"
   done
 done
+
+echo
+echo "[demo] export Service web of c2 to the clusterset (a ServiceExport):"
+lab kubectl c2 -- apply -f - <<'YAML'
+apiVersion: multicluster.x-k8s.io/v1alpha1
+kind: ServiceExport
+metadata:
+  name: web
+  namespace: default
+YAML
+global_ip=""
+for _ in $(seq 1 60); do
+  global_ip=$(lab kubectl c2 -- get globalingressip web -o 'jsonpath={.status.allocatedIP}' 2>/dev/null || true)
+  [[ -n $global_ip ]] && break
+  sleep 0.5
+done
+if [[ -z $global_ip ]]; then
+  echo "[demo] Globalnet gave web no global IP; see /run/globalnet/lab/$NAME/c2/logs/globalnet.log" >&2
+  exit 1
+fi
+echo "[demo] Globalnet gave c2's web the global IP $global_ip; c2's gateway now holds:"
+$GNCTL show nat --netns "gn-$NAME-c2-n0"
+echo
+echo "[demo] c1: client-0 -> c2's web at $global_ip (c1 -> c1 gateway -> underlay -> c2 gateway -> kube-proxy):"
+for _ in 1 2 3 4; do
+  printf '  '
+  lab exec c1 client-0 -- curl -s --max-time 3 --retry 10 --retry-delay 1 "http://$global_ip/" || echo "(no answer yet)"
+done
+egress=$(lab kubectl c1 -- get clusterglobalegressip cluster-egress.submariner.io -o 'jsonpath={.status.allocatedIPs}')
+echo "[demo] what c2's web pods saw as the client address (c1's cluster egress IPs are $egress):"
+tail -q -n 2 "/run/globalnet/lab/$NAME/c2/pods/default-web-0.log" "/run/globalnet/lab/$NAME/c2/pods/default-web-1.log" | grep GET | sed 's/^/  /' || true
+
 cat <<MSG
 
 Both clusters use pods 10.244.0.0/16 and services 10.96.0.0/16: the same pod IPs exist twice.
+Globalnet gave c1 and c2 disjoint global CIDRs (lab status), and c2's web is reachable from c1
+at $global_ip; its pods see c1's global egress IP, never c1's overlapping pod IP.
 Explore:
-  $GNCTL lab kubectl --name $NAME c1 -- get pods -o wide
+  $GNCTL lab kubectl --name $NAME c2 -- get globalingressips,clusterglobalegressips -A
+  $GNCTL show nat --netns gn-$NAME-c1-n0                  (c1 gateway's mappings)
+  ip netns exec gn-$NAME-c2-n0 nft list table inet globalnet   (c2 gateway's NAT rules)
   $GNCTL lab exec --name $NAME c2 client-0 -- ip addr show eth0
-  ip netns exec gn-$NAME-c1-n1 iptables-save -t nat | grep KUBE-SVC
 Take it down:  make demo-down   (or $GNCTL lab down --name $NAME)
 MSG

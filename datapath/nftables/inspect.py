@@ -76,8 +76,9 @@ def render_table(rows: Iterable[MappingRow], *, title: str | None = None) -> Tab
     """A rich table of `rows`; the caption names the nft table to list for details."""
     table = Table(title=title or "Globalnet NAT (kernel)",
                   caption=f"nft list table {TABLE_REF}")
-    for column in ("direction", "global IP", "local", "ports", "owner"):
-        table.add_column(column)
+    for column in ("direction", "global IP", "local", "ports"):
+        table.add_column(column, no_wrap=True)  # addresses are read whole or not at all
+    table.add_column("owner")
     for r in rows:
         table.add_row(r.direction, r.global_ip, r.local, r.ports, r.owner)
     return table

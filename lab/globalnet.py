@@ -1,0 +1,88 @@
+"""Globalnet in the lab: join the Broker, run each cluster's agent, route global CIDRs.
+
+Every cluster gets its slice of the clusterset's global range from the lab's
+Broker (`BrokerGlobalnet.join`, what `gnctl join` will do), and runs the real
+Globalnet agent on its gateway node - in the node's network namespace, with the
+node's in-cluster kubeconfig, programming the node's own nftables table.
+
+Two jobs belong to components that do not exist yet, and the lab does them by
+hand, plainly:
+* the Broker syncer: each cluster's `Cluster` object (its global CIDR) is
+  written into every cluster, where Globalnet reads the remote global CIDRs;
+* the gateway engine and route agent: every node routes remote global CIDRs to
+  its cluster's gateway node, and each gateway routes them across the underlay
+  to the owning cluster's gateway. No tunnel: the lab underlay is one L2
+  segment, and the overlapping pod and service CIDRs never appear on it -
+  only global IPs do.
+"""
+
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from lab.topology import ClusterPlan, LabPlan
+
+AGENT_NAMESPACE = "submariner-operator"
+
+
+@dataclass(frozen=True)
+class Route:
+    netns: str
+    dst: str
+    via: str
+
+
+def join_broker(broker_api: Any, clusters: list[str]) -> dict[str, str]:
+    """Each cluster's global CIDR, allocated (or found again) on the Broker."""
+    from globalnet.broker import BrokerGlobalnet
+    from globalnet.cidr_allocation import DEFAULT_CIDR_RANGE, DEFAULT_CLUSTER_SIZE
+
+    broker = BrokerGlobalnet(broker_api)
+    # Upstream's defaults: 242.0.0.0/8, a /16 per cluster.
+    broker.ensure_info(cidr_range=DEFAULT_CIDR_RANGE, cluster_size=DEFAULT_CLUSTER_SIZE)
+    return {name: broker.join(name) for name in clusters}
+
+
+def cluster_object(c: ClusterPlan, global_cidr: str) -> dict[str, Any]:
+    """The `Cluster` object the Broker syncer would copy into every cluster."""
+    return {
+        "apiVersion": "submariner.io/v1", "kind": "Cluster",
+        "metadata": {"name": c.name, "namespace": AGENT_NAMESPACE},
+        "spec": {"cluster_id": c.name, "cluster_cidr": [c.pod_cidr],
+                 "service_cidr": [c.service_cidr], "global_cidr": [global_cidr]},
+    }
+
+
+def global_cidr_routes(plan: LabPlan, cidrs: dict[str, str]) -> list[Route]:
+    """What the route agent and gateway engine will install: remote global CIDRs
+    go to the local gateway node, and from there to the owner's gateway."""
+    routes: list[Route] = []
+    for c in plan.clusters:
+        gateway = c.gateway
+        for other in plan.clusters:
+            if other is c:
+                continue
+            remote = cidrs[other.name]
+            remote_gateway = other.gateway.underlay_ip
+            assert remote_gateway is not None, "a gateway node has an underlay address"
+            routes.append(Route(gateway.netns, remote, remote_gateway))
+            routes += [Route(node.netns, remote, gateway.ip)
+                       for node in c.nodes if node is not gateway]
+    return routes
+
+
+def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path) -> list[str]:
+    """The Globalnet agent of cluster `c`, run inside its gateway node's namespace."""
+    return [
+        sys.executable, "-m", "globalnet.agent",
+        "--kubeconfig", str(kubeconfig), "--cluster-id", c.name,
+        "--global-cidr", global_cidr,
+        "--local-cidr", c.pod_cidr, "--local-cidr", c.service_cidr,
+        "--namespace", AGENT_NAMESPACE, "--identity", f"{c.gateway.name}-globalnet",
+        "--datapath", "nftables",
+        # One agent per cluster in the lab: a short lease only speeds up restarts.
+        "--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5",
+    ]

@@ -1,0 +1,161 @@
+"""Globalnet end to end in the lab: two clusters with identical CIDRs reach each
+other's exported services by global IP.
+
+Everything is real: API servers, the Broker's CIDR allocation, the Globalnet
+agent on each gateway node programming nftables, kube-proxy (iptables mode) on
+every node, HTTP servers in pod namespaces. Until the gateway engine exists, the
+lab routes global CIDRs between gateways over the underlay (lab/globalnet.py).
+Address conventions: lab/topology.py; global CIDRs come from the Broker's
+242.0.0.0/8 in /16 slices.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import netaddr
+import pytest
+
+from datapath.nftables import read_mappings
+from globalnet.broker import BrokerGlobalnet
+from kube import resources
+from kube.client import new_api_client
+from kube.testing import await_condition
+from lab import netns, processes
+from lab.lab import Lab
+from lab.ports import free_port_block
+from lab.topology import LabSpec
+from tests.e2e.conftest import unique_lab_name
+
+pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
+
+
+@pytest.fixture(scope="module")
+def lab(lab_root: Path) -> Iterator[Lab]:
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    name = unique_lab_name("g")
+    lab = Lab(name, root=lab_root)
+    spec = LabSpec(name=name, clusters=2, nodes=2, api_port_base=free_port_block(3),
+                   globalnet=True)
+    try:
+        lab.up(spec, progress=lambda m: print(m, flush=True))
+        yield lab
+    finally:
+        lab.down(progress=lambda *_: None)
+
+
+def export(lab: Lab, cluster: str, service: str) -> str:
+    """Export `service` and return the global IP Globalnet gives it."""
+    exports = lab.cluster(cluster).client(resources.SERVICE_EXPORTS)
+    if exports.get_or_none(service, namespace="default") is None:
+        exports.create({"metadata": {"name": service, "namespace": "default"}})
+    giips = lab.cluster(cluster).client(resources.GLOBAL_INGRESS_IPS)
+
+    def allocated() -> str | None:
+        obj = giips.get_or_none(service, namespace="default")
+        return ((obj or {}).get("status") or {}).get("allocatedIP")
+
+    return str(await_condition(allocated, timeout=30, message=f"a global IP for {service}"))
+
+
+def egress_ips(lab: Lab, cluster: str) -> set[str]:
+    obj = lab.cluster(cluster).client(resources.CLUSTER_GLOBAL_EGRESS_IPS).get(
+        "cluster-egress.submariner.io")
+    return set(obj["status"]["allocatedIPs"])
+
+
+def curl(lab: Lab, cluster: str, url: str, max_time: float = 2) -> subprocess.CompletedProcess[str]:
+    client = lab.pod(cluster, "client-0")
+    argv = netns.exec_argv(client.netns, ["curl", "-s", "--max-time", str(max_time), url])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20)
+
+
+def web_log(lab: Lab, cluster: str, pod: str) -> str:
+    return (lab.store.dir / cluster / "pods" / f"default-{pod}.log").read_text(errors="replace")
+
+
+def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
+    status = lab.status()
+    cidrs = {c["name"]: c["global_cidr"] for c in status["clusters"]}
+    nets = [netaddr.IPNetwork(c) for c in cidrs.values()]
+    assert all(n in netaddr.IPNetwork("242.0.0.0/8") and n.prefixlen == 16 for n in nets), cidrs
+    assert not nets[0].first <= nets[1].last or not nets[1].first <= nets[0].last, cidrs
+    info = BrokerGlobalnet(new_api_client(lab.broker_kubeconfig())).read()
+    assert info is not None
+    assert info.clusters == {k: (v,) for k, v in cidrs.items()}
+    agents = [p for p in status["processes"] if p["name"].endswith("/globalnet")]
+    assert len(agents) == 2 and all(p["alive"] for p in agents)
+
+
+@pytest.mark.parametrize(("client", "server"), [("c1", "c2"), ("c2", "c1")])
+def test_an_exported_service_answers_the_other_cluster_on_its_global_ip(
+        lab: Lab, client: str, server: str) -> None:
+    ip = export(lab, server, "web")
+    assert lab.state is not None
+    assert netaddr.IPAddress(ip) in netaddr.IPNetwork(lab.state.global_cidrs[server])
+    seen: set[str] = set()
+    deadline = time.monotonic() + 60
+    # kube-proxy on the server's gateway picks a backend at random: web-0 lives on
+    # the gateway node, web-1 on the other node; both must answer.
+    while seen != {"web-0", "web-1"} and time.monotonic() < deadline:
+        out = curl(lab, client, f"http://{ip}/").stdout
+        if out.startswith(f"hello from {server}/"):
+            seen.add(out.strip().rsplit("/", 1)[1])
+        else:
+            time.sleep(0.3)
+    assert seen == {"web-0", "web-1"}
+    # The backends saw the client cluster's global egress IP, not a node address
+    # or the client's own (overlapping) pod IP.
+    sources = {line.split()[0] for pod in ("web-0", "web-1")
+               for line in web_log(lab, server, pod).splitlines() if '"GET /' in line}
+    client_pod_ip = lab.pod(client, "client-0").ip
+    assert sources & egress_ips(lab, client), sources
+    assert client_pod_ip not in sources
+
+
+def test_unexporting_withdraws_the_global_ip_from_the_gateway(lab: Lab) -> None:
+    ip = export(lab, "c2", "web")
+    gateway = lab.plan.cluster("c2").gateway.netns
+    await_condition(lambda: curl(lab, "c1", f"http://{ip}/").stdout.startswith("hello"),
+                    timeout=30, message="web reachable while exported")
+    lab.cluster("c2").client(resources.SERVICE_EXPORTS).delete("web", namespace="default")
+    await_condition(lambda: all(r.global_ip != ip for r in read_mappings(gateway)),
+                    timeout=30, message="the mapping gone from the gateway's kernel")
+    assert curl(lab, "c1", f"http://{ip}/", max_time=1).stdout == ""
+
+
+def test_the_remote_gateway_answers_its_health_check_ip(lab: Lab) -> None:
+    nodes = lab.cluster("c2").client(resources.NODES)
+    gateway = lab.plan.cluster("c2").gateway.name
+
+    def health_ip() -> Any:
+        return nodes.get(gateway)["metadata"].get("annotations", {}).get("submariner.io/globalIp")
+
+    ip = await_condition(health_ip, timeout=30, message="a health-check IP on c2's gateway")
+    client = lab.pod("c1", "client-0")
+    ping = netns.exec_argv(client.netns, ["ping", "-c", "1", "-W", "1", ip])
+    await_condition(lambda: subprocess.run(ping, capture_output=True).returncode == 0,
+                    timeout=20, message=f"ping {ip} answered")
+
+
+def test_lab_down_stops_the_agents(lab_root: Path) -> None:
+    """A separate small lab: down kills the agents by PID, leaves no table behind."""
+    name = unique_lab_name("h")
+    small = Lab(name, root=lab_root)
+    spec = LabSpec(name=name, clusters=2, nodes=1, api_port_base=free_port_block(3),
+                   globalnet=True)
+    try:
+        small.up(spec, workload=False, progress=lambda *_: None)
+        assert small.state is not None
+        agents = [p for p in small.state.processes if p.name.endswith("/globalnet")]
+        assert len(agents) == 2 and all(processes.is_alive(p) for p in agents)
+    finally:
+        small.down(progress=lambda *_: None)
+    assert not any(processes.is_alive(p) for p in agents)
+    assert not netns.list_names(f"gn-{name}-")
