@@ -44,7 +44,8 @@ def register(sub: Any) -> None:
                     help="skip the demo pods and Service")
     up.add_argument("--globalnet", action="store_true",
                     help="join every cluster to the Broker's global CIDR and run Globalnet "
-                         "on each gateway node, so clusters reach each other by global IP")
+                         "and Lighthouse on each gateway node: clusters reach each other's "
+                         "exported services by global IP and by <svc>.<ns>.svc.clusterset.local")
     up.set_defaults(func=cmd_up)
 
     down = named(lab_sub.add_parser("down", help="remove every namespace, link and process"))
@@ -113,6 +114,7 @@ def cmd_status(args: argparse.Namespace) -> int:
                       f"kubeconfig {status['broker']['kubeconfig']}")
     for c in status["clusters"]:
         global_cidr = f"  global {c['global_cidr']}" if c["global_cidr"] else ""
+        global_cidr += f"  clusterset DNS {c['dns']}" if c["dns"] else ""
         console.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
                       f"services {c['service_cidr']}{global_cidr}\n"
                       f"  kubeconfig {c['kubeconfig']}")

@@ -1,9 +1,13 @@
-"""Globalnet in the lab: join the Broker, run each cluster's agent, route global CIDRs.
+"""Globalnet and Lighthouse in the lab: join the Broker, run each cluster's agents,
+route global CIDRs, point pods at the clusterset DNS server.
 
 Every cluster gets its slice of the clusterset's global range from the lab's
 Broker (`BrokerGlobalnet.join`, what `gnctl join` will do), and runs the real
 Globalnet agent on its gateway node - in the node's network namespace, with the
-node's in-cluster kubeconfig, programming the node's own nftables table.
+node's in-cluster kubeconfig, programming the node's own nftables table - and
+the real Lighthouse agent beside it, which exports services through the Broker
+and serves `clusterset.local` on the gateway node's address, port 53. Every
+pod's `/etc/resolv.conf` (`/etc/netns/<pod>/resolv.conf`) names that server.
 
 Two jobs belong to components that do not exist yet, and the lab does them by
 hand, plainly:
@@ -72,6 +76,35 @@ def global_cidr_routes(plan: LabPlan, cidrs: dict[str, str]) -> list[Route]:
             routes += [Route(node.netns, remote, gateway.ip)
                        for node in c.nodes if node is not gateway]
     return routes
+
+
+DNS_PORT = 53
+RESOLV_CONF = """# written by the Globalnet lab: the cluster's Lighthouse DNS server, which
+# answers <service>.<namespace>.svc.clusterset.local (and nothing else)
+nameserver {server}
+search svc.clusterset.local clusterset.local
+"""
+
+
+def dns_server(c: ClusterPlan) -> str:
+    """Where cluster `c`'s Lighthouse DNS server listens: its gateway node."""
+    return c.gateway.ip
+
+
+def write_resolv_conf(pod_netns: str, c: ClusterPlan) -> None:
+    """Give a pod namespace cluster `c`'s DNS server (`ip netns exec` binds it)."""
+    d = Path("/etc/netns") / pod_netns
+    d.mkdir(parents=True, exist_ok=True)
+    (d / "resolv.conf").write_text(RESOLV_CONF.format(server=dns_server(c)))
+
+
+def lighthouse_argv(c: ClusterPlan, kubeconfig: Path, broker_kubeconfig: Path) -> list[str]:
+    """The Lighthouse agent of cluster `c` with its DNS server, on the gateway node."""
+    return [
+        sys.executable, "-m", "lighthouse.agent",
+        "--kubeconfig", str(kubeconfig), "--broker-kubeconfig", str(broker_kubeconfig),
+        "--cluster-id", c.name, "--dns-listen", f"{dns_server(c)}:{DNS_PORT}",
+    ]
 
 
 def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path) -> list[str]:

@@ -202,8 +202,8 @@ class Lab:
             for c in plan.clusters:
                 self.deploy_demo_workload(c.name)
         if plan.spec.globalnet:
-            progress(f"[6/{steps}] Globalnet: global CIDRs from the Broker, an agent on "
-                     "every gateway node, routes between gateways")
+            progress(f"[6/{steps}] Globalnet and Lighthouse: global CIDRs from the Broker, "
+                     "agents and DNS on every gateway node, routes between gateways")
             self._enable_globalnet(plan)
 
     def _build_underlay(self, plan: LabPlan) -> None:
@@ -241,7 +241,8 @@ class Lab:
                 )
 
     def _enable_globalnet(self, plan: LabPlan) -> None:
-        """See lab/globalnet.py: join, publish Cluster objects, route, start agents."""
+        """See lab/globalnet.py: join, publish Cluster objects, route, start the
+        Globalnet and Lighthouse agents, point pods at the clusterset DNS."""
         from kube.client import new_api_client
 
         assert self.state is not None
@@ -269,8 +270,46 @@ class Lab:
                 in_netns=c.gateway.netns,
             )
             self._record_process(proc)
+            proc, _ = processes.spawn(
+                f"{c.name}/{c.gateway.name}/lighthouse",
+                lab_globalnet.lighthouse_argv(c, self.cluster(c.name).incluster_kubeconfig,
+                                              self.store.dir / "broker" / "incluster.kubeconfig"),
+                log_path=self.store.dir / c.name / "logs" / "lighthouse.log",
+                in_netns=c.gateway.netns,
+            )
+            self._record_process(proc)
+        for pod in self.state.pods:
+            lab_globalnet.write_resolv_conf(pod.netns, plan.cluster(pod.cluster))
         for c in plan.clusters:
             self._wait_for_cluster_egress(c.name, proc_name=f"{c.name}/{c.gateway.name}/globalnet")
+            self._wait_for_dns(c)
+
+    def _wait_for_dns(self, c: ClusterPlan, timeout: float = 30) -> None:
+        """Until the cluster's Lighthouse DNS server answers (REFUSED for a name
+        outside its zone is an answer)."""
+        import dnslib
+
+        assert self.state is not None
+        name = f"{c.name}/{c.gateway.name}/lighthouse"
+        proc = next(p for p in self.state.processes if p.name == name)
+        query = dnslib.DNSRecord.question("lab-probe.invalid").pack()
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not processes.is_alive(proc):
+                raise LabError(f"the Lighthouse agent of {c.name} exited: "
+                               f"{processes.tail(proc.log, 1)}")
+            with netns.entered(c.gateway.netns), \
+                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+                sock.settimeout(0.3)
+                try:
+                    sock.sendto(query, (lab_globalnet.dns_server(c), lab_globalnet.DNS_PORT))
+                    sock.recv(512)
+                    return
+                except OSError:
+                    pass
+            time.sleep(0.2)
+        raise LabError(f"the Lighthouse DNS server of {c.name} did not answer in "
+                       f"{timeout:.0f} s (log: {proc.log})")
 
     def _wait_for_cluster_egress(self, cluster: str, *, proc_name: str,
                                  timeout: float = 90) -> None:
@@ -383,6 +422,8 @@ class Lab:
         self.state.pods.append(record)
         self._record_netns(ns)
         kubelet.wire_pod(pod_ns=ns, node=target, ip=ip, ifname=ifname)
+        if self.state.global_cidrs:  # the clusterset is up: its DNS server is there
+            lab_globalnet.write_resolv_conf(ns, c)
         api = self.cluster(cluster).api_client()
         kubelet.ensure_namespace(api, namespace)
         kubelet.create_pod_object(api, namespace=namespace, name=name, node=target,
@@ -489,6 +530,8 @@ class Lab:
                 "pod_cidr": c.pod_cidr,
                 "service_cidr": c.service_cidr,
                 "global_cidr": state.global_cidrs.get(c.name, ""),
+                "dns": (f"{lab_globalnet.dns_server(c)}:{lab_globalnet.DNS_PORT}"
+                        if state.global_cidrs else ""),
                 "nodes": [{"name": n.name, "ip": n.ip, "pod_cidr": n.pod_cidr,
                            "underlay_ip": n.underlay_ip, "netns": n.netns} for n in c.nodes],
                 "pods": [{"name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,

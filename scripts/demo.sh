@@ -48,6 +48,11 @@ for _ in 1 2 3 4; do
   printf '  '
   lab exec c1 client-0 -- curl -s --max-time 3 --retry 10 --retry-delay 1 "http://$global_ip/" || echo "(no answer yet)"
 done
+echo "[demo] c1: client-0 -> web.default.svc.clusterset.local (answered by c1's Lighthouse DNS with $global_ip):"
+for _ in 1 2; do
+  printf '  '
+  lab exec c1 client-0 -- curl -s --max-time 3 --retry 10 --retry-delay 1 http://web.default.svc.clusterset.local/ || echo "(no answer yet)"
+done
 egress=$(lab kubectl c1 -- get clusterglobalegressip cluster-egress.submariner.io -o 'jsonpath={.status.allocatedIPs}')
 echo "[demo] what c2's web pods saw as the client address (c1's cluster egress IPs are $egress):"
 tail -q -n 2 "/run/globalnet/lab/$NAME/c2/pods/default-web-0.log" "/run/globalnet/lab/$NAME/c2/pods/default-web-1.log" | grep GET | sed 's/^/  /' || true
@@ -56,7 +61,8 @@ cat <<MSG
 
 Both clusters use pods 10.244.0.0/16 and services 10.96.0.0/16: the same pod IPs exist twice.
 Globalnet gave c1 and c2 disjoint global CIDRs (lab status), and c2's web is reachable from c1
-at $global_ip; its pods see c1's global egress IP, never c1's overlapping pod IP.
+at $global_ip and as web.default.svc.clusterset.local; its pods see c1's global egress IP,
+never c1's overlapping pod IP.
 Explore:
   $GNCTL lab kubectl --name $NAME c2 -- get globalingressips,clusterglobalegressips -A
   $GNCTL show nat --netns gn-$NAME-c1-n0                  (c1 gateway's mappings)

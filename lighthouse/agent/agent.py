@@ -93,7 +93,8 @@ class LighthouseAgent:
                     if discovery.serves(self.local_api, resources.GATEWAYS) else None)
         self.feed = DnsFeed(records=self.records, cluster_id=cfg.cluster_id,
                             slices=self.importer.slices, gateways=gateways,
-                            ignore_namespace=cfg.broker_namespace)
+                            ignore_namespace=cfg.broker_namespace,
+                            services=self.local.get(resources.SERVICES))
         self._started = True
         self.local.start()
         self.broker_informers.start()

@@ -9,6 +9,11 @@ namespace, and the service type) and the local Gateway objects, and feeds
   ready=<any endpoint ready>)``; a Headless slice becomes one ``Endpoint`` per
   address, hostname and readiness kept;
 * a service's last slice from a cluster gone -> ``remove_service`` for that cluster;
+* the local cluster's own export of a ClusterIP service is answered with the
+  Service's ClusterIP, not its global IP: a global IP is reachable from the
+  other clusters only (the gateway translates traffic from remote global CIDRs),
+  while the ClusterIP works in-cluster through kube-proxy, with no gateway hop -
+  upstream Lighthouse's answer for local services under Globalnet v1;
 * gateway health: the active Gateway's ``status.connections`` say, per remote
   cluster id, whether the tunnel is ``connected``; clusters no Gateway mentions
   count as healthy (the store's default), as do all when there is no Gateway.
@@ -20,6 +25,7 @@ as soon as the local watch delivers it (no work queue hop).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
 from collections.abc import Iterable
@@ -87,10 +93,11 @@ class DnsFeed:
     """Informer handlers that mirror imported slices and gateway health into a store."""
 
     def __init__(self, *, records: ServiceRecords, cluster_id: str, slices: Informer,
-                 gateways: Informer | None = None, ignore_namespace: str | None = None
-                 ) -> None:
+                 gateways: Informer | None = None, ignore_namespace: str | None = None,
+                 services: Informer | None = None) -> None:
         """``ignore_namespace``: the Broker namespace, when the Broker shares this
-        cluster's API server (its slices are not imports)."""
+        cluster's API server (its slices are not imports). ``services``: this
+        cluster's Services, for the ClusterIPs of its own exports."""
         self.records = records
         self.cluster_id = cluster_id
         self.ignore_namespace = ignore_namespace
@@ -102,6 +109,9 @@ class DnsFeed:
         records.set_local_cluster(cluster=cluster_id)
         slices.add_handler(on_add=self._on_slice, on_update=self._on_slice_update,
                            on_delete=self._on_slice_delete)
+        self._services = services
+        if services is not None:
+            services.add_handler(on_add=self._on_service, on_update=self._on_service_update)
         self._gateways = gateways
         if gateways is not None:
             gateways.add_handler(on_add=self._on_gateway, on_update=self._on_gateway_update,
@@ -138,13 +148,37 @@ class DnsFeed:
                     del self._groups[ident]
         self._refresh(ident)
 
+    def _on_service(self, obj: JSON) -> None:
+        ident = (o.namespace(obj), o.name(obj), self.cluster_id)
+        with self._lock:
+            known = ident in self._groups
+        if known:  # the export's slice came first: answer with the ClusterIP now
+            self._refresh(ident)
+
+    def _on_service_update(self, old: JSON, new: JSON) -> None:
+        if old is not new and o.spec(old).get("clusterIP") != o.spec(new).get("clusterIP"):
+            self._on_service(new)
+
+    def _export(self, ident: render.Identity, slices: list[JSON]) -> ClusterExport | None:
+        """`cluster_export`, with the ClusterIP for the local cluster's own service."""
+        ns, svc, cluster = ident
+        export = cluster_export(cluster, slices)
+        if (export is None or export.global_ip is None or cluster != self.cluster_id
+                or self._services is None):
+            return export
+        service = self._services.get(f"{ns}/{svc}")
+        cluster_ip = o.spec(service).get("clusterIP") if service else None
+        if not cluster_ip or cluster_ip == "None":
+            return export
+        return dataclasses.replace(export, global_ip=cluster_ip)
+
     def _refresh(self, ident: render.Identity) -> None:
         ns, svc, cluster = ident
         with self._lock:
             keys = list(self._groups.get(ident, ()))
         slices = [s for k in keys if (s := self._slices.get(k)) is not None]
         try:
-            export = cluster_export(cluster, slices)
+            export = self._export(ident, slices)
         except ValueError as exc:
             log.warning("imported slices of %s/%s from %s are unusable: %s", ns, svc, cluster,
                         exc)
@@ -171,7 +205,7 @@ class DnsFeed:
         for (ns, svc, cluster), keys in groups.items():
             slices = [s for k in keys if (s := self._slices.get(k)) is not None]
             try:
-                export = cluster_export(cluster, slices)
+                export = self._export((ns, svc, cluster), slices)
             except ValueError:
                 export = None
             if export is not None:

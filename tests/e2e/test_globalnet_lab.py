@@ -1,9 +1,10 @@
-"""Globalnet end to end in the lab: two clusters with identical CIDRs reach each
-other's exported services by global IP.
+"""Globalnet and Lighthouse end to end in the lab: two clusters with identical
+CIDRs reach each other's exported services by global IP and by clusterset name.
 
 Everything is real: API servers, the Broker's CIDR allocation, the Globalnet
 agent on each gateway node programming nftables, kube-proxy (iptables mode) on
-every node, HTTP servers in pod namespaces. Until the gateway engine exists, the
+every node, the Lighthouse agent and DNS server on each gateway node (pods'
+resolv.conf names it), HTTP servers in pod namespaces. Until the gateway engine exists, the
 lab routes global CIDRs between gateways over the underlay (lab/globalnet.py).
 Address conventions: lab/topology.py; global CIDRs come from the Broker's
 242.0.0.0/8 in /16 slices.
@@ -76,6 +77,11 @@ def curl(lab: Lab, cluster: str, url: str, max_time: float = 2) -> subprocess.Co
     return subprocess.run(argv, capture_output=True, text=True, timeout=20)
 
 
+def cluster_ip(lab: Lab, cluster: str, service: str) -> str:
+    svc = lab.cluster(cluster).client(resources.SERVICES).get(service, namespace="default")
+    return str(svc["spec"]["clusterIP"])
+
+
 def web_log(lab: Lab, cluster: str, pod: str) -> str:
     return (lab.store.dir / cluster / "pods" / f"default-{pod}.log").read_text(errors="replace")
 
@@ -117,6 +123,30 @@ def test_an_exported_service_answers_the_other_cluster_on_its_global_ip(
     client_pod_ip = lab.pod(client, "client-0").ip
     assert sources & egress_ips(lab, client), sources
     assert client_pod_ip not in sources
+
+
+def resolve(lab: Lab, cluster: str, name: str) -> str | None:
+    """What `client-0` of `cluster` resolves `name` to (its resolver is the
+    cluster's Lighthouse DNS server)."""
+    client = lab.pod(cluster, "client-0")
+    out = subprocess.run(netns.exec_argv(client.netns, ["getent", "ahostsv4", name]),
+                         capture_output=True, text=True, timeout=20).stdout
+    return out.split()[0] if out else None
+
+
+def test_clusterset_names_resolve_to_where_the_service_is_reachable(lab: Lab) -> None:
+    """Both clusters export web (the test above): a client gets its own cluster's
+    ClusterIP for the plain name, and the other cluster's global IP for the
+    cluster-specific name; both answer over HTTP."""
+    c2_global = export(lab, "c2", "web")
+    export(lab, "c1", "web")
+    plain, pinned = "web.default.svc.clusterset.local", "c2.web.default.svc.clusterset.local"
+    await_condition(lambda: resolve(lab, "c1", pinned) == c2_global, timeout=30,
+                    message=f"{pinned} -> {c2_global}")
+    assert resolve(lab, "c1", plain) == cluster_ip(lab, "c1", "web")
+    for name, server in ((plain, "c1"), (pinned, "c2")):
+        out = curl(lab, "c1", f"http://{name}/", max_time=3).stdout
+        assert out.startswith(f"hello from {server}/"), (name, out)
 
 
 def test_unexporting_withdraws_the_global_ip_from_the_gateway(lab: Lab) -> None:

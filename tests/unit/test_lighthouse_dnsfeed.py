@@ -186,3 +186,26 @@ def test_a_new_feed_on_an_old_store_drops_what_the_cache_no_longer_has() -> None
     fresh.put(local_slice("west", "db", publication(r.HEADLESS)))
     new_feed.resync()
     assert records.services() == [(NS, "db")]
+
+
+def test_the_local_export_is_answered_with_its_clusterip_whichever_comes_first() -> None:
+    records, slices, services = ServiceRecords(), FakeInformer(), FakeInformer()
+    DnsFeed(records=records, cluster_id="east", slices=slices,  # type: ignore[arg-type]
+            services=services)  # type: ignore[arg-type]
+    web = {"metadata": {"name": "web", "namespace": NS}, "spec": {"clusterIP": "10.96.0.10"}}
+    # The slice before the Service: the global IP until the Service is known.
+    slices.put(local_slice("east", "web", publication(r.CLUSTER_SET_IP,
+                                                      EndpointSpec(ip="242.0.0.7"))))
+    assert records.get_service(namespace=NS, name="web")["east"].global_ip == "242.0.0.7"
+    services.put(web)
+    assert records.get_service(namespace=NS, name="web")["east"].global_ip == "10.96.0.10"
+    # Another cluster's export of the same service keeps its global IP, and a
+    # headless local service (no ClusterIP) keeps its endpoints.
+    slices.put(local_slice("west", "web", publication(r.CLUSTER_SET_IP,
+                                                      EndpointSpec(ip="242.1.0.7"))))
+    assert records.get_service(namespace=NS, name="web")["west"].global_ip == "242.1.0.7"
+    services.put({"metadata": {"name": "db", "namespace": NS}, "spec": {"clusterIP": "None"}})
+    slices.put(local_slice("east", "db", publication(
+        r.HEADLESS, EndpointSpec(ip="242.0.3.1", hostname="db-0"))))
+    db = records.get_service(namespace=NS, name="db")["east"]
+    assert db.global_ip is None and [e.ip for e in db.endpoints] == ["242.0.3.1"]
