@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from cli import lab_cmd, show_cmd
+from cli import clusterset_cmd, lab_cmd, show_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -14,6 +14,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Globalnet: join Kubernetes clusters whose pod and service CIDRs overlap.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    clusterset_cmd.register(sub)
     lab_cmd.register(sub)
     show_cmd.register(sub)
     return parser

@@ -1,8 +1,9 @@
 """Globalnet and Lighthouse in the lab: join the Broker, run each cluster's agents,
 route global CIDRs, point pods at the clusterset DNS server.
 
-Every cluster gets its slice of the clusterset's global range from the lab's
-Broker (`BrokerGlobalnet.join`, what `gnctl join` will do), and runs the real
+The lab Broker is deployed and every cluster joins it as `gnctl deploy-broker
+--globalnet` and `gnctl join` do (`gateway.clusterset`), so each gets its slice
+of the clusterset's global range and its `Cluster` object; it then runs the real
 Globalnet agent on its gateway node - in the node's network namespace, with the
 node's in-cluster kubeconfig, programming the node's own nftables table - and
 the real Lighthouse agent beside it, which exports services through the Broker
@@ -11,8 +12,8 @@ pod's `/etc/resolv.conf` (`/etc/netns/<pod>/resolv.conf`) names that server.
 
 Two jobs belong to components that do not exist yet, and the lab does them by
 hand, plainly:
-* the Broker syncer: each cluster's `Cluster` object (its global CIDR) is
-  written into every cluster, where Globalnet reads the remote global CIDRs;
+* the Broker syncer: after all joined, every cluster gets every member's
+  `Cluster` object (where Globalnet reads the remote global CIDRs);
 * the gateway engine and route agent: every node routes remote global CIDRs to
   its cluster's gateway node, and each gateway routes them across the underlay
   to the owning cluster's gateway. No tunnel: the lab underlay is one L2
@@ -27,9 +28,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gateway.clusterset import CLUSTER_NAMESPACE
 from lab.topology import ClusterPlan, LabPlan
-
-AGENT_NAMESPACE = "submariner-operator"
 
 
 @dataclass(frozen=True)
@@ -39,25 +39,25 @@ class Route:
     via: str
 
 
-def join_broker(broker_api: Any, clusters: list[str]) -> dict[str, str]:
-    """Each cluster's global CIDR, allocated (or found again) on the Broker."""
-    from globalnet.broker import BrokerGlobalnet
+def join_clusterset(broker_api: Any, members: dict[str, tuple[ClusterPlan, Any]]
+                    ) -> dict[str, str]:
+    """`gnctl deploy-broker --globalnet` and `gnctl join` for every cluster, with
+    upstream's defaults (242.0.0.0/8, a /16 each); returns each global CIDR."""
+    from gateway import clusterset
     from globalnet.cidr_allocation import DEFAULT_CIDR_RANGE, DEFAULT_CLUSTER_SIZE
 
-    broker = BrokerGlobalnet(broker_api)
-    # Upstream's defaults: 242.0.0.0/8, a /16 per cluster.
-    broker.ensure_info(cidr_range=DEFAULT_CIDR_RANGE, cluster_size=DEFAULT_CLUSTER_SIZE)
-    return {name: broker.join(name) for name in clusters}
-
-
-def cluster_object(c: ClusterPlan, global_cidr: str) -> dict[str, Any]:
-    """The `Cluster` object the Broker syncer would copy into every cluster."""
-    return {
-        "apiVersion": "submariner.io/v1", "kind": "Cluster",
-        "metadata": {"name": c.name, "namespace": AGENT_NAMESPACE},
-        "spec": {"cluster_id": c.name, "cluster_cidr": [c.pod_cidr],
-                 "service_cidr": [c.service_cidr], "global_cidr": [global_cidr]},
-    }
+    clusterset.deploy_broker(broker_api, globalnet=True, cidr_range=DEFAULT_CIDR_RANGE,
+                             cluster_size=DEFAULT_CLUSTER_SIZE)
+    cidrs: dict[str, str] = {}
+    for name, (c, api) in members.items():
+        member = clusterset.join(api, broker_api, clusterset.JoinRequest(
+            cluster_id=name, cluster_cidrs=(c.pod_cidr,), service_cidrs=(c.service_cidr,)))
+        assert member.global_cidr is not None, "the lab Broker runs Globalnet"
+        cidrs[name] = member.global_cidr
+    # The Broker syncer's job: clusters that joined first learn of the later ones.
+    for _, api in members.values():
+        clusterset.sync_cluster_objects(api, broker_api)
+    return cidrs
 
 
 def global_cidr_routes(plan: LabPlan, cidrs: dict[str, str]) -> list[Route]:
@@ -114,7 +114,7 @@ def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path) -> list[str]:
         "--kubeconfig", str(kubeconfig), "--cluster-id", c.name,
         "--global-cidr", global_cidr,
         "--local-cidr", c.pod_cidr, "--local-cidr", c.service_cidr,
-        "--namespace", AGENT_NAMESPACE, "--identity", f"{c.gateway.name}-globalnet",
+        "--namespace", CLUSTER_NAMESPACE, "--identity", f"{c.gateway.name}-globalnet",
         "--datapath", "nftables",
         # One agent per cluster in the lab: a short lease only speeds up restarts.
         "--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5",

@@ -246,19 +246,10 @@ class Lab:
         from kube.client import new_api_client
 
         assert self.state is not None
-        names = [c.name for c in plan.clusters]
-        cidrs = lab_globalnet.join_broker(new_api_client(self.broker_kubeconfig()), names)
+        members = {c.name: (c, self.cluster(c.name).api_client()) for c in plan.clusters}
+        cidrs = lab_globalnet.join_clusterset(new_api_client(self.broker_kubeconfig()), members)
         self.state.global_cidrs = cidrs
         self._save()
-        for c in plan.clusters:
-            handle = self.cluster(c.name)
-            kubelet.create_if_absent(handle.client(resources.NAMESPACES), {
-                "apiVersion": "v1", "kind": "Namespace",
-                "metadata": {"name": lab_globalnet.AGENT_NAMESPACE}})
-            clusters = handle.client(resources.CLUSTERS)
-            for other in plan.clusters:
-                kubelet.create_if_absent(
-                    clusters, lab_globalnet.cluster_object(other, cidrs[other.name]))
         for route in lab_globalnet.global_cidr_routes(plan, cidrs):
             netns.ensure_route(route.netns, route.dst, gateway=route.via)
         for c in plan.clusters:

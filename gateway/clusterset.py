@@ -1,0 +1,219 @@
+"""Joining and leaving the clusterset: the Broker's records and the Cluster objects.
+
+What `gnctl deploy-broker`, `gnctl join` and `gnctl leave` do, as functions the
+lab uses too:
+
+* deploy-broker: our CRDs and the Broker namespace on the Broker's API server,
+  and with Globalnet the clusterset's global range and per-cluster size (the
+  `submariner-globalnet-info` ConfigMap, upstream's keys); an existing record is
+  kept, never overwritten.
+* join: checks everything first, then allocates (or finds again) the cluster's
+  global CIDR on the Broker, installs the CRDs in the cluster, and publishes the
+  cluster's `Cluster` object - its pod, service and global CIDRs - to the Broker
+  and into the cluster, copying the other members' objects in as well.
+* leave: releases the global CIDR and withdraws the `Cluster` objects (its own
+  from the Broker, every member's from the cluster).
+
+Every member's Globalnet reads the remote global CIDRs from the `Cluster`
+objects in its own cluster. `sync_cluster_objects` mirrors the Broker's into a
+cluster; the gateway engine's Broker syncer will keep doing that continuously.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+import netaddr
+
+from globalnet.broker import BROKER_NAMESPACE, BrokerGlobalnet
+from globalnet.cidr_allocation import CidrAllocationError, GlobalnetInfo
+from kube import crds, resources
+from kube import objects as o
+from kube.crud import ResourceClient
+from kube.errors import is_already_exists
+
+CLUSTER_NAMESPACE = "submariner-operator"  # where agents and Cluster objects live
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+JSON = dict[str, Any]
+
+
+class ClustersetError(ValueError):
+    """A request that cannot be carried out; the message is for the user."""
+
+
+@dataclass(frozen=True)
+class JoinRequest:
+    """One cluster asking to join (flags of `gnctl join`)."""
+
+    cluster_id: str
+    cluster_cidrs: tuple[str, ...]
+    service_cidrs: tuple[str, ...]
+    globalnet_cidr: str | None = None  # a specific CIDR instead of the next free one
+    globalnet_cluster_size: int | None = None  # global IPs, instead of the Broker's default
+
+
+@dataclass(frozen=True)
+class Membership:
+    """What a join granted."""
+
+    cluster_id: str
+    global_cidr: str | None  # None: the clusterset does not use Globalnet
+    members: tuple[str, ...] = field(default=())  # every cluster on the Broker, this one too
+
+
+def validate_request(request: JoinRequest) -> None:
+    """Refuse bad input before anything is written."""
+    if not _DNS_LABEL.match(request.cluster_id):
+        raise ClustersetError(
+            f"cluster ID {request.cluster_id!r} is not a DNS label "
+            "(lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)")
+    for what, cidrs in (("cluster CIDR", request.cluster_cidrs),
+                        ("service CIDR", request.service_cidrs)):
+        if not cidrs:
+            raise ClustersetError(f"a {what} is required")
+        for cidr in cidrs:
+            _network(cidr, what)
+    if request.globalnet_cidr is not None:
+        _network(request.globalnet_cidr, "Globalnet CIDR")
+    if request.globalnet_cluster_size is not None and request.globalnet_cluster_size <= 0:
+        raise ClustersetError(
+            f"Globalnet cluster size {request.globalnet_cluster_size} must be positive")
+
+
+def _network(cidr: str, what: str) -> netaddr.IPNetwork:
+    try:
+        net = netaddr.IPNetwork(cidr, version=4)
+    except (netaddr.AddrFormatError, ValueError, TypeError):
+        raise ClustersetError(f"invalid {what} {cidr!r}: expected an IPv4 CIDR such as "
+                              "10.244.0.0/16") from None
+    if str(net.cidr) != cidr:
+        raise ClustersetError(f"invalid {what} {cidr!r}: host bits set (did you mean {net.cidr}?)")
+    return net
+
+
+def deploy_broker(broker_api: Any, *, globalnet: bool, cidr_range: str, cluster_size: int,
+                  namespace: str = BROKER_NAMESPACE) -> GlobalnetInfo | None:
+    """Make `broker_api` a Broker; returns the Globalnet record in force (maybe older)."""
+    broker = BrokerGlobalnet(broker_api, namespace=namespace)
+    if globalnet:
+        from globalnet.cidr_allocation import validate_range
+
+        try:
+            validate_range(cidr_range, cluster_size)
+        except CidrAllocationError as exc:
+            raise ClustersetError(str(exc)) from None
+    crds.install_crds(broker_api)
+    _ensure_namespace(broker_api, namespace)
+    if not globalnet:
+        return broker.read()
+    return broker.ensure_info(cidr_range=cidr_range, cluster_size=cluster_size)
+
+
+def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
+         broker_namespace: str = BROKER_NAMESPACE,
+         cluster_namespace: str = CLUSTER_NAMESPACE) -> Membership:
+    """Join `request.cluster_id` (again: a rejoin keeps its global CIDR)."""
+    validate_request(request)
+    if not _namespace_exists(broker_api, broker_namespace):
+        raise ClustersetError(f"no Broker here: namespace {broker_namespace} does not exist "
+                              "(run `gnctl deploy-broker` against the Broker first)")
+    broker = BrokerGlobalnet(broker_api, namespace=broker_namespace)
+    info = broker.read()
+    global_cidr = None
+    if info is not None and info.enabled:
+        try:
+            global_cidr = broker.join(request.cluster_id, requested_cidr=request.globalnet_cidr,
+                                      size=request.globalnet_cluster_size)
+        except CidrAllocationError as exc:
+            raise ClustersetError(str(exc)) from None
+    elif request.globalnet_cidr or request.globalnet_cluster_size:
+        raise ClustersetError("the Broker was deployed without Globalnet: "
+                              "--globalnet-cidr and --globalnet-cluster-size do not apply")
+    crds.install_crds(cluster_api)
+    _ensure_namespace(cluster_api, cluster_namespace)
+    body = cluster_object(request, global_cidr)
+    _upsert(ResourceClient(broker_api, resources.CLUSTERS), body, broker_namespace)
+    members = sync_cluster_objects(cluster_api, broker_api, broker_namespace=broker_namespace,
+                                   cluster_namespace=cluster_namespace)
+    return Membership(request.cluster_id, global_cidr, tuple(members))
+
+
+def leave(cluster_api: Any | None, broker_api: Any, cluster_id: str, *,
+          broker_namespace: str = BROKER_NAMESPACE,
+          cluster_namespace: str = CLUSTER_NAMESPACE) -> bool:
+    """Release `cluster_id`'s global CIDR, withdraw its Cluster object from the
+    Broker and drop every member's from the cluster (it no longer translates for
+    anyone); True when it was a member. `cluster_api` None: the cluster is gone."""
+    broker = BrokerGlobalnet(broker_api, namespace=broker_namespace)
+    info = broker.read()
+    held = info is not None and cluster_id in info.clusters
+    if held:
+        broker.leave(cluster_id)
+    published = ResourceClient(broker_api, resources.CLUSTERS).delete_if_exists(
+        cluster_id, namespace=broker_namespace)
+    if cluster_api is not None:
+        local = ResourceClient(cluster_api, resources.CLUSTERS)
+        for obj in local.list(namespace=cluster_namespace).items:
+            local.delete_if_exists(o.name(obj), namespace=cluster_namespace)
+    return held or published
+
+
+def cluster_object(request: JoinRequest, global_cidr: str | None) -> JSON:
+    """The `Cluster` object of a member (upstream's field names)."""
+    spec: JSON = {"cluster_id": request.cluster_id,
+                  "cluster_cidr": list(request.cluster_cidrs),
+                  "service_cidr": list(request.service_cidrs),
+                  "global_cidr": [global_cidr] if global_cidr else []}
+    return {"apiVersion": resources.CLUSTERS.api_version,
+            "kind": resources.CLUSTERS.kind,
+            "metadata": {"name": request.cluster_id}, "spec": spec}
+
+
+def sync_cluster_objects(cluster_api: Any, broker_api: Any, *,
+                         broker_namespace: str = BROKER_NAMESPACE,
+                         cluster_namespace: str = CLUSTER_NAMESPACE) -> list[str]:
+    """Make the cluster's Cluster objects the Broker's; returns the members."""
+    published = ResourceClient(broker_api, resources.CLUSTERS).list(
+        namespace=broker_namespace).items
+    local = ResourceClient(cluster_api, resources.CLUSTERS)
+    wanted = {o.name(c): c for c in published}
+    for name, obj in wanted.items():
+        _upsert(local, {"apiVersion": obj.get("apiVersion"), "kind": obj.get("kind"),
+                        "metadata": {"name": name}, "spec": o.spec(obj)}, cluster_namespace)
+    for obj in local.list(namespace=cluster_namespace).items:
+        if o.name(obj) not in wanted:
+            local.delete_if_exists(o.name(obj), namespace=cluster_namespace)
+    return sorted(wanted)
+
+
+def _upsert(client: ResourceClient, body: JSON, namespace: str) -> None:
+    body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
+    current = client.get_or_none(body["metadata"]["name"], namespace=namespace)
+    if current is None:
+        try:
+            client.create(body, namespace=namespace)
+            return
+        except Exception as exc:
+            if not is_already_exists(exc):
+                raise
+            current = client.get(body["metadata"]["name"], namespace=namespace)
+    if o.spec(current) != body["spec"]:
+        client.update({**current, "spec": body["spec"]}, namespace=namespace)
+
+
+def _namespace_exists(api: Any, namespace: str) -> bool:
+    return ResourceClient(api, resources.NAMESPACES).get_or_none(namespace) is not None
+
+
+def _ensure_namespace(api: Any, namespace: str) -> None:
+    try:
+        ResourceClient(api, resources.NAMESPACES).create(
+            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
+    except Exception as exc:
+        if not is_already_exists(exc):
+            raise
+
+
