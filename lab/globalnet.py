@@ -10,15 +10,14 @@ the real Lighthouse agent beside it, which exports services through the Broker
 and serves `clusterset.local` on the gateway node's address, port 53. Every
 pod's `/etc/resolv.conf` (`/etc/netns/<pod>/resolv.conf`) names that server.
 
-Two jobs belong to components that do not exist yet, and the lab does them by
-hand, plainly:
-* the Broker syncer: after all joined, every cluster gets every member's
-  `Cluster` object (where Globalnet reads the remote global CIDRs);
-* the gateway engine and route agent: every node routes remote global CIDRs to
-  its cluster's gateway node, and each gateway routes them across the underlay
-  to the owning cluster's gateway. No tunnel: the lab underlay is one L2
-  segment, and the overlapping pod and service CIDRs never appear on it -
-  only global IPs do.
+The Broker syncer (`gateway.syncer`) runs there too, so members that joined
+first learn of the later ones (Globalnet reads the remote global CIDRs from the
+`Cluster` objects). One job belongs to components that do not exist yet, and
+the lab does it by hand, plainly: the gateway engine's and route agent's. Every
+node routes remote global CIDRs to its cluster's gateway node, and each gateway
+routes them across the underlay to the owning cluster's gateway. No tunnel: the
+lab underlay is one L2 segment, and the overlapping pod and service CIDRs never
+appear on it - only global IPs do.
 """
 
 from __future__ import annotations
@@ -54,9 +53,6 @@ def join_clusterset(broker_api: Any, members: dict[str, tuple[ClusterPlan, Any]]
             cluster_id=name, cluster_cidrs=(c.pod_cidr,), service_cidrs=(c.service_cidr,)))
         assert member.global_cidr is not None, "the lab Broker runs Globalnet"
         cidrs[name] = member.global_cidr
-    # The Broker syncer's job: clusters that joined first learn of the later ones.
-    for _, api in members.values():
-        clusterset.sync_cluster_objects(api, broker_api)
     return cidrs
 
 
@@ -105,6 +101,12 @@ def lighthouse_argv(c: ClusterPlan, kubeconfig: Path, broker_kubeconfig: Path) -
         "--kubeconfig", str(kubeconfig), "--broker-kubeconfig", str(broker_kubeconfig),
         "--cluster-id", c.name, "--dns-listen", f"{dns_server(c)}:{DNS_PORT}",
     ]
+
+
+def syncer_argv(kubeconfig: Path, broker_kubeconfig: Path) -> list[str]:
+    """The Broker syncer of one cluster (Cluster objects), on its gateway node."""
+    return [sys.executable, "-m", "gateway.syncer", "--kubeconfig", str(kubeconfig),
+            "--broker-kubeconfig", str(broker_kubeconfig)]
 
 
 def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path) -> list[str]:

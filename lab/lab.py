@@ -241,7 +241,7 @@ class Lab:
                 )
 
     def _enable_globalnet(self, plan: LabPlan) -> None:
-        """See lab/globalnet.py: join, publish Cluster objects, route, start the
+        """See lab/globalnet.py: join, route, start the Broker syncer and the
         Globalnet and Lighthouse agents, point pods at the clusterset DNS."""
         from kube.client import new_api_client
 
@@ -252,23 +252,20 @@ class Lab:
         self._save()
         for route in lab_globalnet.global_cidr_routes(plan, cidrs):
             netns.ensure_route(route.netns, route.dst, gateway=route.via)
+        broker_kubeconfig = self.store.dir / "broker" / "incluster.kubeconfig"
         for c in plan.clusters:
-            argv = lab_globalnet.agent_argv(c, cidrs[c.name],
-                                            self.cluster(c.name).incluster_kubeconfig)
-            proc, _ = processes.spawn(
-                f"{c.name}/{c.gateway.name}/globalnet", argv,
-                log_path=self.store.dir / c.name / "logs" / "globalnet.log",
-                in_netns=c.gateway.netns,
-            )
-            self._record_process(proc)
-            proc, _ = processes.spawn(
-                f"{c.name}/{c.gateway.name}/lighthouse",
-                lab_globalnet.lighthouse_argv(c, self.cluster(c.name).incluster_kubeconfig,
-                                              self.store.dir / "broker" / "incluster.kubeconfig"),
-                log_path=self.store.dir / c.name / "logs" / "lighthouse.log",
-                in_netns=c.gateway.netns,
-            )
-            self._record_process(proc)
+            kubeconfig = self.cluster(c.name).incluster_kubeconfig
+            for what, argv in (
+                ("syncer", lab_globalnet.syncer_argv(kubeconfig, broker_kubeconfig)),
+                ("globalnet", lab_globalnet.agent_argv(c, cidrs[c.name], kubeconfig)),
+                ("lighthouse", lab_globalnet.lighthouse_argv(c, kubeconfig, broker_kubeconfig)),
+            ):
+                proc, _ = processes.spawn(
+                    f"{c.name}/{c.gateway.name}/{what}", argv,
+                    log_path=self.store.dir / c.name / "logs" / f"{what}.log",
+                    in_netns=c.gateway.netns,
+                )
+                self._record_process(proc)
         for pod in self.state.pods:
             lab_globalnet.write_resolv_conf(pod.netns, plan.cluster(pod.cluster))
         for c in plan.clusters:

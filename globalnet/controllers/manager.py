@@ -182,8 +182,12 @@ class Term:
         started = time.monotonic()
         for c in self.controllers:
             c.register()
-        # Read by the intent even if no controller needs them.
-        self.informers.get(resources.CLUSTERS)
+        # Read only by the intent: a member joining, leaving or changing its global
+        # CIDR changes the remote global CIDRs, so any change rebuilds the intent.
+        self.informers.get(resources.CLUSTERS).add_handler(
+            on_add=lambda _obj: self.publisher.mark(),
+            on_update=lambda _old, _new: self.publisher.mark(),
+            on_delete=lambda _obj: self.publisher.mark())
         self.informers.start()
         self.informers.wait_for_sync(INFORMER_SYNC_TIMEOUT)
         log.info("informers synced in %.2f s", time.monotonic() - started)

@@ -86,6 +86,12 @@ def web_log(lab: Lab, cluster: str, pod: str) -> str:
     return (lab.store.dir / cluster / "pods" / f"default-{pod}.log").read_text(errors="replace")
 
 
+def members_in(lab: Lab, cluster: str) -> set[str]:
+    items = lab.cluster(cluster).client(resources.CLUSTERS).list(
+        namespace="submariner-operator").items
+    return {c["metadata"]["name"] for c in items}
+
+
 def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
     status = lab.status()
     cidrs = {c["name"]: c["global_cidr"] for c in status["clusters"]}
@@ -95,8 +101,13 @@ def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
     info = BrokerGlobalnet(new_api_client(lab.broker_kubeconfig())).read()
     assert info is not None
     assert info.clusters == {k: (v,) for k, v in cidrs.items()}
-    agents = [p for p in status["processes"] if p["name"].endswith("/globalnet")]
-    assert len(agents) == 2 and all(p["alive"] for p in agents)
+    for suffix in ("/globalnet", "/lighthouse", "/syncer"):
+        agents = [p for p in status["processes"] if p["name"].endswith(suffix)]
+        assert len(agents) == 2 and all(p["alive"] for p in agents), suffix
+    # c1 joined first; the Broker syncer told it of c2.
+    for name in cidrs:
+        await_condition(lambda n=name: members_in(lab, n) == set(cidrs), timeout=20,
+                        message=f"every member's Cluster object in {name}")
 
 
 @pytest.mark.parametrize(("client", "server"), [("c1", "c2"), ("c2", "c1")])

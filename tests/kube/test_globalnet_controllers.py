@@ -433,3 +433,20 @@ def test_gnctl_show_allocations_lists_what_the_statuses_record(
     assert row["target"] == "ClusterIPService shown"
     assert row["condition"] == "True/Success"
     assert any(x["kind"] == "ClusterGlobalEgressIP" for x in rows)
+
+
+def test_remote_global_cidrs_follow_the_cluster_objects(term: Term, api: Any, ns: str) -> None:
+    """A member joining, changing its CIDR or leaving reaches the intent by itself."""
+    clusters = crud.ResourceClient(api, resources.CLUSTERS)
+    body = {"apiVersion": "submariner.io/v1", "kind": "Cluster",
+            "metadata": {"name": "west", "namespace": ns},
+            "spec": {"cluster_id": "west", "global_cidr": ["242.70.0.0/16"]}}
+    clusters.create(body)
+    term.publisher.wait_for(lambda i: "242.70.0.0/16" in i.remote_global_cidrs, timeout=15)
+    west = clusters.get("west", namespace=ns)
+    west["spec"]["global_cidr"] = ["242.71.0.0/16"]
+    clusters.update(west)
+    term.publisher.wait_for(lambda i: "242.71.0.0/16" in i.remote_global_cidrs
+                            and "242.70.0.0/16" not in i.remote_global_cidrs, timeout=15)
+    clusters.delete("west", namespace=ns)
+    term.publisher.wait_for(lambda i: "242.71.0.0/16" not in i.remote_global_cidrs, timeout=15)
