@@ -106,8 +106,10 @@ def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
         assert len(agents) == 2 and all(p["alive"] for p in agents), suffix
     # c1 joined first; the Broker syncer told it of c2.
     for name in cidrs:
-        await_condition(lambda n=name: members_in(lab, n) == set(cidrs), timeout=20,
-                        message=f"every member's Cluster object in {name}")
+        def complete(cluster: str = name) -> bool:
+            return members_in(lab, cluster) == set(cidrs)
+
+        await_condition(complete, timeout=20, message=f"every member's Cluster object in {name}")
 
 
 @pytest.mark.parametrize(("client", "server"), [("c1", "c2"), ("c2", "c1")])

@@ -146,9 +146,11 @@ def test_agent_programs_the_gateway_and_never_lets_go_of_it(
             return rows if ingress and egress else None
 
         try:
-            rows = await_condition(programmed, timeout=30, message="web and egress in the kernel")
-        except TimeoutError:
-            pytest.fail("agent log:\n" + agent.log())
+            found = await_condition(programmed, timeout=30, message="web and egress in the kernel")
+        except AssertionError as exc:
+            pytest.fail(f"{exc}\nagent log:\n{agent.log()}")
+        assert found is not None
+        rows = found
         assert ("ingress", ip, cluster_ip, f"GlobalIngressIP {ns}/web") in rows
         assert all(r[1].startswith("242.6.0.") for r in rows), rows
 
