@@ -12,12 +12,12 @@ pod's `/etc/resolv.conf` (`/etc/netns/<pod>/resolv.conf`) names that server.
 
 The Broker syncer (`gateway.syncer`) runs there too, so members that joined
 first learn of the later ones (Globalnet reads the remote global CIDRs from the
-`Cluster` objects). One job belongs to components that do not exist yet, and
-the lab does it by hand, plainly: the gateway engine's and route agent's. Every
-node routes remote global CIDRs to its cluster's gateway node, and each gateway
-routes them across the underlay to the owning cluster's gateway. No tunnel: the
-lab underlay is one L2 segment, and the overlapping pod and service CIDRs never
-appear on it - only global IPs do.
+`Cluster` objects), and a route agent (`gateway.routeagent`) on every node
+sends remote global CIDRs to the gateway node. One job belongs to a component
+that does not exist yet, and the lab does it by hand, plainly: the gateway
+engine's. Each gateway routes remote global CIDRs across the underlay to the
+owning cluster's gateway. No tunnel: the lab underlay is one L2 segment, and
+the overlapping pod and service CIDRs never appear on it - only global IPs do.
 """
 
 from __future__ import annotations
@@ -56,22 +56,35 @@ def join_clusterset(broker_api: Any, members: dict[str, tuple[ClusterPlan, Any]]
     return cidrs
 
 
-def global_cidr_routes(plan: LabPlan, cidrs: dict[str, str]) -> list[Route]:
-    """What the route agent and gateway engine will install: remote global CIDRs
-    go to the local gateway node, and from there to the owner's gateway."""
+def gateway_routes(plan: LabPlan, cidrs: dict[str, str]) -> list[Route]:
+    """The gateway engine's part, by hand: each gateway sends a remote global CIDR
+    across the underlay to the owning cluster's gateway."""
     routes: list[Route] = []
     for c in plan.clusters:
-        gateway = c.gateway
         for other in plan.clusters:
-            if other is c:
-                continue
-            remote = cidrs[other.name]
-            remote_gateway = other.gateway.underlay_ip
-            assert remote_gateway is not None, "a gateway node has an underlay address"
-            routes.append(Route(gateway.netns, remote, remote_gateway))
-            routes += [Route(node.netns, remote, gateway.ip)
-                       for node in c.nodes if node is not gateway]
+            if other is not c:
+                assert other.gateway.underlay_ip is not None, "gateways are on the underlay"
+                routes.append(Route(c.gateway.netns, cidrs[other.name],
+                                    other.gateway.underlay_ip))
     return routes
+
+
+def node_routes(plan: LabPlan, cidrs: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
+    """What the route agents must hold: per non-gateway node namespace, every
+    remote global CIDR via its gateway node (for `lab up` to wait on)."""
+    out: dict[str, set[tuple[str, str]]] = {}
+    for c in plan.clusters:
+        remote = {cidrs[o.name] for o in plan.clusters if o is not c}
+        for node in c.nodes:
+            if node is not c.gateway:
+                out[node.netns] = {(cidr, c.gateway.ip) for cidr in remote}
+    return out
+
+
+def routeagent_argv(c: ClusterPlan, node_name: str, kubeconfig: Path) -> list[str]:
+    """The route agent of one node, run in the node's namespace."""
+    return [sys.executable, "-m", "gateway.routeagent", "--kubeconfig", str(kubeconfig),
+            "--node-name", node_name, "--cluster-id", c.name]
 
 
 DNS_PORT = 53

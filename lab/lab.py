@@ -241,8 +241,9 @@ class Lab:
                 )
 
     def _enable_globalnet(self, plan: LabPlan) -> None:
-        """See lab/globalnet.py: join, route, start the Broker syncer and the
-        Globalnet and Lighthouse agents, point pods at the clusterset DNS."""
+        """See lab/globalnet.py: join, route between gateways, start the Broker
+        syncer, the Globalnet and Lighthouse agents and the route agents, point
+        pods at the clusterset DNS."""
         from kube.client import new_api_client
 
         assert self.state is not None
@@ -250,7 +251,7 @@ class Lab:
         cidrs = lab_globalnet.join_clusterset(new_api_client(self.broker_kubeconfig()), members)
         self.state.global_cidrs = cidrs
         self._save()
-        for route in lab_globalnet.global_cidr_routes(plan, cidrs):
+        for route in lab_globalnet.gateway_routes(plan, cidrs):
             netns.ensure_route(route.netns, route.dst, gateway=route.via)
         broker_kubeconfig = self.store.dir / "broker" / "incluster.kubeconfig"
         for c in plan.clusters:
@@ -266,11 +267,38 @@ class Lab:
                     in_netns=c.gateway.netns,
                 )
                 self._record_process(proc)
+            for node in c.nodes:
+                proc, _ = processes.spawn(
+                    f"{c.name}/{node.name}/routeagent",
+                    lab_globalnet.routeagent_argv(c, node.name, kubeconfig),
+                    log_path=self.store.dir / c.name / "logs" / f"routeagent-{node.name}.log",
+                    in_netns=node.netns,
+                )
+                self._record_process(proc)
         for pod in self.state.pods:
             lab_globalnet.write_resolv_conf(pod.netns, plan.cluster(pod.cluster))
         for c in plan.clusters:
             self._wait_for_cluster_egress(c.name, proc_name=f"{c.name}/{c.gateway.name}/globalnet")
             self._wait_for_dns(c)
+        self._wait_for_routes(lab_globalnet.node_routes(plan, cidrs))
+
+    def _wait_for_routes(self, wanted: dict[str, set[tuple[str, str]]],
+                         timeout: float = 30) -> None:
+        """Until every route agent holds its node's routes."""
+        from datapath.routes import RouteTable
+
+        deadline = time.monotonic() + timeout
+        missing = dict(wanted)
+        while missing:
+            for ns, routes in list(missing.items()):
+                if {(r.dst, r.via) for r in RouteTable(ns).installed()} == routes:
+                    del missing[ns]
+            if not missing:
+                return
+            if time.monotonic() > deadline:
+                raise LabError(f"route agents did not route the remote global CIDRs in "
+                               f"{timeout:.0f} s (nodes {', '.join(sorted(missing))})")
+            time.sleep(0.2)
 
     def _wait_for_dns(self, c: ClusterPlan, timeout: float = 30) -> None:
         """Until the cluster's Lighthouse DNS server answers (REFUSED for a name

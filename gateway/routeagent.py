@@ -1,0 +1,179 @@
+"""The route agent: every non-gateway node sends clusterset traffic to the gateway.
+
+Runs on every node of a cluster. From the Node objects it learns the active
+gateway node (label `submariner.io/gateway=true`; with several, the one a
+Gateway object calls active, else the oldest) and its InternalIP; from the
+`Cluster` objects (kept by the Broker syncer) the other members' CIDRs - their
+global CIDRs under Globalnet, else their pod and service CIDRs. It then holds
+exactly one route per remote CIDR via the gateway node (`datapath.routes`,
+`proto 149`); on the gateway node itself it holds none (the gateway engine
+routes from there). Any change of nodes or clusters reconverges at once, and a
+periodic check puts back routes removed by hand.
+
+    python -m gateway.routeagent --kubeconfig K --node-name N --cluster-id C [--netns NS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+from datapath.routes import ConvergeResult, Route, RouteTable
+from gateway.clusterset import CLUSTER_NAMESPACE
+from kube import objects as o
+from kube import resources
+from kube.informers import InformerSet
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+GATEWAY_LABEL = "submariner.io/gateway"
+
+
+def internal_ip(node: JSON) -> str | None:
+    for address in (node.get("status") or {}).get("addresses") or []:
+        if isinstance(address, dict) and address.get("type") == "InternalIP":
+            return str(address.get("address") or "") or None
+    return None
+
+
+def active_gateway(nodes: Iterable[JSON], gateways: Iterable[JSON] = ()) -> JSON | None:
+    """The node remote traffic leaves by; None when the cluster has no gateway."""
+    candidates = [n for n in nodes
+                  if o.labels(n).get(GATEWAY_LABEL) == "true" and internal_ip(n)]
+    active = {o.name(g) for g in gateways if o.status(g).get("haStatus") == "active"}
+    chosen = [n for n in candidates if o.name(n) in active] or candidates
+    if not chosen:
+        return None
+    return min(chosen, key=lambda n: (o.meta(n).get("creationTimestamp") or "", o.name(n)))
+
+
+def remote_cidrs(cluster_id: str, clusters: Iterable[JSON]) -> set[str]:
+    out: set[str] = set()
+    for c in clusters:
+        spec = o.spec(c)
+        if str(spec.get("cluster_id") or o.name(c)) == cluster_id:
+            continue
+        cidrs = spec.get("global_cidr") or [*(spec.get("cluster_cidr") or []),
+                                            *(spec.get("service_cidr") or [])]
+        out.update(str(x) for x in cidrs)
+    return out
+
+
+def desired_routes(node_name: str, cluster_id: str, nodes: Iterable[JSON],
+                   clusters: Iterable[JSON], gateways: Iterable[JSON] = ()) -> set[Route]:
+    gateway = active_gateway(nodes, gateways)
+    if gateway is None or o.name(gateway) == node_name:
+        return set()
+    via = internal_ip(gateway)
+    assert via is not None
+    return {Route(cidr, via) for cidr in remote_cidrs(cluster_id, clusters)}
+
+
+class RouteAgent:
+    """Informers -> desired routes -> `RouteTable.converge`, on every change."""
+
+    def __init__(self, api: Any, *, node_name: str, cluster_id: str,
+                 table: RouteTable, check_period: float = 30.0) -> None:
+        self.node_name, self.cluster_id, self.table = node_name, cluster_id, table
+        self.check_period = check_period
+        self._dirty = threading.Event()
+        self._stop = threading.Event()
+        self.informers = InformerSet(api, name=f"routeagent@{node_name}")
+        self.nodes = self.informers.get(resources.NODES)
+        self.clusters = self.informers.get(resources.CLUSTERS, namespace=CLUSTER_NAMESPACE)
+        self.gateways = self.informers.get(resources.GATEWAYS, namespace=CLUSTER_NAMESPACE)
+        for informer in (self.nodes, self.clusters, self.gateways):
+            informer.add_handler(on_add=lambda _o: self._dirty.set(),
+                                 on_update=lambda _a, _b: self._dirty.set(),
+                                 on_delete=lambda _o: self._dirty.set())
+        self._thread: threading.Thread | None = None
+        self.converged = threading.Event()  # set after each converge (tests, readiness)
+        self.last: ConvergeResult | None = None
+
+    def desired(self) -> set[Route]:
+        return desired_routes(self.node_name, self.cluster_id, self.nodes.list(),
+                              self.clusters.list(), self.gateways.list())
+
+    def start(self, sync_timeout: float = 30.0) -> RouteAgent:
+        self.informers.start()
+        self.informers.wait_for_sync(sync_timeout)
+        self._dirty.set()
+        self._thread = threading.Thread(target=self._loop, name="routeagent", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop watching; the routes stay (traffic keeps flowing until the next agent)."""
+        self._stop.set()
+        self._dirty.set()
+        if self._thread:
+            self._thread.join(5)
+        self.informers.stop()
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._dirty.wait(self.check_period)
+            if self._stop.is_set():
+                return
+            self._dirty.clear()
+            try:
+                self.last = self.table.converge(self.desired())
+            except Exception:
+                log.exception("routes not converged; retrying")
+                self._stop.wait(1.0)
+                self._dirty.set()
+                continue
+            if self.last.changes:
+                log.info("routes: +%s -%s", [f"{r.dst} via {r.via}" for r in self.last.added],
+                         [f"{r.dst} via {r.via}" for r in self.last.removed])
+            self.converged.set()
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gateway.routeagent",
+                                description="Route clusterset traffic of this node to the "
+                                            "active gateway node.")
+    p.add_argument("--kubeconfig", type=Path, required=True)
+    p.add_argument("--node-name", required=True, help="this node's Node object")
+    p.add_argument("--cluster-id", required=True)
+    p.add_argument("--netns", help="program this named network namespace instead of our own")
+    p.add_argument("--uninstall", action="store_true",
+                   help="remove every route of ours (proto 149) and exit")
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    if args.netns and not Path("/run/netns", args.netns).exists():
+        print(f"routeagent: no network namespace {args.netns!r} under /run/netns",
+              file=sys.stderr)
+        return 2
+    table = RouteTable(args.netns)
+    if args.uninstall:
+        print(f"routeagent: removed {table.clear()} routes")
+        return 0
+    if not args.kubeconfig.exists():
+        print(f"routeagent: kubeconfig {args.kubeconfig} not found", file=sys.stderr)
+        return 2
+    from kube.client import new_api_client
+
+    agent = RouteAgent(new_api_client(args.kubeconfig), node_name=args.node_name,
+                       cluster_id=args.cluster_id, table=table)
+    done = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: done.set())
+    agent.start()
+    log.info("route agent of %s/%s started", args.cluster_id, args.node_name)
+    done.wait()
+    agent.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,47 @@
+"""datapath.routes in a real namespace: our routes (proto 149) converge by
+difference and nobody else's are touched. Addresses: link 10.9.0.1/24, next
+hops 10.9.0.2/.3, destinations 242.x.0.0/16."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from datapath.routes import Route, RouteTable
+from lab import netns
+
+
+def routes(ns: str) -> list[str]:
+    return [line.strip() for line in netns.run(ns, ["ip", "route", "show"]).splitlines()]
+
+
+def test_routes_converge_by_difference_and_leave_others_alone(
+        make_netns: Callable[[str], str]) -> None:
+    ns = make_netns("rt")
+    netns.run(ns, ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
+    netns.run(ns, ["ip", "addr", "add", "10.9.0.1/24", "dev", "d0"])
+    netns.run(ns, ["ip", "link", "set", "d1", "up"])
+    netns.run(ns, ["ip", "link", "set", "d0", "up"])
+    netns.run(ns, ["ip", "route", "add", "242.9.0.0/16", "via", "10.9.0.3", "proto", "static"])
+    table = RouteTable(ns)
+
+    first = table.converge({Route("242.1.0.0/16", "10.9.0.2"), Route("242.2.0.0/16", "10.9.0.2"),
+                            Route("242.9.0.0/16", "10.9.0.2")})
+    assert sorted(r.dst for r in first.added) == ["242.1.0.0/16", "242.2.0.0/16"]
+    assert first.conflicts == ["242.9.0.0/16"]  # someone else's route: reported, kept
+    assert "242.9.0.0/16 via 10.9.0.3 dev d0 proto static" in routes(ns)
+    assert table.installed() == {Route("242.1.0.0/16", "10.9.0.2"),
+                                 Route("242.2.0.0/16", "10.9.0.2")}
+    assert netns.run(ns, ["ip", "route", "show", "proto", "149"]).count("via 10.9.0.2") == 2
+
+    # Same wish again: nothing to do. A new next hop and one CIDR fewer: two changes.
+    assert table.converge({Route("242.1.0.0/16", "10.9.0.2"),
+                           Route("242.2.0.0/16", "10.9.0.2")}).changes == 0
+    moved = table.converge({Route("242.1.0.0/16", "10.9.0.3")})
+    assert moved.changes == 3 and table.installed() == {Route("242.1.0.0/16", "10.9.0.3")}
+
+    # A route of ours deleted by hand comes back on the next converge.
+    netns.run(ns, ["ip", "route", "del", "242.1.0.0/16"])
+    assert table.converge({Route("242.1.0.0/16", "10.9.0.3")}).added
+    assert table.clear() == 1
+    assert table.installed() == set()
+    assert "242.9.0.0/16 via 10.9.0.3 dev d0 proto static" in routes(ns)

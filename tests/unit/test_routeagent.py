@@ -1,0 +1,53 @@
+"""The route agent's decisions (pure): which node is the gateway, which CIDRs are
+remote, which routes a node needs. Address conventions: nodes 172.18.0.10+n,
+global CIDRs 242.<i>.0.0/16, pods 10.244.0.0/16, services 10.96.0.0/16."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from datapath.routes import Route
+from gateway.routeagent import active_gateway, desired_routes, remote_cidrs
+
+
+def node(name: str, ip: str, *, gateway: bool = False, created: str = "2026-01-01T00:00:00Z"
+         ) -> dict[str, Any]:
+    labels = {"submariner.io/gateway": "true"} if gateway else {}
+    return {"metadata": {"name": name, "labels": labels, "creationTimestamp": created},
+            "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
+
+
+def cluster(cid: str, global_cidr: str | None) -> dict[str, Any]:
+    return {"metadata": {"name": cid},
+            "spec": {"cluster_id": cid, "cluster_cidr": ["10.244.0.0/16"],
+                     "service_cidr": ["10.96.0.0/16"],
+                     "global_cidr": [global_cidr] if global_cidr else []}}
+
+
+NODES = [node("n0", "172.18.0.10", gateway=True), node("n1", "172.18.0.11")]
+CLUSTERS = [cluster("c1", "242.0.0.0/16"), cluster("c2", "242.1.0.0/16"),
+            cluster("c3", "242.2.0.0/16")]
+
+
+def test_non_gateway_nodes_route_every_remote_global_cidr_via_the_gateway() -> None:
+    assert desired_routes("n1", "c1", NODES, CLUSTERS) == {
+        Route("242.1.0.0/16", "172.18.0.10"), Route("242.2.0.0/16", "172.18.0.10")}
+    assert desired_routes("n0", "c1", NODES, CLUSTERS) == set()  # the gateway itself
+
+
+def test_without_globalnet_the_remote_pod_and_service_cidrs_are_routed() -> None:
+    assert remote_cidrs("c1", [cluster("c1", None), cluster("c2", None)]) == {
+        "10.244.0.0/16", "10.96.0.0/16"}
+
+
+def test_no_gateway_no_routes_and_the_active_or_oldest_gateway_wins() -> None:
+    assert desired_routes("n1", "c1", [node("n1", "172.18.0.11")], CLUSTERS) == set()
+    two = [node("g-new", "172.18.0.12", gateway=True, created="2026-02-01T00:00:00Z"),
+           node("g-old", "172.18.0.13", gateway=True, created="2026-01-01T00:00:00Z")]
+    assert active_gateway(two)["metadata"]["name"] == "g-old"  # type: ignore[index]
+    active = [{"metadata": {"name": "g-new"}, "status": {"haStatus": "active"}},
+              {"metadata": {"name": "g-old"}, "status": {"haStatus": "passive"}}]
+    assert active_gateway(two, active)["metadata"]["name"] == "g-new"  # type: ignore[index]
+    # A gateway without an address cannot be routed to.
+    assert active_gateway([{"metadata": {"name": "x", "labels": {
+        "submariner.io/gateway": "true"}}}]) is None
