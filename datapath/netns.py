@@ -49,3 +49,10 @@ def entered(name: str | None) -> Iterator[None]:
             _setns(own, "back")
     finally:
         os.close(own)
+
+
+def missing(name: str | None) -> str | None:
+    """Why `name` cannot be entered (for a one-line error), or None when it can."""
+    if name is None or (NETNS_DIR / name).exists():
+        return None
+    return f"no network namespace {name!r} under {NETNS_DIR}"

@@ -17,17 +17,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
 import threading
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from datapath import netns
 from datapath.routes import ConvergeResult, Route, RouteTable
 from gateway.clusterset import CLUSTER_NAMESPACE
+from kube import daemon, resources
 from kube import objects as o
-from kube import resources
 from kube.informers import InformerSet
 
 log = logging.getLogger(__name__)
@@ -148,11 +148,10 @@ def main(argv: list[str] | None = None) -> int:
                    help="remove every route of ours (proto 149) and exit")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.netns and not Path("/run/netns", args.netns).exists():
-        print(f"routeagent: no network namespace {args.netns!r} under /run/netns",
-              file=sys.stderr)
+    daemon.setup_logging(args.verbose)
+    problem = netns.missing(args.netns)
+    if problem:
+        print(f"routeagent: {problem}", file=sys.stderr)
         return 2
     table = RouteTable(args.netns)
     if args.uninstall:
@@ -165,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     agent = RouteAgent(new_api_client(args.kubeconfig), node_name=args.node_name,
                        cluster_id=args.cluster_id, table=table)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    done = daemon.stop_requested()
     agent.start()
     log.info("route agent of %s/%s started", args.cluster_id, args.node_name)
     done.wait()

@@ -17,16 +17,14 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 from gateway.clusterset import CLUSTER_NAMESPACE
 from globalnet.broker import BROKER_NAMESPACE
+from kube import daemon, resources
 from kube import objects as o
-from kube import resources
 from kube.crud import ResourceClient
 from kube.errors import is_already_exists, is_not_found
 from kube.informers import InformerSet
@@ -117,8 +115,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster-namespace", default=CLUSTER_NAMESPACE)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    daemon.setup_logging(args.verbose)
     for path in (args.kubeconfig, args.broker_kubeconfig):
         if not path.exists():
             print(f"gateway.syncer: kubeconfig {path} not found", file=sys.stderr)
@@ -129,9 +126,7 @@ def main(argv: list[str] | None = None) -> int:
                            broker_api=new_api_client(args.broker_kubeconfig),
                            broker_namespace=args.broker_namespace,
                            cluster_namespace=args.cluster_namespace)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    done = daemon.stop_requested()
     syncer.start()
     log.info("syncing Cluster objects from the Broker's %s into %s", args.broker_namespace,
              args.cluster_namespace)

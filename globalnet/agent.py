@@ -18,14 +18,14 @@ import argparse
 import contextlib
 import logging
 import os
-import signal
 import socket
 import sys
-import threading
 from pathlib import Path
 
+from datapath import netns
 from datapath.api import Datapath, RecordingDatapath
 from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
+from kube import daemon
 
 log = logging.getLogger("globalnet.agent")
 
@@ -86,11 +86,10 @@ def uninstall(netns: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    if args.netns and not Path("/run/netns", args.netns).exists():
-        print(f"globalnet-agent: no network namespace {args.netns!r} under /run/netns",
-              file=sys.stderr)
+    daemon.setup_logging(args.verbose)
+    problem = netns.missing(args.netns)
+    if problem:
+        print(f"globalnet-agent: {problem}", file=sys.stderr)
         return 2
     if args.uninstall:
         return uninstall(args.netns)
@@ -118,9 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         start_http_server(args.metrics_port)
     datapath = make_datapath(args.datapath, args.netns)
     manager = GlobalnetManager(api, cfg, datapath)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    done = daemon.stop_requested()
     with contextlib.ExitStack() as stack:
         if args.datapath == "nftables":
             from datapath.nftables import DriftWatcher, NftablesDatapath

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import logging
-import signal
 import sys
-import threading
 from pathlib import Path
 
 from globalnet.broker import BROKER_NAMESPACE
+from kube import daemon
 from lighthouse.agent.agent import AgentConfig, LighthouseAgent, remove_imports, withdraw_cluster
 from lighthouse.dns.__main__ import listen_address
 
@@ -47,8 +46,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    daemon.setup_logging(args.verbose)
     from kube.client import new_api_client
 
     local_api = new_api_client(args.kubeconfig)
@@ -71,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
             host=host, port=port, zone=args.zone)))
         dns.start()
         log.info("clusterset DNS for %s on %s:%d", args.zone, host, dns.server.port)
-    done = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: done.set())
+    done = daemon.stop_requested()
     try:
         agent.start()
         # The one line scripts wait for (the DNS port matters with --dns-listen HOST:0).

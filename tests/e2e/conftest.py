@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from collections.abc import Iterator
@@ -24,16 +25,25 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("labs")
 
 
-@pytest.fixture(scope="module")
-def lab2(lab_root: Path) -> Iterator[Lab]:
-    """Two clusters of two nodes each, identical CIDRs, with the demo workload."""
+@contextlib.contextmanager
+def running_lab(lab_root: Path, tag: str, *, globalnet: bool = False) -> Iterator[Lab]:
+    """Two clusters of two nodes each, identical CIDRs, the demo workload; always
+    taken down."""
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
-    name = unique_lab_name("e")
+    name = unique_lab_name(tag)
     lab = Lab(name, root=lab_root)
-    spec = LabSpec(name=name, clusters=2, nodes=2, api_port_base=free_port_block(4))
+    spec = LabSpec(name=name, clusters=2, nodes=2, api_port_base=free_port_block(4),
+                   globalnet=globalnet)
     try:
         lab.up(spec, progress=lambda m: print(m, flush=True))
         yield lab
     finally:
         lab.down(progress=lambda *_: None)
+
+
+@pytest.fixture(scope="module")
+def lab2(lab_root: Path) -> Iterator[Lab]:
+    """Two clusters of two nodes each, identical CIDRs, with the demo workload."""
+    with running_lab(lab_root, "e") as lab:
+        yield lab

@@ -12,7 +12,6 @@ Address conventions: lab/topology.py; global CIDRs come from the Broker's
 
 from __future__ import annotations
 
-import os
 import subprocess
 import time
 from collections.abc import Iterator
@@ -31,24 +30,15 @@ from lab import netns, processes
 from lab.lab import Lab
 from lab.ports import free_port_block
 from lab.topology import LabSpec
-from tests.e2e.conftest import unique_lab_name
+from tests.e2e.conftest import running_lab, unique_lab_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
 
 
 @pytest.fixture(scope="module")
 def lab(lab_root: Path) -> Iterator[Lab]:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for network namespaces")
-    name = unique_lab_name("g")
-    lab = Lab(name, root=lab_root)
-    spec = LabSpec(name=name, clusters=2, nodes=2, api_port_base=free_port_block(3),
-                   globalnet=True)
-    try:
-        lab.up(spec, progress=lambda m: print(m, flush=True))
-        yield lab
-    finally:
-        lab.down(progress=lambda *_: None)
+    with running_lab(lab_root, "g", globalnet=True) as running:
+        yield running
 
 
 def export(lab: Lab, cluster: str, service: str) -> str:
