@@ -192,3 +192,81 @@ def test_lab_down_stops_the_agents(lab_root: Path) -> None:
         small.down(progress=lambda *_: None)
     assert not any(processes.is_alive(p) for p in agents)
     assert not netns.list_names(f"gn-{name}-")
+
+
+def pod_curl(lab: Lab, cluster: str, pod: str, url: str) -> str:
+    record = lab.pod(cluster, pod)
+    argv = netns.exec_argv(record.netns, ["curl", "-s", "--max-time", "2", url])
+    return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout
+
+
+def test_headless_pods_have_their_own_global_ips_both_ways(lab: Lab) -> None:
+    """A headless service of c2 exported: each pod gets a global IP, the clusterset
+    name resolves to them in c1, each answers there - and a pod's own connections
+    to c1 leave with that same global IP (1:1, not the cluster egress IPs)."""
+    c2 = lab.cluster("c2")
+    c2.client(resources.SERVICES).create({
+        "metadata": {"name": "webhl", "namespace": "default"},
+        "spec": {"clusterIP": "None", "selector": {"app": "web"},
+                 "ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}})
+    c2.client(resources.SERVICE_EXPORTS).create(
+        {"metadata": {"name": "webhl", "namespace": "default"}})
+    giips = c2.client(resources.GLOBAL_INGRESS_IPS)
+
+    def pod_ips() -> dict[str, str] | None:
+        found = {g["metadata"]["name"]: (g.get("status") or {}).get("allocatedIP")
+                 for g in giips.list(namespace="default").items
+                 if g["spec"].get("target") == "HeadlessServicePod"}
+        return found if set(found) == {"pod-web-0", "pod-web-1"} and all(
+            found.values()) else None
+
+    ips = await_condition(pod_ips, timeout=30, message="a global IP per web pod")
+    assert ips is not None
+    name = "webhl.default.svc.clusterset.local"
+
+    def resolved() -> set[str] | None:
+        client = lab.pod("c1", "client-0")
+        out = subprocess.run(netns.exec_argv(client.netns, ["getent", "ahostsv4", name]),
+                             capture_output=True, text=True, timeout=20).stdout
+        got = {line.split()[0] for line in out.splitlines()}
+        return got if got == set(ips.values()) else None
+
+    await_condition(resolved, timeout=30, message=f"{name} -> both pods' global IPs")
+    for pod, ip in ips.items():
+        out = curl(lab, "c1", f"http://{ip}/", max_time=3).stdout
+        assert out.strip() == f"hello from c2/{pod.removeprefix('pod-')}", (pod, out)
+
+    # web-0 of c2 calls c1's exported web: c1's backends see web-0's own global IP.
+    c1_web = export(lab, "c1", "web")
+    out = pod_curl(lab, "c2", "web-0", f"http://{c1_web}/")
+    assert out.startswith("hello from c1/"), out
+    seen = {line.split()[0] for pod in ("web-0", "web-1")
+            for line in web_log(lab, "c1", pod).splitlines() if '"GET /' in line}
+    assert ips["pod-web-0"] in seen, seen
+
+
+def test_a_namespace_egress_ip_is_what_remote_servers_see(lab: Lab) -> None:
+    """A GlobalEgressIP for c1's namespace replaces the cluster egress IPs for its pods."""
+    c1 = lab.cluster("c1")
+    egress = c1.client(resources.GLOBAL_EGRESS_IPS)
+    egress.create({"metadata": {"name": "ns-egress", "namespace": "default"},
+                   "spec": {"numberOfIPs": 1}})
+    try:
+        def allocated() -> list[str] | None:
+            obj = egress.get("ns-egress", namespace="default")
+            return (obj.get("status") or {}).get("allocatedIPs") or None
+
+        ns_ips = await_condition(allocated, timeout=30, message="the namespace's egress IP")
+        assert ns_ips is not None and len(ns_ips) == 1
+        target = export(lab, "c2", "web")
+        before = {pod: len(web_log(lab, "c2", pod)) for pod in ("web-0", "web-1")}
+
+        def seen_from_namespace_ip() -> bool:
+            curl(lab, "c1", f"http://{target}/")
+            return any(ns_ips[0] in web_log(lab, "c2", pod)[offset:]
+                       for pod, offset in before.items())
+
+        await_condition(seen_from_namespace_ip, timeout=30,
+                        message=f"c2's web sees {ns_ips[0]}")
+    finally:
+        egress.delete_if_exists("ns-egress", namespace="default")
