@@ -6,7 +6,7 @@ GNCTL := $(VENV)/bin/gnctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
 .PHONY: help setup deps venv k8s bcc-headers demo demo-down test test-unit lint bench-lab \
-	bench-globalnet bench-dns bench-nat clean
+	bench-globalnet bench-dns bench-nat bench-e2e clean
 
 help:
 	@echo "make demo       set everything up, bring up a 2-cluster lab and show it"
@@ -15,6 +15,7 @@ help:
 	@echo "make bench-lab  time 'lab up' for 2 and 3 clusters"
 	@echo "make bench-globalnet  IPAM and controller reconcile figures"
 	@echo "make bench-dns  our clusterset.local server against NSD, with dnsperf"
+	@echo "make bench-e2e  export to allocated/programmed/resolvable/reachable in a Globalnet lab"
 	@echo "make bench-nat  connection rate and update latency: our maps vs rule-per-IP chains"
 
 deps:
@@ -59,6 +60,9 @@ bench-lab: setup
 
 bench-nat: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.nat'
+
+bench-e2e: setup
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.e2e'
 
 bench-dns: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.dns'
