@@ -146,9 +146,17 @@ def cmd_join(args: argparse.Namespace) -> int:
                   f"--cluster-id {member.cluster_id} --global-cidr {member.global_cidr} "
                   + " ".join(f"--local-cidr {c}" for c in (*request.cluster_cidrs,
                                                              *request.service_cidrs)))
+        else:
+            print("run on the gateway node:")
+        no_globalnet = "" if member.global_cidr else " --no-globalnet"
         print(f"  python -m lighthouse.agent --kubeconfig {args.kubeconfig} "
               f"--broker-kubeconfig {args.broker_kubeconfig} --cluster-id {member.cluster_id} "
-              "--dns-listen 0.0.0.0:53")
+              f"--dns-listen 0.0.0.0:53{no_globalnet}")
+        print(f"  python -m gateway.syncer --kubeconfig {args.kubeconfig} "
+              f"--broker-kubeconfig {args.broker_kubeconfig}")
+        print("and on every node:\n"
+              f"  python -m gateway.routeagent --kubeconfig {args.kubeconfig} "
+              f"--cluster-id {member.cluster_id} --node-name NODE")
         return 0
 
     return _run(step)

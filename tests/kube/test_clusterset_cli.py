@@ -124,3 +124,15 @@ def test_join_refuses_bad_flags_before_connecting(gnctl: Gnctl) -> None:
     bad_id = gnctl.run("join", "--broker-kubeconfig", "/nonexistent", "--clusterid", "East",
                        "--cluster-cidr", "10.244.0.0/16", "--service-cidr", "10.96.0.0/16")
     assert bad_id.returncode == 1 and "is not a DNS label" in bad_id.stderr
+
+
+def test_a_broker_without_globalnet_joins_clusters_by_their_own_cidrs(
+        gnctl: Gnctl, api_client: Any) -> None:
+    assert gnctl.deploy_broker().returncode == 0
+    refused = gnctl.join("east", "--globalnet-cidr", "242.50.0.0/24")
+    assert refused.returncode == 1 and "deployed without Globalnet" in refused.stderr
+    east = gnctl.join("east")
+    assert east.returncode == 0, east.stderr
+    assert "global CIDR" not in east.stdout and "--no-globalnet" in east.stdout
+    assert "gateway.routeagent" in east.stdout and "gateway.syncer" in east.stdout
+    assert members(api_client, gnctl.broker_ns) == {"east": []}
