@@ -1,16 +1,19 @@
-"""The Broker syncer: a cluster's `Cluster` objects stay what the Broker says.
+"""The Broker syncer: a cluster's `Cluster` and `Endpoint` objects stay what the
+Broker says.
 
 `gnctl join` publishes a member's `Cluster` object (its pod, service and global
-CIDRs) to the Broker and copies the members it finds into the cluster; this
-keeps the copies current afterwards - a cluster joining later, a rejoin with a
-new CIDR, a leave - so every member's Globalnet knows the remote global CIDRs
-without anyone rerunning `join`. Copies edited or deleted by hand are put back;
-objects in the cluster's namespace that the Broker does not have are removed.
+CIDRs) to the Broker and the gateway engine publishes its `Endpoint` (where its
+cable ends); this copies every member's into the cluster and keeps the copies
+current - a cluster joining later, a rejoin with a new CIDR, a gateway moving, a
+leave - so every member's Globalnet knows the remote global CIDRs and its
+gateway engine the remote cable ends. Copies edited or deleted by hand are put
+back; objects in the cluster's namespace that the Broker does not have are
+removed.
 
-One informer on each side, a work queue keyed by cluster ID, and a reconcile
-that compares specs: idempotent, so two syncers of one cluster (an old and a
-new gateway during a failover) agree. Endpoint objects will join when the
-gateway engine publishes them. Run it with `python -m gateway.syncer`.
+One informer per kind on each side, a work queue keyed by (kind, name), and a
+reconcile that compares specs: idempotent, so two syncers of one cluster (an
+old and a new gateway during a failover) agree. Run it with
+`python -m gateway.syncer`.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +31,10 @@ from kube import daemon, resources
 from kube import objects as o
 from kube.crud import ResourceClient
 from kube.errors import is_already_exists, is_not_found
+from kube.informer import Informer
 from kube.informers import InformerSet
 from kube.reconcile import Workers, run_workers
+from kube.resources import Resource
 from kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
@@ -37,8 +43,12 @@ JSON = dict[str, Any]
 SYNC_TIMEOUT = 30.0
 
 
+MIRRORED = (resources.CLUSTERS, resources.SUBMARINER_ENDPOINTS)
+Key = tuple[str, str]  # (plural, name)
+
+
 class ClusterSyncer:
-    """Mirror the Broker's Cluster objects into one cluster's namespace."""
+    """Mirror the Broker's Cluster and Endpoint objects into one cluster's namespace."""
 
     def __init__(self, *, local_api: Any, broker_api: Any,
                  broker_namespace: str = BROKER_NAMESPACE,
@@ -48,17 +58,24 @@ class ClusterSyncer:
         self.cluster_namespace = cluster_namespace
         self._broker = InformerSet(broker_api, name="broker", resync_period=resync_period)
         self._local = InformerSet(local_api, name="local", resync_period=resync_period)
-        self.published = self._broker.get(resources.CLUSTERS, namespace=broker_namespace)
-        self.mirrored = self._local.get(resources.CLUSTERS, namespace=cluster_namespace)
-        self._client = ResourceClient(local_api, resources.CLUSTERS)
-        self.queue: WorkQueue[str] = WorkQueue(name="cluster-sync")
-        self._workers: Workers[str] | None = None
-        for informer in (self.published, self.mirrored):
-            informer.add_handler(on_add=self._enqueue, on_delete=self._enqueue,
-                                 on_update=lambda _old, new: self._enqueue(new))
+        self.queue: WorkQueue[Key] = WorkQueue(name="broker-sync")
+        self._workers: Workers[Key] | None = None
+        self._kinds: dict[str, tuple[Resource, Informer, Informer, ResourceClient]] = {}
+        for resource in MIRRORED:
+            published = self._broker.get(resource, namespace=broker_namespace)
+            mirrored = self._local.get(resource, namespace=cluster_namespace)
+            self._kinds[resource.plural] = (resource, published, mirrored,
+                                            ResourceClient(local_api, resource))
+            for informer in (published, mirrored):
+                informer.add_handler(on_add=self._enqueuer(resource.plural),
+                                     on_delete=self._enqueuer(resource.plural),
+                                     on_update=self._update_enqueuer(resource.plural))
 
-    def _enqueue(self, obj: JSON) -> None:
-        self.queue.add(o.name(obj))
+    def _enqueuer(self, plural: str) -> Callable[[JSON], None]:
+        return lambda obj: self.queue.add((plural, o.name(obj)))
+
+    def _update_enqueuer(self, plural: str) -> Callable[[JSON, JSON], None]:
+        return lambda _old, new: self.queue.add((plural, o.name(new)))
 
     def start(self) -> ClusterSyncer:
         self._broker.start()
@@ -66,7 +83,7 @@ class ClusterSyncer:
         self._broker.wait_for_sync(SYNC_TIMEOUT)
         self._local.wait_for_sync(SYNC_TIMEOUT)
         self._workers = run_workers(self.queue, self.reconcile, max_requeues=20,
-                                    name="cluster-sync")
+                                    name="broker-sync")
         return self
 
     def stop(self) -> None:
@@ -75,40 +92,42 @@ class ClusterSyncer:
         self._broker.stop()
         self._local.stop()
 
-    def reconcile(self, cluster_id: str) -> None:
-        """Make the local copy of `cluster_id` the Broker's (or remove it)."""
-        want = self.published.get(f"{self.broker_namespace}/{cluster_id}")
-        have = self.mirrored.get(f"{self.cluster_namespace}/{cluster_id}")
+    def reconcile(self, key: Key) -> None:
+        """Make the local copy of one object the Broker's (or remove it)."""
+        plural, name = key
+        resource, published, mirrored, client = self._kinds[plural]
+        want = published.get(f"{self.broker_namespace}/{name}")
+        have = mirrored.get(f"{self.cluster_namespace}/{name}")
         ns = self.cluster_namespace
         if want is None:
             if have is not None:
-                log.info("cluster %s left the clusterset: removing its Cluster object", cluster_id)
+                log.info("%s %s is gone from the Broker: removing the copy", resource.kind, name)
                 try:
-                    self._client.delete(cluster_id, namespace=ns)
+                    client.delete(name, namespace=ns)
                 except Exception as exc:
                     if not is_not_found(exc):
                         raise
             return
         if have is None:
-            log.info("cluster %s joined: copying its Cluster object", cluster_id)
+            log.info("%s %s appeared on the Broker: copying it", resource.kind, name)
             try:
-                self._client.create({"apiVersion": resources.CLUSTERS.api_version,
-                                     "kind": resources.CLUSTERS.kind,
-                                     "metadata": {"name": cluster_id, "namespace": ns},
-                                     "spec": o.spec(want)}, namespace=ns)
+                client.create({"apiVersion": resource.api_version, "kind": resource.kind,
+                               "metadata": {"name": name, "namespace": ns},
+                               "spec": o.spec(want)}, namespace=ns)
             except Exception as exc:
                 if not is_already_exists(exc):
                     raise
-                self.queue.add(cluster_id)  # the cache lags: compare again
+                self.queue.add(key)  # the cache lags: compare again
             return
         if o.spec(have) != o.spec(want):
-            log.info("cluster %s changed: updating its Cluster object", cluster_id)
-            self._client.update({**have, "spec": o.spec(want)}, namespace=ns)
+            log.info("%s %s changed on the Broker: updating the copy", resource.kind, name)
+            client.update({**have, "spec": o.spec(want)}, namespace=ns)
 
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gateway.syncer",
-                                description="Mirror the Broker's Cluster objects into a cluster.")
+                                description="Mirror the Broker's Cluster and Endpoint objects "
+                                            "into a cluster.")
     p.add_argument("--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig")
     p.add_argument("--broker-kubeconfig", type=Path, required=True)
     p.add_argument("--broker-namespace", default=BROKER_NAMESPACE)
@@ -128,7 +147,8 @@ def main(argv: list[str] | None = None) -> int:
                            cluster_namespace=args.cluster_namespace)
     done = daemon.stop_requested()
     syncer.start()
-    log.info("syncing Cluster objects from the Broker's %s into %s", args.broker_namespace,
+    log.info("syncing Cluster and Endpoint objects from the Broker's %s into %s",
+             args.broker_namespace,
              args.cluster_namespace)
     done.wait()
     syncer.stop()
