@@ -5,7 +5,9 @@ this module makes the kernel hold exactly those, by difference: routes carry
 `proto 149` (`ip route show proto 149` lists them), so ours are found without
 bookkeeping, a restart changes nothing that is already right, and a route of
 anyone else - even one for the same destination - is never replaced or
-removed. A conflicting foreign route is reported instead.
+removed. A conflicting foreign route is reported instead. Each owner has its
+own number: the route agent 149, the gateway engine's cable 150, so the two
+never remove each other's routes on a gateway node.
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ from pyroute2 import IPRoute
 
 log = logging.getLogger(__name__)
 
-RTPROT_GLOBALNET = 149  # upstream's route agent table number, reused as our protocol id
+RTPROT_GLOBALNET = 149  # the route agent's routes (upstream's route agent table number)
+RTPROT_CABLE = 150  # the gateway engine's routes into the cable
 RT_TABLE_MAIN = 254
 
 

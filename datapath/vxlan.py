@@ -4,7 +4,7 @@ One VXLAN device per gateway node, `vx-globalnet` (VNI 100, UDP 4800), with a
 tunnel address 240.a.b.c/8 taken from the low 24 bits of the node's underlay
 (private) IP, as upstream's vxlan cable driver does. Each remote gateway is an
 all-zero FDB entry (flooding to it resolves its tunnel address) and each remote
-cluster's subnets are routes via its tunnel address (`proto 149`, through
+cluster's subnets are routes via its tunnel address (`proto 150`, through
 `datapath.routes`, so nobody else's routes are touched). Only global IPs cross
 it under Globalnet; the overlapping pod and service CIDRs never do. No
 encryption: ESP and WireGuard are not in this kernel, and VXLAN is upstream's
@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import netaddr
 from pyroute2 import IPRoute
 
-from datapath.routes import ConvergeResult, Route, RouteTable
+from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +54,7 @@ class VxlanCable:
         self.local_ip = local_ip
         self.netns = netns
         self.mtu = mtu - OVERHEAD
-        self.routes = RouteTable(netns)
+        self.routes = RouteTable(netns, proto=RTPROT_CABLE)
 
     def _ipr(self) -> IPRoute:
         return IPRoute(netns=self.netns) if self.netns else IPRoute()
@@ -96,8 +96,12 @@ class VxlanCable:
             Route(subnet, tunnel_ip(r.private_ip))
             for r in remotes if r.private_ip != self.local_ip for subnet in r.subnets})
 
+    def exists(self) -> bool:
+        with self._ipr() as ipr:
+            return bool(ipr.link_lookup(ifname=IFNAME))
+
     def remove(self) -> None:
-        """Delete the device and our routes (a gateway leaving the clusterset)."""
+        """Delete the device and our routes (another gateway is active now)."""
         self.routes.clear()
         with self._ipr() as ipr:
             for index in ipr.link_lookup(ifname=IFNAME):

@@ -12,12 +12,12 @@ pod's `/etc/resolv.conf` (`/etc/netns/<pod>/resolv.conf`) names that server.
 
 The Broker syncer (`gateway.syncer`) runs there too, so members that joined
 first learn of the later ones (Globalnet reads the remote global CIDRs from the
-`Cluster` objects), and a route agent (`gateway.routeagent`) on every node
-sends remote global CIDRs to the gateway node. One job belongs to a component
-that does not exist yet, and the lab does it by hand, plainly: the gateway
-engine's. Each gateway routes remote global CIDRs across the underlay to the
-owning cluster's gateway. No tunnel: the lab underlay is one L2 segment, and
-the overlapping pod and service CIDRs never appear on it - only global IPs do.
+`Cluster` and `Endpoint` objects), the gateway engine (`gateway.engine`:
+Endpoint publication, a VXLAN cable over the underlay to every other gateway,
+health pings into the Gateway status), and a route agent (`gateway.routeagent`)
+on every node sends remote global CIDRs to the gateway node. Only global IPs
+cross the underlay, inside the tunnel; the overlapping pod and service CIDRs
+never appear on it.
 """
 
 from __future__ import annotations
@@ -56,17 +56,14 @@ def join_clusterset(broker_api: Any, members: dict[str, tuple[ClusterPlan, Any]]
     return cidrs
 
 
-def gateway_routes(plan: LabPlan, cidrs: dict[str, str]) -> list[Route]:
-    """The gateway engine's part, by hand: each gateway sends a remote global CIDR
-    across the underlay to the owning cluster's gateway."""
-    routes: list[Route] = []
-    for c in plan.clusters:
-        for other in plan.clusters:
-            if other is not c:
-                assert other.gateway.underlay_ip is not None, "gateways are on the underlay"
-                routes.append(Route(c.gateway.netns, cidrs[other.name],
-                                    other.gateway.underlay_ip))
-    return routes
+def engine_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path,
+                broker_kubeconfig: Path) -> list[str]:
+    """The gateway engine of cluster `c`, on its gateway node: VXLAN over the underlay."""
+    assert c.gateway.underlay_ip is not None, "the gateway node is on the underlay"
+    return [sys.executable, "-m", "gateway.engine", "--kubeconfig", str(kubeconfig),
+            "--broker-kubeconfig", str(broker_kubeconfig), "--cluster-id", c.name,
+            "--node-name", c.gateway.name, "--private-ip", c.gateway.underlay_ip,
+            "--subnet", global_cidr]
 
 
 def node_routes(plan: LabPlan, cidrs: dict[str, str]) -> dict[str, set[tuple[str, str]]]:

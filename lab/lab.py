@@ -241,9 +241,9 @@ class Lab:
                 )
 
     def _enable_globalnet(self, plan: LabPlan) -> None:
-        """See lab/globalnet.py: join, route between gateways, start the Broker
-        syncer, the Globalnet and Lighthouse agents and the route agents, point
-        pods at the clusterset DNS."""
+        """See lab/globalnet.py: join, start the Broker syncer, the gateway engine,
+        the Globalnet and Lighthouse agents and the route agents, point pods at
+        the clusterset DNS."""
         from kube.client import new_api_client
 
         assert self.state is not None
@@ -251,13 +251,13 @@ class Lab:
         cidrs = lab_globalnet.join_clusterset(new_api_client(self.broker_kubeconfig()), members)
         self.state.global_cidrs = cidrs
         self._save()
-        for route in lab_globalnet.gateway_routes(plan, cidrs):
-            netns.ensure_route(route.netns, route.dst, gateway=route.via)
         broker_kubeconfig = self.store.dir / "broker" / "incluster.kubeconfig"
         for c in plan.clusters:
             kubeconfig = self.cluster(c.name).incluster_kubeconfig
             for what, argv in (
                 ("syncer", lab_globalnet.syncer_argv(kubeconfig, broker_kubeconfig)),
+                ("engine", lab_globalnet.engine_argv(c, cidrs[c.name], kubeconfig,
+                                                     broker_kubeconfig)),
                 ("globalnet", lab_globalnet.agent_argv(c, cidrs[c.name], kubeconfig)),
                 ("lighthouse", lab_globalnet.lighthouse_argv(c, kubeconfig, broker_kubeconfig)),
             ):
@@ -281,6 +281,27 @@ class Lab:
             self._wait_for_cluster_egress(c.name, proc_name=f"{c.name}/{c.gateway.name}/globalnet")
             self._wait_for_dns(c)
         self._wait_for_routes(lab_globalnet.node_routes(plan, cidrs))
+        for c in plan.clusters:
+            self._wait_for_cable(c, peers=len(plan.clusters) - 1)
+
+    def _wait_for_cable(self, c: ClusterPlan, *, peers: int, timeout: float = 60) -> None:
+        """Until the gateway engine reports every other gateway connected."""
+        assert self.state is not None
+        name = f"{c.name}/{c.gateway.name}/engine"
+        proc = next(p for p in self.state.processes if p.name == name)
+        gateways = self.cluster(c.name).client(resources.GATEWAYS)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if not processes.is_alive(proc):
+                raise LabError(f"the gateway engine of {c.name} exited: "
+                               f"{processes.tail(proc.log, 1)}")
+            gw = gateways.get_or_none(c.gateway.name, namespace="submariner-operator")
+            conns = ((gw or {}).get("status") or {}).get("connections") or []
+            if len(conns) == peers and all(x.get("status") == "connected" for x in conns):
+                return
+            time.sleep(0.3)
+        raise LabError(f"the gateway of {c.name} did not connect to the other gateways in "
+                       f"{timeout:.0f} s (log: {proc.log})")
 
     def _wait_for_routes(self, wanted: dict[str, set[tuple[str, str]]],
                          timeout: float = 30) -> None:

@@ -40,10 +40,11 @@ if [[ -z $global_ip ]]; then
   echo "[demo] Globalnet gave web no global IP; see /run/globalnet/lab/$NAME/c2/logs/globalnet.log" >&2
   exit 1
 fi
+echo "[demo] the gateways' cable: $(lab kubectl c1 -- get gateway -n submariner-operator -o 'jsonpath={.items[0].status.connections[0].status} to {.items[0].status.connections[0].endpoint.cluster_id}, RTT {.items[0].status.connections[0].latencyRTT.last}')"
 echo "[demo] Globalnet gave c2's web the global IP $global_ip; c2's gateway now holds:"
 $GNCTL show nat --netns "gn-$NAME-c2-n0"
 echo
-echo "[demo] c1: client-0 -> c2's web at $global_ip (c1 -> c1 gateway -> underlay -> c2 gateway -> kube-proxy):"
+echo "[demo] c1: client-0 -> c2's web at $global_ip (c1 -> c1 gateway -> VXLAN cable -> c2 gateway -> kube-proxy):"
 for _ in 1 2 3 4; do
   printf '  '
   lab exec c1 client-0 -- curl -s --max-time 3 --retry 10 --retry-delay 1 "http://$global_ip/" || echo "(no answer yet)"

@@ -4,8 +4,8 @@ CIDRs reach each other's exported services by global IP and by clusterset name.
 Everything is real: API servers, the Broker's CIDR allocation, the Globalnet
 agent on each gateway node programming nftables, kube-proxy (iptables mode) on
 every node, the Lighthouse agent and DNS server on each gateway node (pods'
-resolv.conf names it), HTTP servers in pod namespaces. Until the gateway engine exists, the
-lab routes global CIDRs between gateways over the underlay (lab/globalnet.py).
+resolv.conf names it), the gateway engine with its VXLAN cable between the
+gateways, route agents on every node, HTTP servers in pod namespaces.
 Address conventions: lab/topology.py; global CIDRs come from the Broker's
 242.0.0.0/8 in /16 slices.
 """
@@ -91,7 +91,7 @@ def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
     info = BrokerGlobalnet(new_api_client(lab.broker_kubeconfig())).read()
     assert info is not None
     assert info.clusters == {k: (v,) for k, v in cidrs.items()}
-    for suffix in ("/globalnet", "/lighthouse", "/syncer"):
+    for suffix in ("/globalnet", "/lighthouse", "/syncer", "/engine"):
         agents = [p for p in status["processes"] if p["name"].endswith(suffix)]
         assert len(agents) == 2 and all(p["alive"] for p in agents), suffix
     # c1 joined first; the Broker syncer told it of c2.
@@ -270,3 +270,29 @@ def test_a_namespace_egress_ip_is_what_remote_servers_see(lab: Lab) -> None:
                         message=f"c2's web sees {ns_ips[0]}")
     finally:
         egress.delete_if_exists("ns-egress", namespace="default")
+
+
+def gateway_status(lab: Lab, cluster: str) -> dict[str, Any]:
+    gw = lab.cluster(cluster).client(resources.GATEWAYS).get(
+        lab.plan.cluster(cluster).gateway.name, namespace="submariner-operator")
+    return dict(gw.get("status") or {})
+
+
+def test_gateways_are_connected_through_the_vxlan_cable(lab: Lab) -> None:
+    """Each active gateway reports the other connected (health ping with RTT), the
+    remote global CIDR is routed into the cable, and a cable deleted by hand is
+    rebuilt by the engine."""
+    for cluster, other in (("c1", "c2"), ("c2", "c1")):
+        status = gateway_status(lab, cluster)
+        assert status["haStatus"] == "active"
+        (conn,) = status["connections"]
+        assert conn["status"] == "connected" and conn["endpoint"]["cluster_id"] == other
+        assert conn["latencyRTT"]["last"].endswith("ms")
+        assert lab.state is not None
+        route = netns.run(lab.plan.cluster(cluster).gateway.netns,
+                          ["ip", "route", "show", lab.state.global_cidrs[other]])
+        assert "dev vx-globalnet" in route and "proto 150" in route, route
+    ip = export(lab, "c2", "web")
+    netns.run(lab.plan.cluster("c1").gateway.netns, ["ip", "link", "del", "vx-globalnet"])
+    await_condition(lambda: curl(lab, "c1", f"http://{ip}/").stdout.startswith("hello"),
+                    timeout=30, message="traffic through a rebuilt cable")

@@ -32,6 +32,7 @@ def test_two_gateways_reach_each_others_subnets_through_the_cable(
     out = netns.run(a, ["ping", "-c", "2", "-W", "2", "-I", "242.1.0.1", "242.2.0.1"])
     assert " 0% packet loss" in out
     assert "via 240.18.9.2 dev vx-globalnet" in netns.run(a, ["ip", "route", "get", "242.2.0.1"])
+    assert "proto 150" in netns.run(a, ["ip", "route", "show", "242.2.0.0/16"])
     assert "mtu 1450" in netns.run(a, ["ip", "link", "show", IFNAME])
     # Again: nothing changes. The remote gone: its route and FDB entry go too.
     assert cable_a.converge([RemoteGateway("198.18.9.2", ("242.2.0.0/16",))]).changes == 0

@@ -1,0 +1,278 @@
+"""The gateway engine: the active gateway of a cluster publishes where its cable
+ends, keeps a cable to every other cluster's gateway, and checks each one.
+
+Every gateway node runs an engine; they elect one leader per cluster (Lease
+`globalnet-gateway` in `submariner-operator`), which is the *active* gateway:
+
+* it publishes the cluster's `Endpoint` to the Broker (cable end `private_ip`,
+  `subnets` - the global CIDR under Globalnet - and `healthCheckIP`, the node's
+  health-check global IP once Globalnet has given it one); the Broker syncer
+  copies every member's into every cluster;
+* it converges the VXLAN cable (`datapath.vxlan`) to the other clusters'
+  Endpoints: one tunnel end and one route per remote subnet;
+* every `health_period` it pings each remote gateway through the cable (its
+  health-check IP, else its tunnel address) and writes the results into its
+  `Gateway` object's status - `connected` with the RTT, or `error` - which is
+  what Lighthouse reads to stop answering with clusters it cannot reach.
+
+A passive engine says so in its Gateway status and, once another node is known
+to lead, removes this node's cable (left from when it was active). Stopping an
+engine removes nothing: traffic keeps flowing until the next leader converges
+by difference.
+
+    python -m gateway.engine --kubeconfig K --broker-kubeconfig B --cluster-id C \\
+        --node-name N --private-ip IP --subnet CIDR [--netns NS]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import re
+import subprocess
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from datapath import netns
+from datapath.vxlan import RemoteGateway, VxlanCable, tunnel_ip
+from gateway.clusterset import CLUSTER_NAMESPACE
+from globalnet.broker import BROKER_NAMESPACE
+from kube import daemon, resources
+from kube import objects as o
+from kube.crud import ResourceClient
+from kube.errors import is_already_exists
+from kube.informers import InformerSet
+from kube.leaderelection import LeaderElectionConfig, LeaderElector
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+LEASE_NAME = "globalnet-gateway"
+HEALTH_IP_ANNOTATION = "submariner.io/globalIp"  # set on gateway nodes by Globalnet
+_RTT = re.compile(r"time=([0-9.]+) ms")
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    cluster_id: str
+    node_name: str
+    private_ip: str
+    subnets: tuple[str, ...]
+    namespace: str = CLUSTER_NAMESPACE
+    broker_namespace: str = BROKER_NAMESPACE
+    lease_duration: float = 15.0
+    renew_deadline: float = 10.0
+    retry_period: float = 2.0
+    health_period: float = 1.0
+
+
+def endpoint_name(cfg: EngineConfig) -> str:
+    return f"{cfg.cluster_id}-{cfg.node_name}"
+
+
+def endpoint_spec(cfg: EngineConfig, health_check_ip: str | None) -> JSON:
+    spec: JSON = {"cluster_id": cfg.cluster_id,
+                  "cable_name": f"vxlan-{cfg.cluster_id}-{cfg.node_name}",
+                  "hostname": cfg.node_name, "subnets": list(cfg.subnets),
+                  "private_ip": cfg.private_ip, "public_ip": cfg.private_ip,
+                  "nat_enabled": False, "backend": "vxlan", "backend_config": {}}
+    if health_check_ip:
+        spec["healthCheckIP"] = health_check_ip
+    return spec
+
+
+def remote_endpoints(cluster_id: str, endpoints: list[JSON]) -> list[JSON]:
+    """One Endpoint per other cluster: the newest, when a failover left two."""
+    newest: dict[str, JSON] = {}
+    for ep in endpoints:
+        cid = str(o.spec(ep).get("cluster_id") or "")
+        if not cid or cid == cluster_id or not o.spec(ep).get("private_ip"):
+            continue
+        if cid not in newest or (o.meta(ep).get("creationTimestamp") or "") > (
+                o.meta(newest[cid]).get("creationTimestamp") or ""):
+            newest[cid] = ep
+    return [newest[c] for c in sorted(newest)]
+
+
+def ping(target: str, timeout_s: int = 1) -> float | None:
+    """RTT in ms of one ICMP echo, or None."""
+    out = subprocess.run(["ping", "-c", "1", "-W", str(timeout_s), "-n", target],
+                         capture_output=True, text=True, timeout=timeout_s + 5)
+    found = _RTT.search(out.stdout)
+    return float(found.group(1)) if out.returncode == 0 and found else None
+
+
+class GatewayEngine:
+    """Leader election, Endpoint publication, cable and health, for one node."""
+
+    def __init__(self, *, local_api: Any, broker_api: Any, cfg: EngineConfig,
+                 cable: VxlanCable) -> None:
+        self.cfg, self.cable = cfg, cable
+        self._broker_endpoints = ResourceClient(broker_api, resources.SUBMARINER_ENDPOINTS)
+        self._gateways = ResourceClient(local_api, resources.GATEWAYS)
+        self._nodes = ResourceClient(local_api, resources.NODES)
+        self.informers = InformerSet(local_api, name=f"engine@{cfg.node_name}")
+        self.endpoints = self.informers.get(resources.SUBMARINER_ENDPOINTS,
+                                            namespace=cfg.namespace)
+        self._wake = threading.Event()
+        self.endpoints.add_handler(on_add=lambda _o: self._wake.set(),
+                                   on_update=lambda _a, _b: self._wake.set(),
+                                   on_delete=lambda _o: self._wake.set())
+        self.active = False
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.elector = LeaderElector(
+            local_api,
+            LeaderElectionConfig(name=LEASE_NAME, namespace=cfg.namespace,
+                                 identity=cfg.node_name, lease_duration=cfg.lease_duration,
+                                 renew_deadline=cfg.renew_deadline,
+                                 retry_period=cfg.retry_period),
+            on_started_leading=self._lead, on_stopped_leading=self._follow)
+
+    def _lead(self) -> None:
+        log.info("%s is the active gateway of %s", self.cfg.node_name, self.cfg.cluster_id)
+        self.active = True
+        self._wake.set()
+
+    def _follow(self) -> None:
+        log.info("%s is passive", self.cfg.node_name)
+        self.active = False
+        self._wake.set()
+
+    def start(self) -> GatewayEngine:
+        self.informers.start()
+        self.informers.wait_for_sync(30)
+        self._thread = threading.Thread(target=self._loop, name="gateway-engine", daemon=True)
+        self._thread.start()
+        self.elector.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        self.elector.stop(5)
+        if self._thread:
+            self._thread.join(10)
+        self.informers.stop()
+
+    # -- the loop ------------------------------------------------------------------
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.tick()
+            except Exception:
+                log.exception("gateway engine step failed; retrying")
+            self._wake.wait(self.cfg.health_period)
+            self._wake.clear()
+
+    def tick(self) -> None:
+        """One round: publish, converge the cable, check the connections, report."""
+        if not self.active:
+            leader = self.elector.leader_identity
+            if leader and leader != self.cfg.node_name and self.cable.exists():
+                log.info("%s is the active gateway now: removing this node's cable", leader)
+                self.cable.remove()
+            self._report({"haStatus": "passive", "connections": []})
+            return
+        health_ip = o.annotations_of(self._nodes.get(self.cfg.node_name)).get(
+            HEALTH_IP_ANNOTATION)
+        spec = endpoint_spec(self.cfg, health_ip)
+        self._publish(spec)
+        remotes = remote_endpoints(self.cfg.cluster_id, self.endpoints.list())
+        self.cable.converge([RemoteGateway(str(o.spec(ep)["private_ip"]),
+                                           tuple(o.spec(ep).get("subnets") or ()))
+                             for ep in remotes])
+        self._report({"haStatus": "active", "localEndpoint": spec,
+                      "connections": [self._check(ep) for ep in remotes]})
+
+    def _check(self, ep: JSON) -> JSON:
+        spec = o.spec(ep)
+        target = spec.get("healthCheckIP") or tunnel_ip(str(spec["private_ip"]))
+        rtt = ping(str(target))
+        conn: JSON = {"endpoint": spec, "usingIP": spec["private_ip"], "usingNAT": False}
+        if rtt is None:
+            conn.update(status="error", statusMessage=f"no answer from {target}")
+        else:
+            conn.update(status="connected", statusMessage=f"{target} answers",
+                        latencyRTT={"last": f"{rtt}ms"})
+        return conn
+
+    def _publish(self, spec: JSON) -> None:
+        name, ns = endpoint_name(self.cfg), self.cfg.broker_namespace
+        current = self._broker_endpoints.get_or_none(name, namespace=ns)
+        if current is None:
+            try:
+                self._broker_endpoints.create({
+                    "apiVersion": resources.SUBMARINER_ENDPOINTS.api_version,
+                    "kind": resources.SUBMARINER_ENDPOINTS.kind,
+                    "metadata": {"name": name, "namespace": ns}, "spec": spec}, namespace=ns)
+                log.info("published Endpoint %s (%s)", name, ", ".join(self.cfg.subnets))
+            except Exception as exc:
+                if not is_already_exists(exc):
+                    raise
+        elif o.spec(current) != spec:
+            self._broker_endpoints.update({**current, "spec": spec}, namespace=ns)
+
+    def _report(self, status: JSON) -> None:
+        name, ns = self.cfg.node_name, self.cfg.namespace
+        current = self._gateways.get_or_none(name, namespace=ns)
+        if current is None:
+            try:
+                current = self._gateways.create({
+                    "apiVersion": resources.GATEWAYS.api_version, "kind": resources.GATEWAYS.kind,
+                    "metadata": {"name": name, "namespace": ns}}, namespace=ns)
+            except Exception as exc:
+                if not is_already_exists(exc):
+                    raise
+                current = self._gateways.get(name, namespace=ns)
+        if (current.get("status") or {}) != status:
+            self._gateways.update_status({**current, "status": status}, namespace=ns)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m gateway.engine",
+                                description="The gateway engine of one gateway node.")
+    p.add_argument("--kubeconfig", type=Path, required=True)
+    p.add_argument("--broker-kubeconfig", type=Path, required=True)
+    p.add_argument("--cluster-id", required=True)
+    p.add_argument("--node-name", required=True)
+    p.add_argument("--private-ip", required=True, help="this node's address the cable uses")
+    p.add_argument("--subnet", action="append", required=True,
+                   help="a CIDR other clusters reach through this gateway (the global CIDR)")
+    p.add_argument("--netns", help="program this named network namespace instead of our own")
+    p.add_argument("--lease-duration", type=float, default=15.0)
+    p.add_argument("--renew-deadline", type=float, default=10.0)
+    p.add_argument("--retry-period", type=float, default=2.0)
+    p.add_argument("-v", "--verbose", action="store_true")
+    args = p.parse_args(argv)
+    daemon.setup_logging(args.verbose)
+    problem = netns.missing(args.netns)
+    for path in (args.kubeconfig, args.broker_kubeconfig):
+        if not path.exists():
+            problem = problem or f"kubeconfig {path} not found"
+    if problem:
+        print(f"gateway-engine: {problem}", file=sys.stderr)
+        return 2
+    from kube.client import new_api_client
+
+    cfg = EngineConfig(cluster_id=args.cluster_id, node_name=args.node_name,
+                       private_ip=args.private_ip, subnets=tuple(args.subnet),
+                       lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
+                       retry_period=args.retry_period)
+    engine = GatewayEngine(local_api=new_api_client(args.kubeconfig),
+                           broker_api=new_api_client(args.broker_kubeconfig), cfg=cfg,
+                           cable=VxlanCable(args.private_ip, netns=args.netns))
+    done = daemon.stop_requested()
+    engine.start()
+    log.info("gateway engine of %s on %s started", cfg.cluster_id, cfg.node_name)
+    done.wait()
+    engine.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
