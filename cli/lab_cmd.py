@@ -118,6 +118,9 @@ def cmd_status(args: argparse.Namespace) -> int:
         console.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
                       f"services {c['service_cidr']}{global_cidr}\n"
                       f"  kubeconfig {c['kubeconfig']}")
+        for link in c.get("cable") or []:
+            console.print(f"  cable to {link['cluster']}: {link['status']}"
+                          + (f", RTT {link['rtt']}" if link["rtt"] else ""))
         nodes = Table("node", "ip", "pod CIDR", "underlay ip", "netns")
         for n in c["nodes"]:
             nodes.add_row(n["name"], n["ip"], n["pod_cidr"], n["underlay_ip"] or "-", n["netns"])

@@ -32,6 +32,7 @@ import re
 import subprocess
 import sys
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -53,6 +54,13 @@ JSON = dict[str, Any]
 LEASE_NAME = "globalnet-gateway"
 HEALTH_IP_ANNOTATION = "submariner.io/globalIp"  # set on gateway nodes by Globalnet
 _RTT = re.compile(r"time=([0-9.]+) ms")
+REPORT_PERIOD = 5.0  # seconds between status writes that only refresh RTTs
+
+
+def _without_rtt(status: JSON) -> JSON:
+    conns = [{k: v for k, v in c.items() if k != "latencyRTT"}
+             for c in status.get("connections") or []]
+    return {**status, "connections": conns}
 
 
 @dataclass(frozen=True)
@@ -122,6 +130,8 @@ class GatewayEngine:
                                    on_update=lambda _a, _b: self._wake.set(),
                                    on_delete=lambda _o: self._wake.set())
         self.active = False
+        self._reported: JSON = {}
+        self._reported_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self.elector = LeaderElector(
@@ -218,6 +228,17 @@ class GatewayEngine:
             self._broker_endpoints.update({**current, "spec": spec}, namespace=ns)
 
     def _report(self, status: JSON) -> None:
+        """Write the Gateway status when it changed; a change of RTTs alone waits
+        for `REPORT_PERIOD`, so a healthy clusterset costs etcd one write per
+        gateway every few seconds, not every health ping."""
+        now = time.monotonic()
+        if (_without_rtt(status) == _without_rtt(self._reported)
+                and now - self._reported_at < REPORT_PERIOD):
+            return
+        self._write_status(status)
+        self._reported, self._reported_at = status, now
+
+    def _write_status(self, status: JSON) -> None:
         name, ns = self.cfg.node_name, self.cfg.namespace
         current = self._gateways.get_or_none(name, namespace=ns)
         if current is None:

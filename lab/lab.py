@@ -567,6 +567,7 @@ class Lab:
                 "pod_cidr": c.pod_cidr,
                 "service_cidr": c.service_cidr,
                 "global_cidr": state.global_cidrs.get(c.name, ""),
+                "cable": self._cable_status(c) if state.global_cidrs else [],
                 "dns": (f"{lab_globalnet.dns_server(c)}:{lab_globalnet.DNS_PORT}"
                         if state.global_cidrs else ""),
                 "nodes": [{"name": n.name, "ip": n.ip, "pod_cidr": n.pod_cidr,
@@ -583,6 +584,19 @@ class Lab:
             "clusters": clusters,
             "processes": procs,
         }
+
+    def _cable_status(self, c: ClusterPlan) -> list[dict[str, str]]:
+        """The gateway engine's view of its connections (empty when unreadable)."""
+        try:
+            gw = self.cluster(c.name).client(resources.GATEWAYS).get_or_none(
+                c.gateway.name, namespace="submariner-operator")
+        except Exception:
+            return []
+        status = (gw or {}).get("status") or {}
+        return [{"cluster": str((x.get("endpoint") or {}).get("cluster_id", "")),
+                 "status": str(x.get("status", "")),
+                 "rtt": str((x.get("latencyRTT") or {}).get("last", ""))}
+                for x in status.get("connections") or []]
 
     def rss_mb(self) -> float:
         assert self.state is not None
