@@ -287,12 +287,7 @@ def main(argv: list[str] | None = None) -> int:
     engine = GatewayEngine(local_api=new_api_client(args.kubeconfig),
                            broker_api=new_api_client(args.broker_kubeconfig), cfg=cfg,
                            cable=VxlanCable(args.private_ip, netns=args.netns))
-    done = daemon.stop_requested()
-    engine.start()
-    log.info("gateway engine of %s on %s started", cfg.cluster_id, cfg.node_name)
-    done.wait()
-    engine.stop()
-    return 0
+    return daemon.serve(engine, f"gateway engine of {cfg.cluster_id} on {cfg.node_name} started")
 
 
 if __name__ == "__main__":

@@ -164,12 +164,7 @@ def main(argv: list[str] | None = None) -> int:
 
     agent = RouteAgent(new_api_client(args.kubeconfig), node_name=args.node_name,
                        cluster_id=args.cluster_id, table=table)
-    done = daemon.stop_requested()
-    agent.start()
-    log.info("route agent of %s/%s started", args.cluster_id, args.node_name)
-    done.wait()
-    agent.stop()
-    return 0
+    return daemon.serve(agent, f"route agent of {args.cluster_id}/{args.node_name} started")
 
 
 if __name__ == "__main__":

@@ -145,14 +145,8 @@ def main(argv: list[str] | None = None) -> int:
                            broker_api=new_api_client(args.broker_kubeconfig),
                            broker_namespace=args.broker_namespace,
                            cluster_namespace=args.cluster_namespace)
-    done = daemon.stop_requested()
-    syncer.start()
-    log.info("syncing Cluster and Endpoint objects from the Broker's %s into %s",
-             args.broker_namespace,
-             args.cluster_namespace)
-    done.wait()
-    syncer.stop()
-    return 0
+    return daemon.serve(syncer, f"syncing Cluster and Endpoint objects from the Broker's "
+                                f"{args.broker_namespace} into {args.cluster_namespace}")
 
 
 if __name__ == "__main__":

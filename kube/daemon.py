@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+from typing import Protocol
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -25,3 +26,19 @@ def stop_requested() -> threading.Event:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: done.set())
     return done
+
+
+class Service(Protocol):
+    def start(self) -> object: ...
+
+    def stop(self) -> None: ...
+
+
+def serve(service: Service, started: str) -> int:
+    """Start `service`, log `started`, block until SIGTERM or SIGINT, stop it."""
+    done = stop_requested()
+    service.start()
+    logging.getLogger("daemon").info("%s", started)
+    done.wait()
+    service.stop()
+    return 0
