@@ -4,7 +4,8 @@ ends, keeps a cable to every other cluster's gateway, and checks each one.
 Every gateway node runs an engine; they elect one leader per cluster (Lease
 `globalnet-gateway` in `submariner-operator`), which is the *active* gateway:
 
-* it publishes the cluster's `Endpoint` to the Broker (cable end `private_ip`,
+* it publishes the cluster's `Endpoint` to the Broker, withdrawing those of
+  the cluster's earlier active gateways (cable end `private_ip`,
   `subnets` - the global CIDR under Globalnet - and `healthCheckIP`, the node's
   health-check global IP once Globalnet has given it one); the Broker syncer
   copies every member's into every cluster;
@@ -130,6 +131,7 @@ class GatewayEngine:
                                    on_update=lambda _a, _b: self._wake.set(),
                                    on_delete=lambda _o: self._wake.set())
         self.active = False
+        self._withdrawn_stale = False
         self._reported: JSON = {}
         self._reported_at = 0.0
         self._stop = threading.Event()
@@ -145,6 +147,7 @@ class GatewayEngine:
     def _lead(self) -> None:
         log.info("%s is the active gateway of %s", self.cfg.node_name, self.cfg.cluster_id)
         self.active = True
+        self._withdrawn_stale = False
         self._wake.set()
 
     def _follow(self) -> None:
@@ -180,7 +183,7 @@ class GatewayEngine:
             self._wake.clear()
 
     def tick(self) -> None:
-        """One round: publish, converge the cable, check the connections, report."""
+        """One round: converge the cable, publish, check the connections, report."""
         if not self.active:
             leader = self.elector.leader_identity
             if leader and leader != self.cfg.node_name and self.cable.exists():
@@ -188,14 +191,18 @@ class GatewayEngine:
                 self.cable.remove()
             self._report({"haStatus": "passive", "connections": []})
             return
-        health_ip = o.annotations_of(self._nodes.get(self.cfg.node_name)).get(
-            HEALTH_IP_ANNOTATION)
-        spec = endpoint_spec(self.cfg, health_ip)
-        self._publish(spec)
+        # The cable first, from the local cache alone: a Broker or API server that is
+        # down for a while must not hold up the tunnels that carry traffic now.
         remotes = remote_endpoints(self.cfg.cluster_id, self.endpoints.list())
         self.cable.converge([RemoteGateway(str(o.spec(ep)["private_ip"]),
                                            tuple(o.spec(ep).get("subnets") or ()))
                              for ep in remotes])
+        node = self._nodes.get_or_none(self.cfg.node_name) or {}
+        spec = endpoint_spec(self.cfg, o.annotations_of(node).get(HEALTH_IP_ANNOTATION))
+        try:
+            self._publish(spec)
+        except Exception as exc:  # reported below; retried next round
+            log.warning("could not publish the Endpoint to the Broker: %s", exc)
         self._report({"haStatus": "active", "localEndpoint": spec,
                       "connections": [self._check(ep) for ep in remotes]})
 
@@ -213,6 +220,14 @@ class GatewayEngine:
 
     def _publish(self, spec: JSON) -> None:
         name, ns = endpoint_name(self.cfg), self.cfg.broker_namespace
+        if not self._withdrawn_stale:
+            # Once per term: the Endpoints of this cluster's earlier active gateways
+            # would send other clusters' cables to a node that no longer carries it.
+            for ep in self._broker_endpoints.list(namespace=ns).items:
+                if o.spec(ep).get("cluster_id") == self.cfg.cluster_id and o.name(ep) != name:
+                    log.info("withdrawing Endpoint %s of an earlier gateway", o.name(ep))
+                    self._broker_endpoints.delete_if_exists(o.name(ep), namespace=ns)
+            self._withdrawn_stale = True
         current = self._broker_endpoints.get_or_none(name, namespace=ns)
         if current is None:
             try:

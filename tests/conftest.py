@@ -1,4 +1,4 @@
-"""Shared fixtures: a real control plane for tests/kube, lab helpers for e2e.
+"""Shared fixtures: a real control plane for tests/kube, namespaces for privileged tests.
 
 The whole run already sits in a throwaway network namespace (scripts/run-tests.sh),
 so the API server below listens on that namespace's loopback only.
@@ -6,14 +6,17 @@ so the API server below listens on that namespace's loopback only.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from lab import netns
 from lab.controlplane import ControlPlane, ControlPlaneConfig
 from lab.ports import free_port
 
@@ -60,3 +63,23 @@ def api_client(control_plane: ControlPlane) -> Iterator[Any]:
     finally:
         api.close()
 
+
+@pytest.fixture
+def make_netns() -> Iterator[Callable[[str], str]]:
+    """Factory for namespaces named gn-t<id>-<tag>; all are deleted after the test."""
+    if os.geteuid() != 0:
+        pytest.skip("needs root for network namespaces")
+    made: list[str] = []
+    run_id = uuid.uuid4().hex[:6]
+
+    def make(tag: str) -> str:
+        name = f"gn-t{run_id}-{tag}"
+        made.append(name)
+        netns.ensure_netns(name)
+        return name
+
+    try:
+        yield make
+    finally:
+        for name in made:
+            netns.delete_netns(name)
