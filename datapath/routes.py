@@ -13,10 +13,12 @@ never remove each other's routes on a gateway node.
 from __future__ import annotations
 
 import logging
+import select
 import socket
 from dataclasses import dataclass, field
 
 from pyroute2 import IPRoute
+from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
 
 log = logging.getLogger(__name__)
 
@@ -93,3 +95,24 @@ class RouteTable:
     def clear(self) -> int:
         """Remove every route of ours."""
         return self.converge(set()).changes
+
+
+class RouteEvents:
+    """The kernel's IPv4 route change notifications in one namespace, so an owner
+    can put back a route of its that someone deleted within moments, not at its
+    next periodic check. `changed(timeout)`: whether any of `proto` changed."""
+
+    def __init__(self, netns: str | None = None, *, proto: int = RTPROT_GLOBALNET) -> None:
+        self.proto = proto
+        self._ipr = IPRoute(netns=netns) if netns else IPRoute()
+        self._ipr.bind(groups=RTMGRP_IPV4_ROUTE)
+
+    def changed(self, timeout: float) -> bool:
+        ready, _, _ = select.select([self._ipr.fileno()], [], [], timeout)
+        if not ready:
+            return False
+        return any(int(msg.get("proto", -1)) == self.proto for msg in self._ipr.get())
+
+    def close(self) -> None:
+        self._ipr.close()
+

@@ -7,8 +7,9 @@ Gateway object calls active, else the oldest) and its InternalIP; from the
 global CIDRs under Globalnet, else their pod and service CIDRs. It then holds
 exactly one route per remote CIDR via the gateway node (`datapath.routes`,
 `proto 149`); on the gateway node itself it holds none (the gateway engine
-routes from there). Any change of nodes or clusters reconverges at once, and a
-periodic check puts back routes removed by hand.
+routes from there). Any change of nodes or clusters reconverges at once, and so
+does any change to a route of ours in the kernel (netlink notifications): a
+route deleted by hand is back within moments. A periodic check remains.
 
     python -m gateway.routeagent --kubeconfig K --node-name N --cluster-id C [--netns NS]
 """
@@ -24,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from datapath import netns
-from datapath.routes import ConvergeResult, Route, RouteTable
+from datapath.routes import ConvergeResult, Route, RouteEvents, RouteTable
 from gateway.clusterset import CLUSTER_NAMESPACE
 from kube import daemon, resources
 from kube import objects as o
@@ -107,7 +108,22 @@ class RouteAgent:
         self._dirty.set()
         self._thread = threading.Thread(target=self._loop, name="routeagent", daemon=True)
         self._thread.start()
+        self._watch = threading.Thread(target=self._watch_kernel, name="routeagent-netlink",
+                                       daemon=True)
+        self._watch.start()
         return self
+
+    def _watch_kernel(self) -> None:
+        """A route of ours changed by anyone (a hand deletion, too): converge now."""
+        events = RouteEvents(self.table.netns, proto=self.table.proto)
+        try:
+            while not self._stop.is_set():
+                if events.changed(0.5):
+                    self._dirty.set()
+        except Exception:
+            log.exception("route notifications lost; the periodic check remains")
+        finally:
+            events.close()
 
     def stop(self) -> None:
         """Stop watching; the routes stay (traffic keeps flowing until the next agent)."""

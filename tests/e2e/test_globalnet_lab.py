@@ -292,6 +292,13 @@ def test_gateways_are_connected_through_the_vxlan_cable(lab: Lab) -> None:
         route = netns.run(lab.plan.cluster(cluster).gateway.netns,
                           ["ip", "route", "show", lab.state.global_cidrs[other]])
         assert "dev vx-globalnet" in route and "proto 150" in route, route
+    # A route agent's route deleted by hand comes back at once (netlink notifications).
+    node = lab.plan.cluster("c1").nodes[1].netns
+    assert lab.state is not None
+    c2_cidr = lab.state.global_cidrs["c2"]
+    netns.run(node, ["ip", "route", "del", c2_cidr])
+    await_condition(lambda: "proto 149" in netns.run(node, ["ip", "route", "show", c2_cidr]),
+                    timeout=5, interval=0.1, message="the route agent's route back")
     ip = export(lab, "c2", "web")
     netns.run(lab.plan.cluster("c1").gateway.netns, ["ip", "link", "del", "vx-globalnet"])
     await_condition(lambda: curl(lab, "c1", f"http://{ip}/").stdout.startswith("hello"),

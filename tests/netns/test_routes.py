@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from datapath.routes import Route, RouteTable
+from datapath.routes import Route, RouteEvents, RouteTable
 from lab import netns
 
 
@@ -45,3 +45,23 @@ def test_routes_converge_by_difference_and_leave_others_alone(
     assert table.clear() == 1
     assert table.installed() == set()
     assert "242.9.0.0/16 via 10.9.0.3 dev d0 proto static" in routes(ns)
+
+
+def test_route_events_report_changes_of_our_routes_only(
+        make_netns: Callable[[str], str]) -> None:
+    ns = make_netns("rtev")
+    netns.run(ns, ["ip", "link", "add", "d0", "type", "veth", "peer", "name", "d1"])
+    netns.run(ns, ["ip", "addr", "add", "10.9.0.1/24", "dev", "d0"])
+    netns.run(ns, ["ip", "link", "set", "d1", "up"])
+    netns.run(ns, ["ip", "link", "set", "d0", "up"])
+    events = RouteEvents(ns)
+    try:
+        assert not events.changed(0.1)
+        netns.run(ns, ["ip", "route", "add", "242.9.0.0/16", "via", "10.9.0.3", "proto", "static"])
+        assert not events.changed(0.3)  # not ours
+        RouteTable(ns).converge({Route("242.1.0.0/16", "10.9.0.2")})
+        assert events.changed(1.0)
+        netns.run(ns, ["ip", "route", "del", "242.1.0.0/16"])  # by hand
+        assert events.changed(1.0)
+    finally:
+        events.close()
