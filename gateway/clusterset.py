@@ -31,8 +31,7 @@ from globalnet.broker import BROKER_NAMESPACE, BrokerGlobalnet
 from globalnet.cidr_allocation import CidrAllocationError, GlobalnetInfo
 from kube import crds, resources
 from kube import objects as o
-from kube.crud import ResourceClient
-from kube.errors import is_already_exists
+from kube.crud import ResourceClient, ensure_namespace
 
 CLUSTER_NAMESPACE = "submariner-operator"  # where agents and Cluster objects live
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
@@ -106,7 +105,7 @@ def deploy_broker(broker_api: Any, *, globalnet: bool, cidr_range: str, cluster_
         except CidrAllocationError as exc:
             raise ClustersetError(str(exc)) from None
     crds.install_crds(broker_api)
-    _ensure_namespace(broker_api, namespace)
+    ensure_namespace(broker_api, namespace)
     if not globalnet:
         return broker.read()
     return broker.ensure_info(cidr_range=cidr_range, cluster_size=cluster_size)
@@ -133,7 +132,7 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
         raise ClustersetError("the Broker was deployed without Globalnet: "
                               "--globalnet-cidr and --globalnet-cluster-size do not apply")
     crds.install_crds(cluster_api)
-    _ensure_namespace(cluster_api, cluster_namespace)
+    ensure_namespace(cluster_api, cluster_namespace)
     body = cluster_object(request, global_cidr)
     _upsert(ResourceClient(broker_api, resources.CLUSTERS), body, broker_namespace)
     members = sync_cluster_objects(cluster_api, broker_api, broker_namespace=broker_namespace,
@@ -193,27 +192,12 @@ def _upsert(client: ResourceClient, body: JSON, namespace: str) -> None:
     body = {**body, "metadata": {**body["metadata"], "namespace": namespace}}
     current = client.get_or_none(body["metadata"]["name"], namespace=namespace)
     if current is None:
-        try:
-            client.create(body, namespace=namespace)
+        if client.create_if_absent(body, namespace=namespace) is not None:
             return
-        except Exception as exc:
-            if not is_already_exists(exc):
-                raise
-            current = client.get(body["metadata"]["name"], namespace=namespace)
+        current = client.get(body["metadata"]["name"], namespace=namespace)
     if o.spec(current) != body["spec"]:
         client.update({**current, "spec": body["spec"]}, namespace=namespace)
 
 
 def _namespace_exists(api: Any, namespace: str) -> bool:
     return ResourceClient(api, resources.NAMESPACES).get_or_none(namespace) is not None
-
-
-def _ensure_namespace(api: Any, namespace: str) -> None:
-    try:
-        ResourceClient(api, resources.NAMESPACES).create(
-            {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": namespace}})
-    except Exception as exc:
-        if not is_already_exists(exc):
-            raise
-
-

@@ -45,7 +45,6 @@ from globalnet.broker import BROKER_NAMESPACE
 from kube import daemon, resources
 from kube import objects as o
 from kube.crud import ResourceClient
-from kube.errors import is_already_exists
 from kube.informers import InformerSet
 from kube.leaderelection import LeaderElectionConfig, LeaderElector
 
@@ -230,15 +229,11 @@ class GatewayEngine:
             self._withdrawn_stale = True
         current = self._broker_endpoints.get_or_none(name, namespace=ns)
         if current is None:
-            try:
-                self._broker_endpoints.create({
+            if self._broker_endpoints.create_if_absent({
                     "apiVersion": resources.SUBMARINER_ENDPOINTS.api_version,
                     "kind": resources.SUBMARINER_ENDPOINTS.kind,
-                    "metadata": {"name": name, "namespace": ns}, "spec": spec}, namespace=ns)
+                    "metadata": {"name": name, "namespace": ns}, "spec": spec}, namespace=ns):
                 log.info("published Endpoint %s (%s)", name, ", ".join(self.cfg.subnets))
-            except Exception as exc:
-                if not is_already_exists(exc):
-                    raise
         elif o.spec(current) != spec:
             self._broker_endpoints.update({**current, "spec": spec}, namespace=ns)
 
@@ -257,14 +252,10 @@ class GatewayEngine:
         name, ns = self.cfg.node_name, self.cfg.namespace
         current = self._gateways.get_or_none(name, namespace=ns)
         if current is None:
-            try:
-                current = self._gateways.create({
-                    "apiVersion": resources.GATEWAYS.api_version, "kind": resources.GATEWAYS.kind,
-                    "metadata": {"name": name, "namespace": ns}}, namespace=ns)
-            except Exception as exc:
-                if not is_already_exists(exc):
-                    raise
-                current = self._gateways.get(name, namespace=ns)
+            current = self._gateways.create_if_absent({
+                "apiVersion": resources.GATEWAYS.api_version, "kind": resources.GATEWAYS.kind,
+                "metadata": {"name": name, "namespace": ns}}, namespace=ns
+            ) or self._gateways.get(name, namespace=ns)
         if (current.get("status") or {}) != status:
             self._gateways.update_status({**current, "status": status}, namespace=ns)
 

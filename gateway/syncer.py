@@ -30,7 +30,7 @@ from globalnet.broker import BROKER_NAMESPACE
 from kube import daemon, resources
 from kube import objects as o
 from kube.crud import ResourceClient
-from kube.errors import is_already_exists, is_not_found
+from kube.errors import is_not_found
 from kube.informer import Informer
 from kube.informers import InformerSet
 from kube.reconcile import Workers, run_workers
@@ -110,13 +110,11 @@ class ClusterSyncer:
             return
         if have is None:
             log.info("%s %s appeared on the Broker: copying it", resource.kind, name)
-            try:
-                client.create({"apiVersion": resource.api_version, "kind": resource.kind,
-                               "metadata": {"name": name, "namespace": ns},
-                               "spec": o.spec(want)}, namespace=ns)
-            except Exception as exc:
-                if not is_already_exists(exc):
-                    raise
+            created = client.create_if_absent(
+                {"apiVersion": resource.api_version, "kind": resource.kind,
+                 "metadata": {"name": name, "namespace": ns}, "spec": o.spec(want)},
+                namespace=ns)
+            if created is None:
                 self.queue.add(key)  # the cache lags: compare again
             return
         if o.spec(have) != o.spec(want):

@@ -110,8 +110,4 @@ class BrokerGlobalnet:
         )
 
     def _ensure_namespace(self) -> None:
-        try:
-            self._namespaces.create({"metadata": {"name": self.namespace}})
-        except Exception as exc:
-            if not errors.is_already_exists(exc):
-                raise
+        self._namespaces.create_if_absent({"metadata": {"name": self.namespace}})

@@ -15,7 +15,7 @@ from typing import Any
 from kubernetes.client import ApiClient
 
 from kube import errors, rest
-from kube.resources import Resource
+from kube.resources import NAMESPACES, Resource
 
 JSON = rest.JSON
 JSONList = list[JSON]  # spelled out here: inside ResourceClient, "list" is the method
@@ -146,6 +146,16 @@ class ResourceClient:
         path = self.resource.path(namespace=self._namespace(namespace, obj))
         return self._request("POST", path, body=self._with_type(dict(obj)))
 
+    def create_if_absent(self, obj: JSON, *, namespace: str | None = None) -> JSON | None:
+        """Create `obj`; None when an object of that name exists already (not an error:
+        a retried step, or another writer first)."""
+        try:
+            return self.create(obj, namespace=namespace)
+        except Exception as exc:
+            if errors.is_already_exists(exc):
+                return None
+            raise
+
     def update(self, obj: JSON, *, namespace: str | None = None) -> JSON:
         """PUT the whole object; its metadata.resourceVersion makes it a conditional write."""
         name = _metadata(obj)["name"]
@@ -219,3 +229,10 @@ class ResourceClient:
                 return False
             raise
         return True
+
+
+def ensure_namespace(api_client: Any, name: str) -> None:
+    """Create namespace `name` unless it exists."""
+    ResourceClient(api_client, NAMESPACES).create_if_absent(
+        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+

@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from kube import errors, resources
+from kube import resources
 from kube.crud import ResourceClient
 from lab import netns
 from lab.topology import ClusterPlan, NodePlan
@@ -26,15 +26,6 @@ from lab.topology import ClusterPlan, NodePlan
 
 def _now() -> str:
     return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def create_if_absent(client: ResourceClient, body: dict[str, Any]) -> None:
-    """Create, accepting an object that is already there (a retried `lab up`)."""
-    try:
-        client.create(body)
-    except Exception as exc:
-        if not errors.is_already_exists(exc):
-            raise
 
 
 def register_node(api: Any, node: NodePlan) -> None:
@@ -53,7 +44,7 @@ def register_node(api: Any, node: NodePlan) -> None:
         "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},
     }
     nodes = ResourceClient(api, resources.NODES)
-    create_if_absent(nodes, body)
+    nodes.create_if_absent(body)
     status = {
         "status": {
             "addresses": [
@@ -106,7 +97,7 @@ def create_pod_object(
         "metadata": {"name": name, "namespace": namespace, "labels": labels},
         "spec": spec,
     }
-    create_if_absent(ResourceClient(api, resources.PODS), body)
+    ResourceClient(api, resources.PODS).create_if_absent(body)
 
 
 def set_pod_status(
@@ -139,10 +130,6 @@ def set_pod_status(
         }
     }
     ResourceClient(api, resources.PODS).patch_status(name, status, namespace=namespace)
-
-
-def ensure_namespace(api: Any, name: str) -> None:
-    create_if_absent(ResourceClient(api, resources.NAMESPACES), {"metadata": {"name": name}})
 
 
 def node_by_name(cluster: ClusterPlan, name: str) -> NodePlan:

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from kube import resources
-from kube.crud import ResourceClient
+from kube.crud import ResourceClient, ensure_namespace
 from kube.resources import Resource
 from lab import globalnet as lab_globalnet
 from lab import kubelet, netns, processes
@@ -462,7 +462,7 @@ class Lab:
         if self.state.global_cidrs:  # the clusterset is up: its DNS server is there
             lab_globalnet.write_resolv_conf(ns, c)
         api = self.cluster(cluster).api_client()
-        kubelet.ensure_namespace(api, namespace)
+        ensure_namespace(api, namespace)
         kubelet.create_pod_object(api, namespace=namespace, name=name, node=target,
                                   labels=labels or {}, hostname=hostname, subdomain=subdomain)
         kubelet.set_pod_status(api, namespace=namespace, name=name, node=target, ip=ip,
@@ -514,7 +514,7 @@ class Lab:
             "spec": {"selector": {"app": "web"},
                      "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]},
         }
-        kubelet.create_if_absent(self.cluster(cluster).client(resources.SERVICES), body)
+        self.cluster(cluster).client(resources.SERVICES).create_if_absent(body)
 
     # --- down ----------------------------------------------------------------------
     def down(self, *, progress: Any = print) -> bool:

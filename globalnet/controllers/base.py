@@ -185,9 +185,9 @@ class BaseController:
     def create_if_absent(client: ResourceClient, body: JSON) -> None:
         """Create; an existing object, or a namespace on its way out, is not an error."""
         try:
-            client.create(body)
+            client.create_if_absent(body)
         except Exception as exc:
-            if not (errors.is_already_exists(exc) or errors.is_namespace_terminating(exc)):
+            if not errors.is_namespace_terminating(exc):
                 raise
 
     @staticmethod

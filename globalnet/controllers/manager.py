@@ -270,15 +270,9 @@ class GlobalnetManager:
             term.stop()
 
     def start(self) -> None:
-        from kube import errors
-        from kube.crud import ResourceClient
+        from kube.crud import ensure_namespace
 
-        try:
-            ResourceClient(self.api_client, resources.NAMESPACES).create(
-                {"metadata": {"name": self.cfg.namespace}})
-        except Exception as exc:
-            if not errors.is_already_exists(exc):
-                raise
+        ensure_namespace(self.api_client, self.cfg.namespace)
         self.elector.start()
 
     def stop(self) -> None:

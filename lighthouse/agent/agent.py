@@ -137,9 +137,9 @@ class LighthouseAgent:
 def ensure_namespace(api: Any, namespace: str) -> None:
     """Create the Broker namespace if missing (deploy-broker normally has)."""
     try:
-        crud.ResourceClient(api, resources.NAMESPACES).create({"metadata": {"name": namespace}})
+        crud.ensure_namespace(api, namespace)
     except Exception as exc:
-        if not (errors.is_already_exists(exc) or errors.status_of(exc) == 403):
+        if errors.status_of(exc) != 403:  # not ours to create: the Broker's admin does
             raise
 
 

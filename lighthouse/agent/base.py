@@ -115,11 +115,9 @@ def create_or_update(client: ResourceClient, desired: JSON, existing: JSON | Non
     """
     meta = desired["metadata"]
     if existing is None:
-        try:
-            return client.create(desired)
-        except Exception as exc:
-            if not errors.is_already_exists(exc):
-                raise
+        created = client.create_if_absent(desired)
+        if created is not None:
+            return created
         existing = client.get(meta["name"], namespace=meta.get("namespace"))
     for _ in range(STATUS_WRITE_ATTEMPTS):
         if not owned(existing):

@@ -107,3 +107,18 @@ def test_cluster_scoped_custom_resource(api_client: Any) -> None:
         assert name in names
     finally:
         cluster_egress.delete(name)
+
+
+def test_create_if_absent_and_ensure_namespace(api_client: Any) -> None:
+    with temporary_namespace(api_client) as ns:
+        cms = crud.ResourceClient(api_client, resources.CONFIGMAPS)
+        body = {"metadata": {"name": "once", "namespace": ns}, "data": {"a": "1"}}
+        assert cms.create_if_absent(body) is not None
+        assert cms.create_if_absent({**body, "data": {"a": "2"}}) is None  # kept as it was
+        assert cms.get("once", namespace=ns)["data"] == {"a": "1"}
+        crud.ensure_namespace(api_client, ns)  # exists: nothing happens
+    fresh = f"{ns}-x"
+    namespaces = crud.ResourceClient(api_client, resources.NAMESPACES)
+    crud.ensure_namespace(api_client, fresh)
+    assert namespaces.get_or_none(fresh) is not None
+    namespaces.delete_if_exists(fresh)
