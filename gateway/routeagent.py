@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from datapath import netns
-from datapath.routes import ConvergeResult, Route, RouteEvents, RouteTable
+from datapath.routes import Route, RouteEvents, RouteTable
 from gateway.clusterset import CLUSTER_NAMESPACE
 from kube import daemon, resources
 from kube import objects as o
@@ -95,8 +95,6 @@ class RouteAgent:
                                  on_update=lambda _a, _b: self._dirty.set(),
                                  on_delete=lambda _o: self._dirty.set())
         self._thread: threading.Thread | None = None
-        self.converged = threading.Event()  # set after each converge (tests, readiness)
-        self.last: ConvergeResult | None = None
 
     def desired(self) -> set[Route]:
         return desired_routes(self.node_name, self.cluster_id, self.nodes.list(),
@@ -140,16 +138,15 @@ class RouteAgent:
                 return
             self._dirty.clear()
             try:
-                self.last = self.table.converge(self.desired())
+                result = self.table.converge(self.desired())
             except Exception:
                 log.exception("routes not converged; retrying")
                 self._stop.wait(1.0)
                 self._dirty.set()
                 continue
-            if self.last.changes:
-                log.info("routes: +%s -%s", [f"{r.dst} via {r.via}" for r in self.last.added],
-                         [f"{r.dst} via {r.via}" for r in self.last.removed])
-            self.converged.set()
+            if result.changes:
+                log.info("routes: +%s -%s", [f"{r.dst} via {r.via}" for r in result.added],
+                         [f"{r.dst} via {r.via}" for r in result.removed])
 
 
 def main(argv: list[str] | None = None) -> int:

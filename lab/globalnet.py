@@ -23,19 +23,11 @@ never appear on it.
 from __future__ import annotations
 
 import sys
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gateway.clusterset import CLUSTER_NAMESPACE
 from lab.topology import ClusterPlan, LabPlan
-
-
-@dataclass(frozen=True)
-class Route:
-    netns: str
-    dst: str
-    via: str
 
 
 def join_clusterset(broker_api: Any, members: dict[str, tuple[ClusterPlan, Any]]
@@ -76,6 +68,34 @@ def node_routes(plan: LabPlan, cidrs: dict[str, str]) -> dict[str, set[tuple[str
             if node is not c.gateway:
                 out[node.netns] = {(cidr, c.gateway.ip) for cidr in remote}
     return out
+
+
+def routes_of(netns_name: str) -> set[tuple[str, str]]:
+    """The route agent's routes in a node namespace, as (CIDR, next hop)."""
+    from datapath.routes import RouteTable
+
+    return {(r.dst, r.via) for r in RouteTable(netns_name).installed()}
+
+
+def dns_answers(c: ClusterPlan) -> bool:
+    """Whether cluster `c`'s Lighthouse DNS server answers at all (REFUSED for a
+    name outside its zone is an answer), asked from its gateway node."""
+    import socket
+
+    import dnslib
+
+    from lab import netns
+
+    query = dnslib.DNSRecord.question("lab-probe.invalid").pack()
+    with netns.entered(c.gateway.netns), \
+            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(0.3)
+        try:
+            sock.sendto(query, (dns_server(c), DNS_PORT))
+            sock.recv(512)
+        except OSError:
+            return False
+    return True
 
 
 def routeagent_argv(c: ClusterPlan, node_name: str, kubeconfig: Path) -> list[str]:

@@ -11,10 +11,12 @@ from the state file alone, so it also cleans up after a crash.
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import socket
 import threading
 import time
 import traceback
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +28,7 @@ from lab import globalnet as lab_globalnet
 from lab import kubelet, netns, processes
 from lab.controlplane import ControlPlane, ControlPlaneConfig, ControlPlaneError, find_binary
 from lab.pki import write_kubeconfig
+from lab.ports import port_is_free
 from lab.state import LabState, PodRecord, StateStore
 from lab.topology import ClusterPlan, LabPlan, LabSpec, TopologyError, plan_lab, pod_netns
 
@@ -119,7 +122,7 @@ class Lab:
                 )
             wanted = [plan.broker_host_api_port, *(c.host_api_port for c in plan.clusters)]
             for port in (p for p in wanted if p is not None):
-                if not _port_free(port):
+                if not port_is_free("127.0.0.1", port):
                     raise LabError(f"port {port} on 127.0.0.1 is already in use (try --api-port)")
             self.state = LabState(spec=spec)
             self.store.save(self.state)
@@ -277,94 +280,46 @@ class Lab:
                 self._record_process(proc)
         for pod in self.state.pods:
             lab_globalnet.write_resolv_conf(pod.netns, plan.cluster(pod.cluster))
+        peers = len(plan.clusters) - 1
         for c in plan.clusters:
-            self._wait_for_cluster_egress(c.name, proc_name=f"{c.name}/{c.gateway.name}/globalnet")
-            self._wait_for_dns(c)
-        self._wait_for_routes(lab_globalnet.node_routes(plan, cidrs))
+            gw = f"{c.name}/{c.gateway.name}"
+            self._await(f"{gw}/globalnet",
+                        f"the Globalnet agent of {c.name} allocating the cluster egress IPs",
+                        functools.partial(self._egress_allocated, c.name), timeout=90)
+            self._await(f"{gw}/lighthouse", f"the Lighthouse DNS server of {c.name} answering",
+                        functools.partial(lab_globalnet.dns_answers, c))
+        wanted = lab_globalnet.node_routes(plan, cidrs)
+        self._await(None, "the route agents routing the remote global CIDRs",
+                    lambda: all(lab_globalnet.routes_of(ns) == routes
+                                for ns, routes in wanted.items()))
         for c in plan.clusters:
-            self._wait_for_cable(c, peers=len(plan.clusters) - 1)
+            self._await(f"{c.name}/{c.gateway.name}/engine",
+                        f"the gateway of {c.name} connecting to the other gateways",
+                        functools.partial(self._cable_connected, c, peers=peers), timeout=60)
 
-    def _wait_for_cable(self, c: ClusterPlan, *, peers: int, timeout: float = 60) -> None:
-        """Until the gateway engine reports every other gateway connected."""
+    def _await(self, proc_name: str | None, what: str, ready: Callable[[], bool], *,
+               timeout: float = 30) -> None:
+        """Poll `ready()` until it holds; fail at once when process `proc_name` died."""
         assert self.state is not None
-        name = f"{c.name}/{c.gateway.name}/engine"
-        proc = next(p for p in self.state.processes if p.name == name)
-        gateways = self.cluster(c.name).client(resources.GATEWAYS)
+        proc = next((p for p in self.state.processes if p.name == proc_name), None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not processes.is_alive(proc):
-                raise LabError(f"the gateway engine of {c.name} exited: "
-                               f"{processes.tail(proc.log, 1)}")
-            gw = gateways.get_or_none(c.gateway.name, namespace="submariner-operator")
-            conns = ((gw or {}).get("status") or {}).get("connections") or []
-            if len(conns) == peers and all(x.get("status") == "connected" for x in conns):
+            if proc is not None and not processes.is_alive(proc):
+                raise LabError(f"{proc_name} exited before {what}: {processes.tail(proc.log, 1)}")
+            if ready():
                 return
-            time.sleep(0.3)
-        raise LabError(f"the gateway of {c.name} did not connect to the other gateways in "
-                       f"{timeout:.0f} s (log: {proc.log})")
-
-    def _wait_for_routes(self, wanted: dict[str, set[tuple[str, str]]],
-                         timeout: float = 30) -> None:
-        """Until every route agent holds its node's routes."""
-        from datapath.routes import RouteTable
-
-        deadline = time.monotonic() + timeout
-        missing = dict(wanted)
-        while missing:
-            for ns, routes in list(missing.items()):
-                if {(r.dst, r.via) for r in RouteTable(ns).installed()} == routes:
-                    del missing[ns]
-            if not missing:
-                return
-            if time.monotonic() > deadline:
-                raise LabError(f"route agents did not route the remote global CIDRs in "
-                               f"{timeout:.0f} s (nodes {', '.join(sorted(missing))})")
             time.sleep(0.2)
+        where = f" (log: {proc.log})" if proc is not None else ""
+        raise LabError(f"no {what} within {timeout:.0f} s{where}")
 
-    def _wait_for_dns(self, c: ClusterPlan, timeout: float = 30) -> None:
-        """Until the cluster's Lighthouse DNS server answers (REFUSED for a name
-        outside its zone is an answer)."""
-        import dnslib
+    def _egress_allocated(self, cluster: str) -> bool:
+        obj = self.cluster(cluster).client(resources.CLUSTER_GLOBAL_EGRESS_IPS).get_or_none(
+            "cluster-egress.submariner.io")
+        return bool(((obj or {}).get("status") or {}).get("allocatedIPs"))
 
-        assert self.state is not None
-        name = f"{c.name}/{c.gateway.name}/lighthouse"
-        proc = next(p for p in self.state.processes if p.name == name)
-        query = dnslib.DNSRecord.question("lab-probe.invalid").pack()
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not processes.is_alive(proc):
-                raise LabError(f"the Lighthouse agent of {c.name} exited: "
-                               f"{processes.tail(proc.log, 1)}")
-            with netns.entered(c.gateway.netns), \
-                    socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-                sock.settimeout(0.3)
-                try:
-                    sock.sendto(query, (lab_globalnet.dns_server(c), lab_globalnet.DNS_PORT))
-                    sock.recv(512)
-                    return
-                except OSError:
-                    pass
-            time.sleep(0.2)
-        raise LabError(f"the Lighthouse DNS server of {c.name} did not answer in "
-                       f"{timeout:.0f} s (log: {proc.log})")
-
-    def _wait_for_cluster_egress(self, cluster: str, *, proc_name: str,
-                                 timeout: float = 90) -> None:
-        """Until the agent allocated the cluster's egress IPs: it is up and leading."""
-        assert self.state is not None
-        proc = next(p for p in self.state.processes if p.name == proc_name)
-        client = self.cluster(cluster).client(resources.CLUSTER_GLOBAL_EGRESS_IPS)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if not processes.is_alive(proc):
-                raise LabError(f"the Globalnet agent of {cluster} exited: "
-                               f"{processes.tail(proc.log, 1)}")
-            obj = client.get_or_none("cluster-egress.submariner.io")
-            if ((obj or {}).get("status") or {}).get("allocatedIPs"):
-                return
-            time.sleep(0.3)
-        raise LabError(f"the Globalnet agent of {cluster} allocated no egress IPs in "
-                       f"{timeout:.0f} s (log: {proc.log})")
+    def _cable_connected(self, c: ClusterPlan, *, peers: int) -> bool:
+        links = self._cable_status(c)
+        return len(links) == peers and all(link["status"] == "connected" for link in links)
 
     def _control_plane(
         self, name: str, ns: str, ip: str, service_cidr: str, *, kcm: bool = True
@@ -623,16 +578,6 @@ def _install_crds(api_client: Any) -> None:
     except ImportError:
         return
     crds.install_crds(api_client)
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
 
 
 def _port_open(port: int) -> bool:
