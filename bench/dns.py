@@ -61,6 +61,7 @@ import dns.query
 import dns.rcode
 import dns.rdatatype
 
+from lab import processes
 from lab.apiclusterset import ApiCluster, ApiClusterset, ClustersetConfig
 from lab.controlplane import ControlPlaneError, find_binary
 from lab.ports import free_port
@@ -151,12 +152,7 @@ def ours(records_file: Path, port: int) -> Iterator[subprocess.Popen[str]]:
         print(f"  ours: {line.strip()} (pid {proc.pid})", flush=True)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.terminate(proc)
 
 
 NSD_CONF = """\
@@ -209,12 +205,7 @@ def nsd(zone_text: str, port: int, workdir: Path) -> Iterator[subprocess.Popen[s
         print(f"  nsd: listening on 127.0.0.1:{port} (pid {proc.pid})", flush=True)
         yield proc
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        processes.terminate(proc)
 
 
 def zone_from_answers(queries: list[tuple[str, str]], port: int) -> str:

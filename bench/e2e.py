@@ -56,14 +56,10 @@ def wait_until(check: Callable[[], object], start: float) -> float:
 
 
 def dns_answer(ns: str, server: str, name: str) -> str | None:
-    query = dnslib.DNSRecord.question(name)
-    with netns.entered(ns), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.5)
-        try:
-            sock.sendto(query.pack(), (server, lab_globalnet.DNS_PORT))
-            reply = dnslib.DNSRecord.parse(sock.recv(4096))
-        except (OSError, dnslib.DNSError):
-            return None
+    """The first A record `server` gives for `name`, asked from `ns`."""
+    reply = lab_globalnet.dns_query(ns, server, name, timeout=0.5)
+    if reply is None:
+        return None
     return next((str(rr.rdata) for rr in reply.rr if rr.rtype == dnslib.QTYPE.A), None)
 
 

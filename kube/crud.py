@@ -177,8 +177,10 @@ class ResourceClient:
         *,
         namespace: str | None = None,
         patch_type: PatchType = PatchType.MERGE,
+        subresource: str | None = None,
     ) -> JSON:
-        path = self.resource.path(namespace=self._namespace(namespace), name=name)
+        path = self.resource.path(namespace=self._namespace(namespace), name=name,
+                                  subresource=subresource)
         return self._request("PATCH", path, body=patch, content_type=str(patch_type))
 
     def patch_status(
@@ -189,10 +191,8 @@ class ResourceClient:
         namespace: str | None = None,
         patch_type: PatchType = PatchType.MERGE,
     ) -> JSON:
-        path = self.resource.path(
-            namespace=self._namespace(namespace), name=name, subresource="status"
-        )
-        return self._request("PATCH", path, body=patch, content_type=str(patch_type))
+        return self.patch(name, patch, namespace=namespace, patch_type=patch_type,
+                          subresource="status")
 
     def delete(
         self,

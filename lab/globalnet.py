@@ -77,25 +77,28 @@ def routes_of(netns_name: str) -> set[tuple[str, str]]:
     return {(r.dst, r.via) for r in RouteTable(netns_name).installed()}
 
 
-def dns_answers(c: ClusterPlan) -> bool:
-    """Whether cluster `c`'s Lighthouse DNS server answers at all (REFUSED for a
-    name outside its zone is an answer), asked from its gateway node."""
+def dns_query(netns_name: str, server: str, name: str, *, timeout: float = 0.3) -> Any:
+    """Ask `server` (port 53) about `name` over UDP from inside `netns_name`: the
+    parsed reply (a dnslib record), or None when nothing usable came back."""
     import socket
 
     import dnslib
 
     from lab import netns
 
-    query = dnslib.DNSRecord.question("lab-probe.invalid").pack()
-    with netns.entered(c.gateway.netns), \
-            socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.settimeout(0.3)
+    with netns.entered(netns_name), socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.settimeout(timeout)
         try:
-            sock.sendto(query, (dns_server(c), DNS_PORT))
-            sock.recv(512)
-        except OSError:
-            return False
-    return True
+            sock.sendto(dnslib.DNSRecord.question(name).pack(), (server, DNS_PORT))
+            return dnslib.DNSRecord.parse(sock.recv(4096))
+        except (OSError, dnslib.DNSError):
+            return None
+
+
+def dns_answers(c: ClusterPlan) -> bool:
+    """Whether cluster `c`'s Lighthouse DNS server answers at all (REFUSED for a
+    name outside its zone is an answer), asked from its gateway node."""
+    return dns_query(c.gateway.netns, dns_server(c), "lab-probe.invalid") is not None
 
 
 def routeagent_argv(c: ClusterPlan, node_name: str, kubeconfig: Path) -> list[str]:

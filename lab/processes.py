@@ -109,6 +109,17 @@ def stop(procs: list[ManagedProcess], *, timeout: float = 10.0) -> None:
         time.sleep(0.02)
 
 
+def terminate(proc: subprocess.Popen[bytes] | subprocess.Popen[str], *,
+              timeout: float = 10.0) -> None:
+    """SIGTERM a child we started, SIGKILL it if it has not exited within `timeout`."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
 def _reap() -> None:
     """Collect exited children so they do not linger as zombies."""
     with contextlib.suppress(ChildProcessError):

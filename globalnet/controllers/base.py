@@ -103,6 +103,15 @@ class BaseController:
         self.failed.discard(key)
         self.ctx.on_change()
 
+    def live_or_release(self, informer: Informer, key: str, owner: str) -> JSON | None:
+        """The object behind `key`; None (`owner`'s addresses released) when it is
+        gone or being deleted - the first step of an allocating reconcile."""
+        obj = informer.get(key)
+        if obj is None or o.is_deleting(obj):
+            self.release(owner, key)
+            return None
+        return obj
+
     def start(self) -> None:
         self._workers = run_workers(
             self.queue, self._reconcile_counted, workers=self.workers,

@@ -46,10 +46,9 @@ class EgressAllocationController(BaseController):
         return None
 
     def reconcile(self, key: str) -> Result | bool | None:
-        obj = self.informer.get(key)
         owner = self.owner(key)
-        if obj is None or o.is_deleting(obj):
-            self.release(owner, key)
+        obj = self.live_or_release(self.informer, key, owner)
+        if obj is None:
             return None
         refused = self.check(obj)
         if refused:
