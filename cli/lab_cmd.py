@@ -8,9 +8,9 @@ import os
 import sys
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
 
+from cli.console import console
 from lab.lab import Lab, LabError
 from lab.topology import LabSpec
 
@@ -106,34 +106,33 @@ def cmd_status(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(status, indent=2))
         return 0
-    # Paths must stay whole for copy and paste: never wrap them.
-    console = Console(soft_wrap=True)
-    console.print(f"[bold]lab {status['name']}[/] ({status['phase']})")
+    out = console()
+    out.print(f"[bold]lab {status['name']}[/] ({status['phase']})")
     if status["broker"]:
-        console.print(f"broker API {status['broker']['api']}  "
+        out.print(f"broker API {status['broker']['api']}  "
                       f"kubeconfig {status['broker']['kubeconfig']}")
     for c in status["clusters"]:
         global_cidr = f"  global {c['global_cidr']}" if c["global_cidr"] else ""
         global_cidr += f"  clusterset DNS {c['dns']}" if c["dns"] else ""
-        console.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
+        out.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
                       f"services {c['service_cidr']}{global_cidr}\n"
                       f"  kubeconfig {c['kubeconfig']}")
         for link in c.get("cable") or []:
-            console.print(f"  cable to {link['cluster']}: {link['status']}"
+            out.print(f"  cable to {link['cluster']}: {link['status']}"
                           + (f", RTT {link['rtt']}" if link["rtt"] else ""))
         nodes = Table("node", "ip", "pod CIDR", "underlay ip", "netns")
         for n in c["nodes"]:
             nodes.add_row(n["name"], n["ip"], n["pod_cidr"], n["underlay_ip"] or "-", n["netns"])
-        console.print(nodes)
+        out.print(nodes)
         pods = Table("pod", "namespace", "node", "ip", "netns")
         for p in c["pods"]:
             pods.add_row(p["name"], p["namespace"], p["node"], p["ip"], p["netns"])
         if c["pods"]:
-            console.print(pods)
+            out.print(pods)
     dead = [p["name"] for p in status["processes"] if not p["alive"]]
     alive = len(status["processes"]) - len(dead)
     stopped = f", stopped: {', '.join(dead)}" if dead else ""
-    console.print(f"\nprocesses: {alive} running{stopped}")
+    out.print(f"\nprocesses: {alive} running{stopped}")
     return 0
 
 

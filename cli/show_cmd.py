@@ -5,13 +5,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
 from rich.table import Table
+
+from cli.console import console
 
 
 def register(sub: Any) -> None:
@@ -41,10 +41,10 @@ def cmd_nat(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0
-    console = _console()
-    console.print(render_table(rows))
+    out = console()
+    out.print(render_table(rows))
     where = f"ip netns exec {args.netns} " if args.netns else ""
-    console.print(f"{len(rows)} mappings; the rules: {where}nft list table {TABLE_REF}")
+    out.print(f"{len(rows)} mappings; the rules: {where}nft list table {TABLE_REF}")
     return 0
 
 
@@ -64,11 +64,6 @@ def cmd_allocations(args: argparse.Namespace) -> int:
         ips = ", ".join(r.global_ips) if len(r.global_ips) <= 3 else (
             f"{r.global_ips[0]} .. {r.global_ips[-1]} ({len(r.global_ips)})")
         table.add_row(r.kind, r.namespace or "-", r.name, r.target, ips or "-", r.condition)
-    _console().print(table)
+    console().print(table)
     return 0
 
-
-def _console() -> Console:
-    """Tables whole when piped or captured, where rich would assume 80 columns and
-    cut addresses short; a terminal's own width otherwise."""
-    return Console(soft_wrap=True, width=None if sys.stdout.isatty() else 200)
