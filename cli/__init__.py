@@ -1,5 +1,5 @@
 """`gnctl`, the command line: argument parsing and presentation only.
 
-Commands delegate to the packages below (lab/, and later globalnet/, gateway/,
-lighthouse/); nothing here talks to the kernel or the API directly.
+Commands delegate to the packages below (lab/, gateway/, globalnet/, datapath/);
+nothing here talks to the kernel or the API directly.
 """

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from globalnet.broker import BROKER_NAMESPACE
 from globalnet.cidr_allocation import DEFAULT_CIDR_RANGE, DEFAULT_CLUSTER_SIZE
+from kube import names
 
 
 def _kubeconfig_default() -> Path:
@@ -38,7 +38,8 @@ def register(sub: Any) -> None:
                         default=DEFAULT_CLUSTER_SIZE,
                         help="global IPs per cluster, rounded up to a power of two "
                              f"(default {DEFAULT_CLUSTER_SIZE})")
-    broker.add_argument("--broker-namespace", default=BROKER_NAMESPACE, help=argparse.SUPPRESS)
+    broker.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE,
+                        help=argparse.SUPPRESS)
     broker.set_defaults(func=cmd_deploy_broker)
 
     join = sub.add_parser(
@@ -57,7 +58,7 @@ def register(sub: Any) -> None:
     join.add_argument("--globalnet-cidr", help="this global CIDR instead of the next free one")
     join.add_argument("--globalnet-cluster-size", type=int,
                       help="global IPs for this cluster instead of the Broker's default")
-    join.add_argument("--broker-namespace", default=BROKER_NAMESPACE, help=argparse.SUPPRESS)
+    join.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE, help=argparse.SUPPRESS)
     join.add_argument("--cluster-namespace", default=None, help=argparse.SUPPRESS)
     join.set_defaults(func=cmd_join)
 
@@ -69,7 +70,7 @@ def register(sub: Any) -> None:
     leave.add_argument("--kubeconfig", type=Path, help="the leaving cluster's kubeconfig")
     leave.add_argument("--broker-kubeconfig", type=Path, required=True)
     leave.add_argument("--clusterid", "--cluster-id", dest="cluster_id", required=True)
-    leave.add_argument("--broker-namespace", default=BROKER_NAMESPACE, help=argparse.SUPPRESS)
+    leave.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE, help=argparse.SUPPRESS)
     leave.add_argument("--cluster-namespace", default=None, help=argparse.SUPPRESS)
     leave.set_defaults(func=cmd_leave)
 
@@ -124,13 +125,13 @@ def cmd_deploy_broker(args: argparse.Namespace) -> int:
 
 
 def cmd_join(args: argparse.Namespace) -> int:
-    from gateway.clusterset import CLUSTER_NAMESPACE, JoinRequest, join, validate_request
+    from gateway.clusterset import JoinRequest, join, validate_request
 
     request = JoinRequest(
         cluster_id=args.cluster_id, cluster_cidrs=tuple(args.cluster_cidr),
         service_cidrs=tuple(args.service_cidr), globalnet_cidr=args.globalnet_cidr,
         globalnet_cluster_size=args.globalnet_cluster_size)
-    namespace = args.cluster_namespace or CLUSTER_NAMESPACE
+    namespace = args.cluster_namespace or names.CLUSTER_NAMESPACE
 
     def step() -> int:
         validate_request(request)  # before any connection
@@ -163,14 +164,14 @@ def cmd_join(args: argparse.Namespace) -> int:
 
 
 def cmd_leave(args: argparse.Namespace) -> int:
-    from gateway.clusterset import CLUSTER_NAMESPACE, leave
+    from gateway.clusterset import leave
 
     def step() -> int:
         broker = _api(args.broker_kubeconfig, "Broker")
         cluster = _api(args.kubeconfig, "cluster") if args.kubeconfig else None
         was_member = leave(cluster, broker, args.cluster_id,
                            broker_namespace=args.broker_namespace,
-                           cluster_namespace=args.cluster_namespace or CLUSTER_NAMESPACE)
+                           cluster_namespace=args.cluster_namespace or names.CLUSTER_NAMESPACE)
         if was_member:
             print(f"{args.cluster_id} left the clusterset: global CIDR released, "
                   "Cluster objects withdrawn")

@@ -5,7 +5,7 @@ lab uses too:
 
 * deploy-broker: our CRDs and the Broker namespace on the Broker's API server,
   and with Globalnet the clusterset's global range and per-cluster size (the
-  `submariner-globalnet-info` ConfigMap, upstream's keys); an existing record is
+  Broker's Globalnet ConfigMap, upstream's keys); an existing record is
   kept, never overwritten.
 * join: checks everything first, then allocates (or finds again) the cluster's
   global CIDR on the Broker, installs the CRDs in the cluster, and publishes the
@@ -27,13 +27,12 @@ from typing import Any
 
 import netaddr
 
-from globalnet.broker import BROKER_NAMESPACE, BrokerGlobalnet
+from globalnet.broker import BrokerGlobalnet
 from globalnet.cidr_allocation import CidrAllocationError, GlobalnetInfo
-from kube import crds, resources
+from kube import crds, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient, ensure_namespace
 
-CLUSTER_NAMESPACE = "submariner-operator"  # where agents and Cluster objects live
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 JSON = dict[str, Any]
@@ -94,7 +93,7 @@ def _network(cidr: str, what: str) -> netaddr.IPNetwork:
 
 
 def deploy_broker(broker_api: Any, *, globalnet: bool, cidr_range: str, cluster_size: int,
-                  namespace: str = BROKER_NAMESPACE) -> GlobalnetInfo | None:
+                  namespace: str = names.BROKER_NAMESPACE) -> GlobalnetInfo | None:
     """Make `broker_api` a Broker; returns the Globalnet record in force (maybe older)."""
     broker = BrokerGlobalnet(broker_api, namespace=namespace)
     if globalnet:
@@ -112,8 +111,8 @@ def deploy_broker(broker_api: Any, *, globalnet: bool, cidr_range: str, cluster_
 
 
 def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
-         broker_namespace: str = BROKER_NAMESPACE,
-         cluster_namespace: str = CLUSTER_NAMESPACE) -> Membership:
+         broker_namespace: str = names.BROKER_NAMESPACE,
+         cluster_namespace: str = names.CLUSTER_NAMESPACE) -> Membership:
     """Join `request.cluster_id` (again: a rejoin keeps its global CIDR)."""
     validate_request(request)
     if not _namespace_exists(broker_api, broker_namespace):
@@ -141,8 +140,8 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
 
 
 def leave(cluster_api: Any | None, broker_api: Any, cluster_id: str, *,
-          broker_namespace: str = BROKER_NAMESPACE,
-          cluster_namespace: str = CLUSTER_NAMESPACE) -> bool:
+          broker_namespace: str = names.BROKER_NAMESPACE,
+          cluster_namespace: str = names.CLUSTER_NAMESPACE) -> bool:
     """Release `cluster_id`'s global CIDR, withdraw its Cluster object from the
     Broker and drop every member's from the cluster (it no longer translates for
     anyone); True when it was a member. `cluster_api` None: the cluster is gone."""
@@ -172,8 +171,8 @@ def cluster_object(request: JoinRequest, global_cidr: str | None) -> JSON:
 
 
 def sync_cluster_objects(cluster_api: Any, broker_api: Any, *,
-                         broker_namespace: str = BROKER_NAMESPACE,
-                         cluster_namespace: str = CLUSTER_NAMESPACE) -> list[str]:
+                         broker_namespace: str = names.BROKER_NAMESPACE,
+                         cluster_namespace: str = names.CLUSTER_NAMESPACE) -> list[str]:
     """Make the cluster's Cluster objects the Broker's; returns the members."""
     published = ResourceClient(broker_api, resources.CLUSTERS).list(
         namespace=broker_namespace).items

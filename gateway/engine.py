@@ -1,8 +1,8 @@
 """The gateway engine: the active gateway of a cluster publishes where its cable
 ends, keeps a cable to every other cluster's gateway, and checks each one.
 
-Every gateway node runs an engine; they elect one leader per cluster (Lease
-`globalnet-gateway` in `submariner-operator`), which is the *active* gateway:
+Every gateway node runs an engine; they elect one leader per cluster (the Lease
+`kube.names.GATEWAY_LEASE` in the cluster namespace), which is the *active* gateway:
 
 * it publishes the cluster's `Endpoint` to the Broker, withdrawing those of
   the cluster's earlier active gateways (cable end `private_ip`,
@@ -28,6 +28,7 @@ by difference.
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
 import re
 import subprocess
@@ -40,9 +41,7 @@ from typing import Any
 
 from datapath import netns
 from datapath.vxlan import RemoteGateway, VxlanCable, tunnel_ip
-from gateway.clusterset import CLUSTER_NAMESPACE
-from globalnet.broker import BROKER_NAMESPACE
-from kube import daemon, resources
+from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
 from kube.informers import InformerSet
@@ -51,8 +50,6 @@ from kube.leaderelection import LeaderElectionConfig, LeaderElector
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-LEASE_NAME = "globalnet-gateway"
-HEALTH_IP_ANNOTATION = "submariner.io/globalIp"  # set on gateway nodes by Globalnet
 _RTT = re.compile(r"time=([0-9.]+) ms")
 REPORT_PERIOD = 5.0  # seconds between status writes that only refresh RTTs
 
@@ -69,8 +66,8 @@ class EngineConfig:
     node_name: str
     private_ip: str
     subnets: tuple[str, ...]
-    namespace: str = CLUSTER_NAMESPACE
-    broker_namespace: str = BROKER_NAMESPACE
+    namespace: str = names.CLUSTER_NAMESPACE
+    broker_namespace: str = names.BROKER_NAMESPACE
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
@@ -105,10 +102,15 @@ def remote_endpoints(cluster_id: str, endpoints: list[JSON]) -> list[JSON]:
     return [newest[c] for c in sorted(newest)]
 
 
-def ping(target: str, timeout_s: int = 1) -> float | None:
-    """RTT in ms of one ICMP echo, or None."""
-    out = subprocess.run(["ping", "-c", "1", "-W", str(timeout_s), "-n", target],
-                         capture_output=True, text=True, timeout=timeout_s + 5)
+def ping(target: str, timeout_s: int = 1, *, netns_name: str | None = None) -> float | None:
+    """RTT in ms of one ICMP echo from namespace `netns_name` (None: ours), or None.
+
+    The echo must leave where the cable is, so with `--netns` it is sent from
+    that namespace (a child process inherits the calling thread's namespace).
+    """
+    with netns.entered(netns_name):
+        out = subprocess.run(["ping", "-c", "1", "-W", str(timeout_s), "-n", target],
+                             capture_output=True, text=True, timeout=timeout_s + 5)
     found = _RTT.search(out.stdout)
     return float(found.group(1)) if out.returncode == 0 and found else None
 
@@ -137,7 +139,7 @@ class GatewayEngine:
         self._thread: threading.Thread | None = None
         self.elector = LeaderElector(
             local_api,
-            LeaderElectionConfig(name=LEASE_NAME, namespace=cfg.namespace,
+            LeaderElectionConfig(name=names.GATEWAY_LEASE, namespace=cfg.namespace,
                                  identity=cfg.node_name, lease_duration=cfg.lease_duration,
                                  renew_deadline=cfg.renew_deadline,
                                  retry_period=cfg.retry_period),
@@ -197,7 +199,8 @@ class GatewayEngine:
                                            tuple(o.spec(ep).get("subnets") or ()))
                              for ep in remotes])
         node = self._nodes.get_or_none(self.cfg.node_name) or {}
-        spec = endpoint_spec(self.cfg, o.annotations_of(node).get(HEALTH_IP_ANNOTATION))
+        health_ip = o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION)
+        spec = endpoint_spec(self.cfg, health_ip)
         try:
             self._publish(spec)
         except Exception as exc:  # reported below; retried next round
@@ -208,7 +211,7 @@ class GatewayEngine:
     def _check(self, ep: JSON) -> JSON:
         spec = o.spec(ep)
         target = spec.get("healthCheckIP") or tunnel_ip(str(spec["private_ip"]))
-        rtt = ping(str(target))
+        rtt = ping(str(target), netns_name=self.cable.netns)
         conn: JSON = {"endpoint": spec, "usingIP": spec["private_ip"], "usingNAT": False}
         if rtt is None:
             conn.update(status="error", statusMessage=f"no answer from {target}")
@@ -256,8 +259,14 @@ class GatewayEngine:
                 "apiVersion": resources.GATEWAYS.api_version, "kind": resources.GATEWAYS.kind,
                 "metadata": {"name": name, "namespace": ns}}, namespace=ns
             ) or self._gateways.get(name, namespace=ns)
-        if (current.get("status") or {}) != status:
-            self._gateways.update_status({**current, "status": status}, namespace=ns)
+
+        def replace_status(gateway: JSON) -> bool:
+            if (gateway.get("status") or {}) == status:
+                return False
+            gateway["status"] = copy.deepcopy(status)
+            return True
+
+        controller.write_status(self._gateways, current, replace_status)
 
 
 def main(argv: list[str] | None = None) -> int:

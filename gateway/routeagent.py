@@ -1,7 +1,7 @@
 """The route agent: every non-gateway node sends clusterset traffic to the gateway.
 
 Runs on every node of a cluster. From the Node objects it learns the active
-gateway node (label `submariner.io/gateway=true`; with several, the one a
+gateway node (label `kube.names.GATEWAY_LABEL`; with several, the one a
 Gateway object calls active, else the oldest) and its InternalIP; from the
 `Cluster` objects (kept by the Broker syncer) the other members' CIDRs - their
 global CIDRs under Globalnet, else their pod and service CIDRs. It then holds
@@ -26,15 +26,13 @@ from typing import Any
 
 from datapath import netns
 from datapath.routes import Route, RouteEvents, RouteTable
-from gateway.clusterset import CLUSTER_NAMESPACE
-from kube import daemon, resources
+from kube import daemon, names, resources
 from kube import objects as o
 from kube.informers import InformerSet
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-GATEWAY_LABEL = "submariner.io/gateway"
 
 
 def internal_ip(node: JSON) -> str | None:
@@ -47,24 +45,13 @@ def internal_ip(node: JSON) -> str | None:
 def active_gateway(nodes: Iterable[JSON], gateways: Iterable[JSON] = ()) -> JSON | None:
     """The node remote traffic leaves by; None when the cluster has no gateway."""
     candidates = [n for n in nodes
-                  if o.labels(n).get(GATEWAY_LABEL) == "true" and internal_ip(n)]
+                  if o.labels(n).get(names.GATEWAY_LABEL) == names.GATEWAY_LABEL_VALUE
+                  and internal_ip(n)]
     active = {o.name(g) for g in gateways if o.status(g).get("haStatus") == "active"}
     chosen = [n for n in candidates if o.name(n) in active] or candidates
     if not chosen:
         return None
     return min(chosen, key=lambda n: (o.meta(n).get("creationTimestamp") or "", o.name(n)))
-
-
-def remote_cidrs(cluster_id: str, clusters: Iterable[JSON]) -> set[str]:
-    out: set[str] = set()
-    for c in clusters:
-        spec = o.spec(c)
-        if str(spec.get("cluster_id") or o.name(c)) == cluster_id:
-            continue
-        cidrs = spec.get("global_cidr") or [*(spec.get("cluster_cidr") or []),
-                                            *(spec.get("service_cidr") or [])]
-        out.update(str(x) for x in cidrs)
-    return out
 
 
 def desired_routes(node_name: str, cluster_id: str, nodes: Iterable[JSON],
@@ -74,7 +61,7 @@ def desired_routes(node_name: str, cluster_id: str, nodes: Iterable[JSON],
         return set()
     via = internal_ip(gateway)
     assert via is not None
-    return {Route(cidr, via) for cidr in remote_cidrs(cluster_id, clusters)}
+    return {Route(cidr, via) for cidr in o.remote_cidrs(cluster_id, clusters)}
 
 
 class RouteAgent:
@@ -88,8 +75,10 @@ class RouteAgent:
         self._stop = threading.Event()
         self.informers = InformerSet(api, name=f"routeagent@{node_name}")
         self.nodes = self.informers.get(resources.NODES)
-        self.clusters = self.informers.get(resources.CLUSTERS, namespace=CLUSTER_NAMESPACE)
-        self.gateways = self.informers.get(resources.GATEWAYS, namespace=CLUSTER_NAMESPACE)
+        self.clusters = self.informers.get(resources.CLUSTERS,
+                                           namespace=names.CLUSTER_NAMESPACE)
+        self.gateways = self.informers.get(resources.GATEWAYS,
+                                           namespace=names.CLUSTER_NAMESPACE)
         for informer in (self.nodes, self.clusters, self.gateways):
             informer.add_handler(on_add=lambda _o: self._dirty.set(),
                                  on_update=lambda _a, _b: self._dirty.set(),

@@ -10,10 +10,10 @@ gateway engine the remote cable ends. Copies edited or deleted by hand are put
 back; objects in the cluster's namespace that the Broker does not have are
 removed.
 
-One informer per kind on each side, a work queue keyed by (kind, name), and a
-reconcile that compares specs: idempotent, so two syncers of one cluster (an
-old and a new gateway during a failover) agree. Run it with
-`python -m gateway.syncer`.
+One informer per kind on each side, a `kube.controller` work queue keyed
+"<plural>/<name>", and a reconcile that compares specs: idempotent, so two
+syncers of one cluster (an old and a new gateway during a failover) agree. Run
+it with `python -m gateway.syncer`.
 """
 
 from __future__ import annotations
@@ -23,19 +23,14 @@ import logging
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
-from gateway.clusterset import CLUSTER_NAMESPACE
-from globalnet.broker import BROKER_NAMESPACE
-from kube import daemon, resources
+from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
-from kube.errors import is_not_found
 from kube.informer import Informer
 from kube.informers import InformerSet
-from kube.reconcile import Workers, run_workers
 from kube.resources import Resource
-from kube.workqueue import WorkQueue
 
 log = logging.getLogger(__name__)
 
@@ -44,22 +39,27 @@ SYNC_TIMEOUT = 30.0
 
 
 MIRRORED = (resources.CLUSTERS, resources.SUBMARINER_ENDPOINTS)
-Key = tuple[str, str]  # (plural, name)
 
 
-class ClusterSyncer:
+def _key(plural: str) -> Callable[[JSON], list[str]]:
+    """The work key of an object of one mirrored kind: "<plural>/<name>"."""
+    return lambda obj: [f"{plural}/{o.name(obj)}"]
+
+
+class ClusterSyncer(controller.Controller):
     """Mirror the Broker's Cluster and Endpoint objects into one cluster's namespace."""
 
+    name = "broker-sync"
+
     def __init__(self, *, local_api: Any, broker_api: Any,
-                 broker_namespace: str = BROKER_NAMESPACE,
-                 cluster_namespace: str = CLUSTER_NAMESPACE,
+                 broker_namespace: str = names.BROKER_NAMESPACE,
+                 cluster_namespace: str = names.CLUSTER_NAMESPACE,
                  resync_period: float | None = 300.0) -> None:
+        super().__init__()
         self.broker_namespace = broker_namespace
         self.cluster_namespace = cluster_namespace
         self._broker = InformerSet(broker_api, name="broker", resync_period=resync_period)
         self._local = InformerSet(local_api, name="local", resync_period=resync_period)
-        self.queue: WorkQueue[Key] = WorkQueue(name="broker-sync")
-        self._workers: Workers[Key] | None = None
         self._kinds: dict[str, tuple[Resource, Informer, Informer, ResourceClient]] = {}
         for resource in MIRRORED:
             published = self._broker.get(resource, namespace=broker_namespace)
@@ -67,34 +67,23 @@ class ClusterSyncer:
             self._kinds[resource.plural] = (resource, published, mirrored,
                                             ResourceClient(local_api, resource))
             for informer in (published, mirrored):
-                informer.add_handler(on_add=self._enqueuer(resource.plural),
-                                     on_delete=self._enqueuer(resource.plural),
-                                     on_update=self._update_enqueuer(resource.plural))
+                self.watch(informer, _key(resource.plural))
 
-    def _enqueuer(self, plural: str) -> Callable[[JSON], None]:
-        return lambda obj: self.queue.add((plural, o.name(obj)))
-
-    def _update_enqueuer(self, plural: str) -> Callable[[JSON, JSON], None]:
-        return lambda _old, new: self.queue.add((plural, o.name(new)))
-
-    def start(self) -> ClusterSyncer:
+    def start(self) -> Self:
         self._broker.start()
         self._local.start()
         self._broker.wait_for_sync(SYNC_TIMEOUT)
         self._local.wait_for_sync(SYNC_TIMEOUT)
-        self._workers = run_workers(self.queue, self.reconcile, max_requeues=20,
-                                    name="broker-sync")
-        return self
+        return super().start()
 
     def stop(self) -> None:
-        if self._workers is not None:
-            self._workers.stop()
+        super().stop()
         self._broker.stop()
         self._local.stop()
 
-    def reconcile(self, key: Key) -> None:
+    def reconcile(self, key: str) -> None:
         """Make the local copy of one object the Broker's (or remove it)."""
-        plural, name = key
+        plural, name = key.split("/", 1)
         resource, published, mirrored, client = self._kinds[plural]
         want = published.get(f"{self.broker_namespace}/{name}")
         have = mirrored.get(f"{self.cluster_namespace}/{name}")
@@ -102,11 +91,7 @@ class ClusterSyncer:
         if want is None:
             if have is not None:
                 log.info("%s %s is gone from the Broker: removing the copy", resource.kind, name)
-                try:
-                    client.delete(name, namespace=ns)
-                except Exception as exc:
-                    if not is_not_found(exc):
-                        raise
+                client.delete_if_exists(name, namespace=ns)
             return
         if have is None:
             log.info("%s %s appeared on the Broker: copying it", resource.kind, name)
@@ -115,7 +100,7 @@ class ClusterSyncer:
                  "metadata": {"name": name, "namespace": ns}, "spec": o.spec(want)},
                 namespace=ns)
             if created is None:
-                self.queue.add(key)  # the cache lags: compare again
+                self.enqueue(key)  # the cache lags: compare again
             return
         if o.spec(have) != o.spec(want):
             log.info("%s %s changed on the Broker: updating the copy", resource.kind, name)
@@ -128,8 +113,8 @@ def main(argv: list[str] | None = None) -> int:
                                             "into a cluster.")
     p.add_argument("--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig")
     p.add_argument("--broker-kubeconfig", type=Path, required=True)
-    p.add_argument("--broker-namespace", default=BROKER_NAMESPACE)
-    p.add_argument("--cluster-namespace", default=CLUSTER_NAMESPACE)
+    p.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE)
+    p.add_argument("--cluster-namespace", default=names.CLUSTER_NAMESPACE)
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     daemon.setup_logging(args.verbose)

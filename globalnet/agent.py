@@ -23,9 +23,10 @@ import sys
 from pathlib import Path
 
 from datapath import netns
-from datapath.api import Datapath, RecordingDatapath
+from datapath.recording import RecordingDatapath
 from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
-from kube import daemon
+from globalnet.datapath_api import Datapath
+from kube import daemon, names
 
 log = logging.getLogger("globalnet.agent")
 
@@ -37,7 +38,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--global-cidr", help="this cluster's slice of the global CIDR (required)")
     p.add_argument("--local-cidr", action="append", default=[],
                    help="a local pod or service CIDR (repeat)")
-    p.add_argument("--namespace", default="submariner-operator",
+    p.add_argument("--namespace", default=names.CLUSTER_NAMESPACE,
                    help="namespace of the leader-election Lease")
     p.add_argument("--identity", default=f"{socket.gethostname()}-{os.getpid()}")
     p.add_argument("--lease-duration", type=float, default=15.0)
@@ -64,6 +65,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 
 def make_datapath(kind: str, netns: str | None = None) -> Datapath:
+    """The backend `--datapath` names: the one place a backend is chosen, so the
+    controllers see only the `Datapath` protocol."""
     if kind == "nftables":
         from datapath.nftables import NftablesDatapath
 

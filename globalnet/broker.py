@@ -1,7 +1,7 @@
 """Global CIDR allocation on the Broker, safe under concurrent joins.
 
 The decision is `cidr_allocation`'s; here it is applied with optimistic
-concurrency: read the `submariner-globalnet-info` ConfigMap, compute, write back
+concurrency: read the Broker's Globalnet ConfigMap, compute, write back
 with its resourceVersion. A 409 (someone else wrote first) or a lost create race
 means read again and recompute, so twenty clusters joining at once still get
 twenty disjoint CIDRs.
@@ -21,11 +21,9 @@ from globalnet.cidr_allocation import (
     release_cluster_cidr,
     validate_range,
 )
-from kube import errors, resources
+from kube import errors, names, resources
 from kube.crud import ResourceClient
 
-BROKER_NAMESPACE = "submariner-k8s-broker"
-GLOBALNET_INFO_NAME = "submariner-globalnet-info"
 MAX_ATTEMPTS = 100
 
 
@@ -36,13 +34,13 @@ class BrokerConflictError(RuntimeError):
 class BrokerGlobalnet:
     """The Broker's global CIDR record, read and changed atomically."""
 
-    def __init__(self, api_client: Any, *, namespace: str = BROKER_NAMESPACE) -> None:
+    def __init__(self, api_client: Any, *, namespace: str = names.BROKER_NAMESPACE) -> None:
         self.namespace = namespace
         self._configmaps = ResourceClient(api_client, resources.CONFIGMAPS)
         self._namespaces = ResourceClient(api_client, resources.NAMESPACES)
 
     def read(self) -> GlobalnetInfo | None:
-        cm = self._configmaps.get_or_none(GLOBALNET_INFO_NAME, namespace=self.namespace)
+        cm = self._configmaps.get_or_none(names.GLOBALNET_INFO_CONFIGMAP, namespace=self.namespace)
         return None if cm is None else GlobalnetInfo.from_configmap_data(cm.get("data") or {})
 
     def ensure_info(self, *, cidr_range: str, cluster_size: int) -> GlobalnetInfo:
@@ -61,7 +59,8 @@ class BrokerGlobalnet:
         def change(current: GlobalnetInfo | None) -> GlobalnetInfo:
             if current is None:
                 raise CidrAllocationError(
-                    f"the Broker has no {GLOBALNET_INFO_NAME} ConfigMap in {self.namespace}: "
+                    f"the Broker has no {names.GLOBALNET_INFO_CONFIGMAP} ConfigMap in "
+                    f"{self.namespace}: "
                     "deploy it with `gnctl deploy-broker --globalnet`"
                 )
             cidr, updated = allocate_cluster_cidr(
@@ -83,7 +82,8 @@ class BrokerGlobalnet:
         self, change: Callable[[GlobalnetInfo | None], GlobalnetInfo | None]
     ) -> GlobalnetInfo:
         for attempt in range(MAX_ATTEMPTS):
-            cm = self._configmaps.get_or_none(GLOBALNET_INFO_NAME, namespace=self.namespace)
+            cm = self._configmaps.get_or_none(names.GLOBALNET_INFO_CONFIGMAP,
+                                              namespace=self.namespace)
             current = None if cm is None else GlobalnetInfo.from_configmap_data(
                 cm.get("data") or {}
             )
@@ -93,7 +93,8 @@ class BrokerGlobalnet:
             try:
                 if cm is None:
                     self._configmaps.create({
-                        "metadata": {"name": GLOBALNET_INFO_NAME, "namespace": self.namespace},
+                        "metadata": {"name": names.GLOBALNET_INFO_CONFIGMAP,
+                                     "namespace": self.namespace},
                         "data": updated.to_configmap_data(),
                     })
                 else:
@@ -106,7 +107,7 @@ class BrokerGlobalnet:
             # Jittered backoff keeps many joiners from colliding in lock step.
             time.sleep(random.uniform(0, min(0.2, 0.005 * 2**attempt)))
         raise BrokerConflictError(
-            f"could not update {GLOBALNET_INFO_NAME} after {MAX_ATTEMPTS} attempts"
+            f"could not update {names.GLOBALNET_INFO_CONFIGMAP} after {MAX_ATTEMPTS} attempts"
         )
 
     def _ensure_namespace(self) -> None:

@@ -1,10 +1,9 @@
 """Per-cluster slices of the clusterset's global CIDR (pure logic).
 
-The Broker records, in the `submariner-globalnet-info` ConfigMap, the global
-CIDR range, the default cluster size and which cluster holds which CIDR (keys
-as upstream: `globalnetEnabled`, `globalnetCidrRange`, `globalnetClusterSize`,
-`clusterinfo`). This module decides allocations on that data; `broker.py` does
-the compare-and-swap against the API.
+The Broker records, in its Globalnet ConfigMap (`kube.names.GLOBALNET_INFO_CONFIGMAP`,
+keys as upstream), the global CIDR range, the default cluster size and which
+cluster holds which CIDR. This module decides allocations on that data;
+`broker.py` does the compare-and-swap against the API.
 """
 
 from __future__ import annotations
@@ -13,6 +12,8 @@ import json
 from dataclasses import dataclass, field, replace
 
 import netaddr
+
+from kube import names
 
 DEFAULT_CIDR_RANGE = "242.0.0.0/8"
 DEFAULT_CLUSTER_SIZE = 65536
@@ -36,22 +37,23 @@ class GlobalnetInfo:
         info = [{"cluster_id": c, "global_cidr": list(cidrs)}
                 for c, cidrs in sorted(self.clusters.items())]
         return {
-            "globalnetEnabled": "true" if self.enabled else "false",
-            "globalnetCidrRange": self.cidr_range,
-            "globalnetClusterSize": str(self.cluster_size),
-            "clusterinfo": json.dumps(info),
+            names.GLOBALNET_ENABLED_KEY: "true" if self.enabled else "false",
+            names.GLOBALNET_CIDR_RANGE_KEY: self.cidr_range,
+            names.GLOBALNET_CLUSTER_SIZE_KEY: str(self.cluster_size),
+            names.GLOBALNET_CLUSTER_INFO_KEY: json.dumps(info),
         }
 
     @classmethod
     def from_configmap_data(cls, data: dict[str, str]) -> GlobalnetInfo:
         try:
-            entries = json.loads(data.get("clusterinfo") or "[]")
+            entries = json.loads(data.get(names.GLOBALNET_CLUSTER_INFO_KEY) or "[]")
             clusters = {str(e["cluster_id"]): tuple(str(c) for c in e["global_cidr"])
                         for e in entries}
             return cls(
-                cidr_range=data.get("globalnetCidrRange", DEFAULT_CIDR_RANGE),
-                cluster_size=int(data.get("globalnetClusterSize", DEFAULT_CLUSTER_SIZE)),
-                enabled=data.get("globalnetEnabled", "true").lower() == "true",
+                cidr_range=data.get(names.GLOBALNET_CIDR_RANGE_KEY, DEFAULT_CIDR_RANGE),
+                cluster_size=int(data.get(names.GLOBALNET_CLUSTER_SIZE_KEY,
+                                          DEFAULT_CLUSTER_SIZE)),
+                enabled=data.get(names.GLOBALNET_ENABLED_KEY, "true").lower() == "true",
                 clusters=clusters,
             )
         except (ValueError, KeyError, TypeError) as exc:

@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from globalnet.controllers import reasons as r
+from kube import names, resources
 from kube import objects as o
-from kube import resources
 from kube.crud import ResourceClient
 
 
@@ -50,8 +50,8 @@ def read_allocations(api: Any) -> list[AllocationRow]:
         rows.append(AllocationRow(r.KIND_INGRESS, o.namespace(obj), o.name(obj), target,
                                   (ip,) if ip else (), _condition(obj)))
     for node in ResourceClient(api, resources.NODES).list(
-            label_selector=f"{r.GATEWAY_LABEL}=true").items:
-        ip = o.annotations_of(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION)
+            label_selector=names.GATEWAY_SELECTOR).items:
+        ip = o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION)
         rows.append(AllocationRow("Gateway", "", o.name(node), "health check",
                                   (ip,) if ip else (), "-"))
     return rows

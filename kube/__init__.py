@@ -8,10 +8,14 @@ informer caches, work queues and leader election from here and never imports the
 * ``rest``: raw JSON requests (fast, and keeps fields the client library does not know);
 * ``errors``: classify API and connection errors;
 * ``resources`` / ``crud``: typed resource descriptions and generic CRUD on dicts;
+* ``names``: the namespaces, labels, annotations and object names components share;
+* ``objects``: reading the facts controllers need from plain-dict objects;
 * ``discovery``: server and API group versions (EndpointSlice is v1beta1 on 1.20);
 * ``store`` / ``informer``: list+watch caches that survive watch cuts, 410 Gone and
   API server restarts without losing an event;
 * ``workqueue`` / ``reconcile``: client-go style work queue and worker loop;
+* ``controller``: the one controller base (events to keys, workers, leader-term
+  check, the status-write conflict policy) under Globalnet, Lighthouse and the gateway;
 * ``conditions``: status-condition helpers;
 * ``leaderelection``: Lease-based leader election that never has two leaders;
 * ``crds``: the CRD manifests and their installer;

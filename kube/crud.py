@@ -220,12 +220,25 @@ class ResourceClient:
             body["preconditions"] = preconditions
         return self._request("DELETE", path, body=body)
 
-    def delete_if_exists(self, name: str, *, namespace: str | None = None) -> bool:
-        """Delete, treating "already gone" as success; returns whether it existed."""
+    def delete_if_exists(
+        self,
+        name: str,
+        *,
+        namespace: str | None = None,
+        uid: str | None = None,
+        conflict_is_gone: bool = False,
+    ) -> bool:
+        """Delete, treating "already gone" as success; returns whether it was deleted.
+
+        ``uid`` deletes only that object (a precondition): a successor created under the
+        same name is never deleted in its place. The server answers such a stale delete
+        with 409; ``conflict_is_gone`` counts that as gone too, otherwise it raises (so
+        a caller working from a cache can look again).
+        """
         try:
-            self.delete(name, namespace=namespace)
+            self.delete(name, namespace=namespace, uid=uid)
         except Exception as exc:
-            if errors.is_not_found(exc):
+            if errors.is_not_found(exc) or (conflict_is_gone and errors.is_conflict(exc)):
                 return False
             raise
         return True

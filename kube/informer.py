@@ -169,10 +169,6 @@ class Informer:
         return self._synced.wait(timeout)
 
     @property
-    def has_synced(self) -> bool:
-        return self._synced.is_set()
-
-    @property
     def last_resource_version(self) -> str:
         """The newest resourceVersion seen (list, event or bookmark)."""
         return self._resource_version

@@ -7,7 +7,10 @@ defaults in one place and never raise on a malformed object (they answer "no").
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
+
+from kube import names
 
 JSON = dict[str, Any]
 
@@ -30,6 +33,11 @@ def key(obj: JSON) -> str:
     raises on an object without a name."""
     ns = namespace(obj)
     return f"{ns}/{name(obj)}" if ns else name(obj)
+
+
+def uid(obj: JSON) -> str | None:
+    value = meta(obj).get("uid")
+    return str(value) if value else None
 
 
 def labels(obj: JSON) -> dict[str, str]:
@@ -147,3 +155,31 @@ def condition_reason(obj: JSON, ctype: str) -> str | None:
         if isinstance(c, dict) and c.get("type") == ctype:
             return str(c.get("reason"))
     return None
+
+
+# --- GlobalIngressIPs -------------------------------------------------------------------
+def ingress_service_keys(giip: JSON) -> list[str]:
+    """The key ("<namespace>/<service>") of the Service a GlobalIngressIP was made for,
+    from its serviceRef label; none for a GlobalIngressIP made by hand."""
+    ref = labels(giip).get(names.SERVICE_REF_LABEL)
+    return [f"{namespace(giip)}/{ref}"] if ref else []
+
+
+# --- Cluster objects ----------------------------------------------------------------------
+def remote_cidrs(cluster_id: str, clusters: Iterable[JSON], *,
+                 global_only: bool = False) -> set[str]:
+    """The CIDRs other members of the clusterset are reached at, from their Cluster
+    objects: each one's global CIDRs; for a member without any (no Globalnet), its pod
+    and service CIDRs, unless ``global_only`` (Globalnet's NAT knows global CIDRs only).
+    """
+    out: set[str] = set()
+    for cluster in clusters:
+        cluster_spec = spec(cluster)
+        if str(cluster_spec.get("cluster_id") or name(cluster)) == cluster_id:
+            continue
+        cidrs = cluster_spec.get("global_cidr") or []
+        if not cidrs and not global_only:
+            cidrs = [*(cluster_spec.get("cluster_cidr") or []),
+                     *(cluster_spec.get("service_cidr") or [])]
+        out.update(str(cidr) for cidr in cidrs)
+    return out

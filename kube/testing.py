@@ -2,6 +2,8 @@
 
 Tests wait on conditions, never on fixed sleeps: ``await_condition`` polls a predicate
 until it holds or fails with a message saying what was awaited and what was last seen.
+A check that something does *not* happen first waits for proof that the input was
+processed: ``ReconcileRecorder`` tells when a controller has reconciled a key.
 ``temporary_namespace`` gives each test its own namespace and deletes it afterwards, so
 tests sharing one API server do not see each other's objects.
 """
@@ -11,9 +13,10 @@ from __future__ import annotations
 import contextlib
 import itertools
 import os
+import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from kubernetes.client import ApiClient
 
@@ -51,6 +54,52 @@ def await_condition(
             text = message() if callable(message) else message
             raise AssertionError(f"timed out after {timeout}s awaiting {text}") from last_error
         time.sleep(interval)
+
+
+class ReconcileRecorder:
+    """Records the keys a controller reconciled, while used as a context manager.
+
+    It wraps the controller's ``reconcile``: a call that returns (not one that raises:
+    its key is retried) is recorded with what ``witness(key)`` answered as the call
+    began - say, whether the input under test was in the controller's cache by then.
+    ``await_reconciled(key)`` waits for such a call, after which the absence of an
+    outcome is a finding rather than a guess.
+    """
+
+    def __init__(self, controller: Any,
+                 witness: Callable[[str], bool] = lambda _key: True) -> None:
+        self._controller = controller
+        self._witness = witness
+        self._lock = threading.Lock()
+        self._done: list[tuple[str, bool]] = []
+        self._previous: dict[str, Any] = {}
+
+    def __enter__(self) -> ReconcileRecorder:
+        inner = self._controller.reconcile
+        self._previous = {k: v for k, v in vars(self._controller).items() if k == "reconcile"}
+
+        def recording(key: str) -> Any:
+            witnessed = self._witness(key)
+            result = inner(key)
+            with self._lock:
+                self._done.append((key, witnessed))
+            return result
+
+        self._controller.reconcile = recording
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        del self._controller.reconcile
+        vars(self._controller).update(self._previous)
+
+    def reconciled(self, key: str) -> bool:
+        """Whether a reconcile of ``key`` that began with the witness satisfied returned."""
+        with self._lock:
+            return any(k == key and witnessed for k, witnessed in self._done)
+
+    def await_reconciled(self, key: str, *, timeout: float = 10.0) -> None:
+        await_condition(lambda: self.reconciled(key), timeout=timeout,
+                        message=f"a reconcile of {key!r} that saw its input")
 
 
 def unique_name(prefix: str) -> str:

@@ -39,15 +39,13 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any, Generic, Self, TypeVar
 
-from datapath.api import RecordingDatapath
-from globalnet.broker import BROKER_NAMESPACE
+from datapath.recording import RecordingDatapath
 from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
-from kube import crds, crud, discovery, resources
+from kube import crds, crud, discovery, names, resources
 from kube.client import new_api_client
 from kube.testing import await_condition, unique_name
 from lab.controlplane import ControlPlane, ControlPlaneConfig
 from lab.ports import free_port
-from lighthouse.agent import reasons as r
 from lighthouse.agent.agent import AgentConfig, LighthouseAgent
 from lighthouse.dns.records import ClusterExport, ServiceRecords
 
@@ -69,7 +67,7 @@ class ClustersetConfig:
 
     members: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MEMBERS))
     local_cidrs: tuple[str, ...] = DEFAULT_LOCAL_CIDRS
-    broker_namespace: str = BROKER_NAMESPACE
+    broker_namespace: str = names.BROKER_NAMESPACE
     # The node every pod is bound to: the endpoint controllers skip pods without one.
     node: str = DEFAULT_NODE
     # Where the control planes keep their data; None: a temp dir, removed by stop().
@@ -91,7 +89,7 @@ class ApiCluster:
     cp: ControlPlane
     api: Any
     broker_api: Any
-    broker_namespace: str = BROKER_NAMESPACE
+    broker_namespace: str = names.BROKER_NAMESPACE
     node: str = DEFAULT_NODE
     manager: GlobalnetManager | None = None
     agent: LighthouseAgent | None = None
@@ -171,7 +169,7 @@ class ApiCluster:
         """The EndpointSlices the agent's importer made in this cluster for ``ns/svc``."""
         if self.agent is None or self.agent.importer is None:
             raise RuntimeError(f"{self.name}'s Lighthouse agent is not running")
-        selector = f"{r.MANAGED_SELECTOR},{r.SERVICE_NAME_LABEL}={svc}"
+        selector = f"{names.LIGHTHOUSE_SELECTOR},{names.SERVICE_NAME_LABEL}={svc}"
         client = self.client(self.agent.importer.endpointslices)
         return client.list(namespace=ns, label_selector=selector).items
 
@@ -274,8 +272,8 @@ class ApiClusterset(Generic[ClusterT]):
     def broker_objects(self, resource: resources.Resource, ns: str, svc: str,
                        cluster: str) -> list[JSON]:
         """What ``cluster`` published on the Broker for its service ``ns/svc``."""
-        selector = (f"{r.MANAGED_SELECTOR},{r.SOURCE_CLUSTER_LABEL}={cluster},"
-                    f"{r.SERVICE_NAME_LABEL}={svc},{r.SOURCE_NAMESPACE_LABEL}={ns}")
+        selector = (f"{names.LIGHTHOUSE_SELECTOR},{names.SOURCE_CLUSTER_LABEL}={cluster},"
+                    f"{names.SERVICE_NAME_LABEL}={svc},{names.SOURCE_NAMESPACE_LABEL}={ns}")
         return crud.ResourceClient(self.broker_api, resource).list(
             namespace=self.config.broker_namespace, label_selector=selector).items
 

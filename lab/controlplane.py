@@ -157,9 +157,6 @@ class ControlPlane:
             "--initial-advertise-peer-urls", peer,
             "--initial-cluster", f"default={peer}",
             "--log-level", "warn",
-            # The lab is throwaway: fewer fsyncs make it start and run faster.
-            "--quota-backend-bytes", str(2 * 1024**3),
-            "--snapshot-count", "100000",
         ]
         self._spawn("etcd", argv)
         self._wait(lambda: self._etcd_healthy(), "etcd", timeout=30)

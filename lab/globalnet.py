@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from gateway.clusterset import CLUSTER_NAMESPACE
+from kube import names
 from lab.topology import ClusterPlan, LabPlan
 
 
@@ -149,7 +149,7 @@ def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path) -> list[str]:
         "--kubeconfig", str(kubeconfig), "--cluster-id", c.name,
         "--global-cidr", global_cidr,
         "--local-cidr", c.pod_cidr, "--local-cidr", c.service_cidr,
-        "--namespace", CLUSTER_NAMESPACE, "--identity", f"{c.gateway.name}-globalnet",
+        "--namespace", names.CLUSTER_NAMESPACE, "--identity", f"{c.gateway.name}-globalnet",
         "--datapath", "nftables",
         # One agent per cluster in the lab: a short lease only speeds up restarts.
         "--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5",

@@ -18,7 +18,7 @@ import datetime as dt
 import hashlib
 from typing import Any
 
-from kube import resources
+from kube import names, resources
 from kube.crud import ResourceClient
 from lab import netns
 from lab.topology import ClusterPlan, NodePlan
@@ -38,7 +38,7 @@ def register_node(api: Any, node: NodePlan) -> None:
             "labels": {
                 "kubernetes.io/hostname": node.name,
                 "kubernetes.io/os": "linux",
-                **({"submariner.io/gateway": "true"} if node.underlay_ip else {}),
+                **({names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE} if node.underlay_ip else {}),
             },
         },
         "spec": {"podCIDR": node.pod_cidr, "podCIDRs": [node.pod_cidr]},

@@ -3,8 +3,9 @@
 `Lab.up` builds, in order: the underlay and the Broker, each cluster's network
 (control-plane namespace holding the node bridge, node namespaces, the gateway
 node's underlay leg), the control planes (in parallel), the host relay, Node
-objects, kube-proxy on every node and the demo workload. Any failure tears down
-what was made and raises `LabError` with a one-line reason. `Lab.down` works
+objects and the CRDs, kube-proxy on every node, the demo workload and, with
+`globalnet`, the clusterset (`lab/globalnet.py`). Any failure tears down what
+was made and raises `LabError` with a one-line reason. `Lab.down` works
 from the state file alone, so it also cleans up after a crash.
 """
 
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kube import resources
+from kube import crds, names, resources
 from kube.crud import ResourceClient, ensure_namespace
 from kube.resources import Resource
 from lab import globalnet as lab_globalnet
@@ -192,13 +193,13 @@ class Lab:
             handle = self.cluster(c.name)
             for node in c.nodes:
                 kubelet.register_node(handle.api_client(), node)
-            _install_crds(handle.api_client())
+            crds.install_crds(handle.api_client())
             for node in c.nodes:
                 self._start_kube_proxy(c, node.name, handle.incluster_kubeconfig)
         if plan.broker_netns:
             from kube.client import new_api_client
 
-            _install_crds(new_api_client(self.broker_kubeconfig()))
+            crds.install_crds(new_api_client(self.broker_kubeconfig()))
 
         if workload:
             progress(f"[5/{steps}] demo workload: web-0/web-1 behind Service web, client-0")
@@ -314,7 +315,7 @@ class Lab:
 
     def _egress_allocated(self, cluster: str) -> bool:
         obj = self.cluster(cluster).client(resources.CLUSTER_GLOBAL_EGRESS_IPS).get_or_none(
-            "cluster-egress.submariner.io")
+            names.CLUSTER_EGRESS_NAME)
         return bool(((obj or {}).get("status") or {}).get("allocatedIPs"))
 
     def _cable_connected(self, c: ClusterPlan, *, peers: int) -> bool:
@@ -483,7 +484,7 @@ class Lab:
         names = set(netns.list_names(prefix))
         procs = list(reversed(state.processes)) if state is not None else []
         # Also whatever still names this lab's folder in its arguments: a process
-        # started in the instant before a crash could record it.
+        # started in the instant before a crash may be missing from the state file.
         known = {p.pid for p in procs}
         procs += [p for p in processes.find_by_argument(f"{self.store.dir}/")
                   if p.pid not in known]
@@ -544,7 +545,7 @@ class Lab:
         """The gateway engine's view of its connections (empty when unreadable)."""
         try:
             gw = self.cluster(c.name).client(resources.GATEWAYS).get_or_none(
-                c.gateway.name, namespace="submariner-operator")
+                c.gateway.name, namespace=names.CLUSTER_NAMESPACE)
         except Exception:
             return []
         status = (gw or {}).get("status") or {}
@@ -569,15 +570,6 @@ class Lab:
         else:
             kubeconfig = self.cluster(cluster).kubeconfig
         return ["kubectl", "--kubeconfig", str(kubeconfig), *argv]
-
-
-def _install_crds(api_client: Any) -> None:
-    """Install the project's CRDs when the kube layer provides them."""
-    try:
-        from kube import crds
-    except ImportError:
-        return
-    crds.install_crds(api_client)
 
 
 def _port_open(port: int) -> bool:

@@ -1,7 +1,7 @@
 """nftables datapath backend: NAT intent -> one `inet globalnet` table.
 
 Modules: `names` (every name and priority), `ruleset` (sets and chains as data),
-`elements` (intent -> elements), `incremental` (change-sized diffs and checks),
+`elements` (intent -> elements), `incremental` (ingress elements kept per change),
 `converge` (desired vs. kernel -> operations), `render` (operations -> one nft
 batch), `kernel` (libnftables), `netlink` (generation and change events),
 `backend` (apply / cleanup / drift), `drift` (the watcher), `inspect` (what the

@@ -6,12 +6,15 @@ Life cycle:
   sync*: read the kernel's table, diff it against the intent, commit the
   difference. An identical table costs zero operations, so a restart never
   disturbs traffic (nothing is flushed, conntrack is untouched).
-* Later applies are *partial*: diff old and new intent (work proportional to the
-  change, see `incremental`), turn the changed objects into element adds and
-  deletes, commit them in one batch.
+* Later applies are *partial*: diff old and new intent and check the change
+  (work proportional to the change: `globalnet.intent.sequence_delta`,
+  `globalnet.intent_validator`), turn the changed objects into element adds and
+  deletes (`incremental.IngressIndex` for the ingress maps), commit them in one
+  batch.
 * Any failed commit sets `need_full_sync`; the kernel rolled the batch back, so
   it still holds the last good state, and the next apply re-reads it.
-* An unsound intent raises `IntentRejected` before anything reaches the kernel.
+* An unsound intent raises `IntentRejected` before anything reaches the kernel:
+  a full sync validates the whole intent, a partial one only the change.
 * Drift (our table deleted or edited by someone else): `check_drift()` compares
   without changing anything, `resync()` repairs; `drift.DriftWatcher` calls them
   when the kernel announces a foreign change to our table.
@@ -19,20 +22,27 @@ Life cycle:
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import threading
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from datapath.api import ApplyResult, IntentRejected
 from datapath.nftables import converge, elements, incremental
 from datapath.nftables import names as n
 from datapath.nftables.elements import Elements
 from datapath.nftables.kernel import LibNftClient, NftClient
-from datapath.nftables.model import Element, Kind, NftError, Op, Verb
-from globalnet.intent import IngressMapping, IntentDiff, NatIntent, diff_intents
+from datapath.nftables.model import Kind, NftError, Op, Verb
+from globalnet.datapath_api import ApplyResult, IntentRejected
+from globalnet.intent import (
+    IngressMapping,
+    IntentDiff,
+    NatIntent,
+    cidrs_changed,
+    diff_intents,
+    sequence_delta,
+)
+from globalnet.intent_validator import IncrementalValidator
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +74,7 @@ class NftablesDatapath:
         self.intent: NatIntent | None = None
         self._installed: Elements = {}
         self._ingress = incremental.IngressIndex()
-        self._claims: incremental.ClaimIndex | None = None
+        self._validator = IncrementalValidator()
         self._verified_generation: int | None = None
         # Kernel task ids that committed for us, so the drift watcher can tell
         # our own changes from someone else's (NEWGEN carries the task id).
@@ -85,6 +95,7 @@ class NftablesDatapath:
         with self._lock:
             self.client.delete_table()
             self.intent = None
+            self._validator.reset()
             self._installed = {}
             self.need_full_sync = True
 
@@ -136,9 +147,9 @@ class NftablesDatapath:
 
     def _full_sync(self, intent: NatIntent, *, fresh: bool,
                    validated: bool = False) -> ApplyResult:
-        errors = [] if validated else intent.validate()
-        if errors:
-            raise IntentRejected(errors)
+        checked = None if validated else self._validator.check(intent, full=True)
+        if checked is not None and not checked.sound:
+            raise IntentRejected(list(checked.errors))
         previous = self.intent
         if not (validated and intent is previous):
             self._ingress = incremental.IngressIndex.build(intent.ingress)
@@ -159,8 +170,8 @@ class NftablesDatapath:
         self._installed = desired
         if ops and self._verified_generation is not None:
             self.client.mark_verified()  # our batch alone made the table exactly ours
-        if not (validated and self._claims is not None):
-            self._claims = incremental.ClaimIndex.build(intent)
+        if checked is not None:
+            self._validator.commit(checked)
         self.need_full_sync = False
         if not ops:
             self._verified_generation = before
@@ -168,29 +179,19 @@ class NftablesDatapath:
         return ApplyResult(diff=diff, operations=len(ops))
 
     def _partial_sync(self, old: NatIntent, new: NatIntent) -> ApplyResult:
-        added, removed = incremental.sequence_delta(old.ingress, new.ingress)
-        cidrs_changed = (old.global_cidr, old.local_cidrs, old.remote_global_cidrs) != (
-            new.global_cidr, new.local_cidrs, new.remote_global_cidrs)
-        egress_changed = cidrs_changed or old.egress != new.egress
+        added, removed = sequence_delta(old.ingress, new.ingress)
+        checked = self._validator.check(new, ingress_delta=(added, removed))
+        if not checked.sound:
+            raise IntentRejected(list(checked.errors))
+        new_cidrs = cidrs_changed(old, new)
+        egress_changed = new_cidrs or old.egress != new.egress
         health_changed = old.health_checks != new.health_checks
-        staged = None
-        if cidrs_changed or self._claims is None:
-            errors = new.validate()
-            if errors:
-                raise IntentRejected(errors)
-        else:
-            staged, sound = self._claims.stage(old, new, added, removed)
-            if not sound:
-                # The authoritative messages (and the final word) come from validate().
-                errors = new.validate()
-                if errors:
-                    raise IntentRejected(errors)
         ops = self._ingress_ops(added, removed)
         if egress_changed:
             ops += self._set_ops(elements.egress_elements(new))
         if health_changed:
             ops += self._set_ops(elements.health_elements(new))
-        if cidrs_changed:
+        if new_cidrs:
             ops += self._set_ops(elements.cidr_elements(new))
         ops = [o for o in ops if o.verb is Verb.DELETE] + [o for o in ops if o.verb is Verb.ADD]
         try:
@@ -200,15 +201,9 @@ class NftablesDatapath:
             self._ingress = incremental.IngressIndex.build(old.ingress)
             raise
         self._record(ops)
-        if staged is not None and self._claims is not None:
-            self._claims.commit(staged)
-        else:
-            self._claims = incremental.ClaimIndex.build(new)
+        self._validator.commit(checked)
         self.intent = new
-        base = diff_intents(dataclasses.replace(old, ingress=()),
-                            dataclasses.replace(new, ingress=()))
-        diff: IntentDiff = dataclasses.replace(base, ingress_added=tuple(added),
-                                               ingress_removed=tuple(removed))
+        diff = diff_intents(old, new, ingress_delta=(added, removed))
         return ApplyResult(diff=diff, operations=len(ops))
 
     def _ingress_ops(self, added: Iterable[IngressMapping],
@@ -274,8 +269,3 @@ class NftablesDatapath:
         log.debug("committed %d operations in %.1f ms", len(ops),
                   (time.monotonic() - start) * 1000)
 
-
-def installed_elements(backend: NftablesDatapath) -> dict[str, dict[str, Element]]:
-    """A copy of what the backend believes the kernel holds (tests, inspection)."""
-    with backend._lock:
-        return {k: dict(v) for k, v in backend._installed.items()}

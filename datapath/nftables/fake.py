@@ -103,7 +103,13 @@ class FakeNft:
     # -- test helpers ------------------------------------------------------------
 
     def fail_next(self, count: int = 1) -> None:
+        """Refuse the next `count` transactions, as the kernel refuses a bad batch."""
         self._fail = count
+
+    @property
+    def pending_failures(self) -> int:
+        """Injected failures not yet raised, so a test can check they were consumed."""
+        return self._fail
 
     @property
     def last_operations(self) -> int:

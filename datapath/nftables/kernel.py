@@ -240,8 +240,7 @@ class LibNftClient:
         self._nl = NfTables(netns)
         self._good = ""  # netlink digest of the last table whose text matched ours
 
-    def _cmd(self, text: str, *, json_out: bool = False, terse: bool = False,
-             throwaway: bool = False) -> str:
+    def _cmd(self, text: str, *, terse: bool = False, throwaway: bool = False) -> str:
         """Run one command. `throwaway` uses a fresh context: a listing leaves every
         element of the table in the context's cache, and the next transaction in
         that context would pay to refresh it."""
@@ -251,10 +250,8 @@ class LibNftClient:
                 import nftables
 
                 nft = nftables.Nftables()
-            nft.set_json_output(json_out)
             nft.set_terse_output(terse)
             rc, out, err = nft.cmd(text)
-            nft.set_json_output(False)
             nft.set_terse_output(False)
         if rc != 0:
             raise NftError(err.strip() or f"nft exited {rc}")
@@ -288,10 +285,6 @@ class LibNftClient:
                     dumped = self._nl.set_elements(names.FAMILY, names.TABLE, name)
                 observed.elements = canonical_elements(spec, dumped)
         return table
-
-    def list_text(self) -> str:
-        """`nft list table inet globalnet` (for humans and tests)."""
-        return self._cmd(f"list table {names.TABLE_REF}")
 
     def delete_table(self) -> bool:
         try:

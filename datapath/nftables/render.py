@@ -5,7 +5,9 @@ cannot express `interval` map data in JSON (a `snat to` address range; it
 answers "Value must be a singleton") and silently drops table, chain and set
 comments given in JSON. The native syntax through the same libnftables context
 is just as atomic: every command of one buffer goes into a single batch, and
-any error aborts all of it. JSON is used to read state back.
+any error aborts all of it. Reading back needs neither: `kernel` dumps elements
+over netlink and, unless a netlink digest vouches for them, parses the
+declarations and rules from nft's terse text listing.
 """
 
 from __future__ import annotations

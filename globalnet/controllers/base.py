@@ -1,17 +1,17 @@
-"""What every Globalnet controller shares: informers, a work queue, status writes.
+"""What every Globalnet controller adds to `kube.controller`: the term's shared pool.
 
-A controller registers event handlers that turn object events into keys, and
-implements `reconcile(key)`. Keys are processed by the controller's worker
-threads; the queue never hands one key to two workers at once, and the pool is
-shared and thread-safe. Status is written with the
-object's resourceVersion, so a stale write fails with 409 and is retried from
-the informer's newer copy instead of overwriting someone else's change.
+Queue, workers, the leader-term check and the status-write conflict policy are
+`kube.controller`'s. Here: the context one leadership term shares (pool, informers,
+the intent's change signal), reservation of recorded allocations at start, release
+and retry when addresses free up, and the Allocated condition that says when a
+conflicting record was replaced. Status is written with the object's
+resourceVersion, so a stale write never overwrites someone else's change: it is
+re-read and the same change applied again.
 """
 
 from __future__ import annotations
 
 import copy
-import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,19 +19,16 @@ from typing import Any
 from globalnet import metrics
 from globalnet.allocator import OwnedPool
 from globalnet.controllers.reasons import ALLOCATED, CONFLICTING_ALLOCATION, SUCCESS
-from kube import conditions, errors
+from kube import conditions, controller, errors
 from kube import objects as o
 from kube.crud import ResourceClient
 from kube.informer import Informer
 from kube.informers import InformerSet
-from kube.reconcile import Result, Workers, run_workers
-from kube.workqueue import WorkQueue
-
-log = logging.getLogger(__name__)
 
 JSON = o.JSON
-MAX_REQUEUES = 20
-NOT_LEADING_RETRY = 0.5
+MAX_REQUEUES = controller.DEFAULT_MAX_REQUEUES
+# A condition to set: (type, status, reason, message).
+Condition = tuple[str, bool, str, str]
 
 
 def by_age(objs: list[JSON]) -> list[JSON]:
@@ -55,24 +52,19 @@ class ControllerContext:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
-class BaseController:
-    """One kind of object, one queue, `workers` threads (a key is never processed
-    by two at once: the queue guarantees it)."""
+class BaseController(controller.Controller):
+    """One kind of object of one leadership term; writes nothing while the term's
+    leadership is uncertain (`ControllerContext.is_leading`)."""
 
     name = "base"
-    workers = 1
 
     def __init__(self, ctx: ControllerContext) -> None:
+        super().__init__(is_leading=ctx.is_leading, max_requeues=ctx.max_requeues)
         self.ctx = ctx
-        self.queue: WorkQueue[str] = WorkQueue(name=self.name)
-        self._workers: Workers[str] | None = None
         # Keys that could not get addresses: retried as soon as any are released.
         self.failed: set[str] = set()
 
     # --- wiring --------------------------------------------------------------------
-    def register(self) -> None:
-        """Add informer handlers; called before the informers start."""
-
     def reserve(self) -> list[str]:
         """Take back recorded allocations; called after sync, before any worker runs.
 
@@ -112,19 +104,6 @@ class BaseController:
             return None
         return obj
 
-    def start(self) -> None:
-        self._workers = run_workers(
-            self.queue, self._reconcile_counted, workers=self.workers,
-            max_requeues=self.ctx.max_requeues, name=self.name,
-        )
-
-    def stop(self) -> None:
-        if self._workers:
-            self._workers.stop()
-
-    def enqueue(self, key: str) -> None:
-        self.queue.add(key)
-
     def resync_all(self) -> None:
         """Queue every object this controller owns (start of a term)."""
         informer = getattr(self, "informer", None)
@@ -132,48 +111,21 @@ class BaseController:
             for obj in informer.list():
                 self.enqueue(o.key(obj))
 
-    def watch(self, informer: Informer, to_keys: Callable[[JSON], list[str]] | None = None,
-              *, affects_intent: bool = True) -> None:
-        """Enqueue the keys an object maps to on every event."""
-        keys = to_keys or (lambda obj: [o.key(obj)])
+    def watch(self, informer: Informer, to_keys: controller.KeysOf | None = None, *,
+              notify: Callable[[], None] | None = None, affects_intent: bool = True) -> None:
+        """Queue the keys an object maps to on every event; unless the events cannot
+        change the NAT intent (``affects_intent=False``), mark the intent dirty too."""
+        if notify is None and affects_intent:
+            notify = self.ctx.on_change
+        super().watch(informer, to_keys, notify=notify)
 
-        def on_event(obj: JSON) -> None:
-            for k in keys(obj):
-                self.enqueue(k)
-            if affects_intent:
-                self.ctx.on_change()
-
-        def on_update(old: JSON, new: JSON) -> None:
-            on_event(old)
-            on_event(new)
-
-        informer.add_handler(on_add=on_event, on_update=on_update, on_delete=on_event)
-
-    # --- reconcile ----------------------------------------------------------------------
-    def reconcile(self, key: str) -> Result | bool | None:
-        raise NotImplementedError
-
-    def _reconcile_counted(self, key: str) -> Result | bool | None:
-        if not self.ctx.is_leading():
-            # Not sure we lead (a renewal is late): write nothing now, but keep the
-            # key. Dropping it would lose the change if the renewal then succeeds;
-            # if leadership is really lost, the term stops and the queue with it.
-            return Result(requeue_after=NOT_LEADING_RETRY)
-        try:
-            return self.reconcile(key)
-        except Exception as exc:
-            metrics.RECONCILE_ERRORS.labels(cluster=self.ctx.cluster_id,
-                                            controller=self.name).inc()
-            if errors.is_conflict(exc) or errors.is_not_found(exc):
-                log.debug("%s %s: %s; retrying from a fresher copy", self.name, key, exc)
-            else:
-                log.warning("%s %s: %s", self.name, key, exc)
-            raise
+    def reconcile_failed(self, key: str, exc: Exception) -> None:
+        metrics.RECONCILE_ERRORS.labels(cluster=self.ctx.cluster_id, controller=self.name).inc()
 
     # --- status -------------------------------------------------------------------------
     def allocation_condition(
         self, obj: JSON, owner: str, recorded: list[str], ips: tuple[str, ...], what: str
-    ) -> tuple[str, bool, str, str]:
+    ) -> Condition:
         """Allocated=True, saying so when a conflicting record was replaced.
 
         The conflict found at start-up stays in the condition for as long as the
@@ -200,25 +152,26 @@ class BaseController:
                 raise
 
     @staticmethod
-    def write_status(
+    def record_status(
         client: ResourceClient, obj: JSON, *, changes: dict[str, Any],
-        condition: tuple[str, bool, str, str] | None = None,
+        condition: Condition | None = None,
     ) -> bool:
-        """Apply `changes` and one condition to obj's status; write only if different."""
-        updated = copy.deepcopy(obj)
-        status = updated.setdefault("status", {})
-        before = copy.deepcopy(status)
-        for k, v in changes.items():
-            if v is None:
-                status.pop(k, None)
-            else:
-                status[k] = v
-        if condition:
-            ctype, ok, reason, message = condition
-            conds = status.setdefault("conditions", [])
-            conditions.set_condition(conds, type=ctype, status=ok, reason=reason,
-                                     message=message)
-        if status == before:
-            return False
-        client.update_status(updated)
-        return True
+        """Record `changes` (None removes a field) and one condition in obj's status;
+        written only if that changes it (`kube.controller.write_status`)."""
+
+        def mutate(updated: JSON) -> bool:
+            status = updated.setdefault("status", {})
+            before = copy.deepcopy(status)
+            for k, v in changes.items():
+                if v is None:
+                    status.pop(k, None)
+                else:
+                    status[k] = v
+            if condition:
+                ctype, ok, reason, message = condition
+                conds = status.setdefault("conditions", [])
+                conditions.set_condition(conds, type=ctype, status=ok, reason=reason,
+                                         message=message)
+            return bool(status != before)
+
+        return controller.write_status(client, obj, mutate)

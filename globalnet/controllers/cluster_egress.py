@@ -1,16 +1,16 @@
 """ClusterGlobalEgressIP: the cluster-wide egress addresses.
 
-Only `cluster-egress.submariner.io` is honoured (others get InvalidInstance);
-it is created with 8 addresses when missing; a new `numGlobalIPs` reallocates;
-0 releases everything (ZeroInput).
+Only the instance named `kube.names.CLUSTER_EGRESS_NAME` is honoured (others get
+InvalidInstance); it is created with 8 addresses when missing; a new `numGlobalIPs`
+reallocates; 0 releases everything (ZeroInput).
 """
 
 from __future__ import annotations
 
 from globalnet.controllers import reasons as r
 from globalnet.controllers.egress import EgressAllocationController
+from kube import names, resources
 from kube import objects as o
-from kube import resources
 
 
 class ClusterEgressController(EgressAllocationController):
@@ -21,15 +21,15 @@ class ClusterEgressController(EgressAllocationController):
     default_count = r.DEFAULT_CLUSTER_EGRESS_IPS
 
     def check(self, obj: o.JSON) -> tuple[str, str] | None:
-        if o.name(obj) != r.CLUSTER_EGRESS_NAME:
+        if o.name(obj) != names.CLUSTER_EGRESS_NAME:
             return (r.INVALID_INSTANCE, "Only the ClusterGlobalEgressIP instance named "
-                    f"{r.CLUSTER_EGRESS_NAME} is supported")
+                    f"{names.CLUSTER_EGRESS_NAME} is supported")
         return None
 
     def ensure_default(self) -> None:
         """Create the cluster's egress object if nobody did (as upstream does at start)."""
-        if self.informer.get(r.CLUSTER_EGRESS_NAME) is None:
+        if self.informer.get(names.CLUSTER_EGRESS_NAME) is None:
             self.create_if_absent(self.client, {
-                "metadata": {"name": r.CLUSTER_EGRESS_NAME},
+                "metadata": {"name": names.CLUSTER_EGRESS_NAME},
                 "spec": {"numGlobalIPs": r.DEFAULT_CLUSTER_EGRESS_IPS},
             })

@@ -52,18 +52,18 @@ class EgressAllocationController(BaseController):
             return None
         refused = self.check(obj)
         if refused:
-            self.write_status(self.client, obj, changes={"allocatedIPs": None},
-                              condition=(r.ALLOCATED, False, *refused))
+            self.record_status(self.client, obj, changes={"allocatedIPs": None},
+                               condition=(r.ALLOCATED, False, *refused))
             return None
         count = o.spec(obj).get(self.count_field, self.default_count)
         if not isinstance(count, int) or count < 0:
-            self.write_status(self.client, obj, changes={}, condition=(
+            self.record_status(self.client, obj, changes={}, condition=(
                 r.ALLOCATED, False, r.INVALID_INPUT,
                 f"{self.count_field} must be a non-negative integer, got {count!r}"))
             return None
         if count == 0:
             self.release(owner, key)
-            self.write_status(self.client, obj, changes={"allocatedIPs": []}, condition=(
+            self.record_status(self.client, obj, changes={"allocatedIPs": []}, condition=(
                 r.ALLOCATED, False, r.ZERO_INPUT,
                 f"{self.count_field} is 0: no global IPs allocated"))
             return None
@@ -71,14 +71,14 @@ class EgressAllocationController(BaseController):
             ips = self.ctx.pool.ensure(owner, count)
         except PoolExhausted as exc:
             self.failed.add(key)
-            self.write_status(self.client, obj, changes={"allocatedIPs": []}, condition=(
+            self.record_status(self.client, obj, changes={"allocatedIPs": []}, condition=(
                 r.ALLOCATED, False, r.IP_POOL_ALLOCATION_FAILED, str(exc)))
             self.ctx.on_change()
             return Result(requeue_after=EXHAUSTED_RETRY)
         self.failed.discard(key)
         condition = self.allocation_condition(obj, owner, o.allocated_ips(obj), ips,
                                               f"Allocated {count} global IP(s)")
-        self.write_status(self.client, obj, changes={"allocatedIPs": list(ips)},
-                          condition=condition)
+        self.record_status(self.client, obj, changes={"allocatedIPs": list(ips)},
+                           condition=condition)
         self.ctx.on_change()
         return None

@@ -10,8 +10,8 @@ from globalnet.controllers import reasons as r
 from globalnet.controllers.base import BaseController, by_age
 from globalnet.controllers.egress import EXHAUSTED_RETRY
 from globalnet.ipam import PoolExhausted
+from kube import names, resources
 from kube import objects as o
-from kube import resources
 from kube.crud import ResourceClient
 from kube.reconcile import Result
 
@@ -31,14 +31,14 @@ class GatewayHealthCheckController(BaseController):
 
     @staticmethod
     def is_gateway(node: o.JSON) -> bool:
-        return o.labels(node).get(r.GATEWAY_LABEL) == "true"
+        return o.labels(node).get(names.GATEWAY_LABEL) == names.GATEWAY_LABEL_VALUE
 
     def reserve(self) -> list[str]:
         return self.reserve_recorded(
             (self.owner(o.name(node)), [ip])
             for node in by_age(self.informer.list())
             if self.is_gateway(node)
-            and (ip := o.annotations_of(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION))
+            and (ip := o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION))
         )
 
     def reconcile(self, key: str) -> Result | bool | None:
@@ -46,9 +46,9 @@ class GatewayHealthCheckController(BaseController):
         owner = self.owner(key)
         if node is None or not self.is_gateway(node):
             self.release(owner, key)
-            if node is not None and r.GATEWAY_GLOBAL_IP_ANNOTATION in o.annotations_of(node):
+            if node is not None and names.GATEWAY_GLOBAL_IP_ANNOTATION in o.annotations_of(node):
                 self.client.patch(key, {"metadata": {"annotations": {
-                    r.GATEWAY_GLOBAL_IP_ANNOTATION: None}}})
+                    names.GATEWAY_GLOBAL_IP_ANNOTATION: None}}})
             self.ctx.on_change()
             return None
         try:
@@ -57,8 +57,8 @@ class GatewayHealthCheckController(BaseController):
             self.failed.add(key)
             return Result(requeue_after=EXHAUSTED_RETRY)
         self.failed.discard(key)
-        if o.annotations_of(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION) != ip:
+        if o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION) != ip:
             self.client.patch(key, {"metadata": {"annotations": {
-                r.GATEWAY_GLOBAL_IP_ANNOTATION: ip}}})
+                names.GATEWAY_GLOBAL_IP_ANNOTATION: ip}}})
         self.ctx.on_change()
         return None

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 from globalnet.controllers import reasons as r
 from globalnet.controllers.egress import EgressAllocationController
+from kube import names, resources
 from kube import objects as o
-from kube import resources
 from kube.reconcile import Result
 
 
@@ -45,15 +45,15 @@ class GlobalEgressController(EgressAllocationController):
     def _refuse_selector_change(self, obj: o.JSON) -> None:
         """Record the first selector; report (and ignore) any later change."""
         current = o.selector_fingerprint(o.spec(obj).get("podSelector"))
-        accepted = o.annotations_of(obj).get(r.ACCEPTED_POD_SELECTOR_ANNOTATION)
+        accepted = o.annotations_of(obj).get(names.ACCEPTED_POD_SELECTOR_ANNOTATION)
         if accepted is None:
             self.client.patch(o.name(obj), {"metadata": {"annotations": {
-                r.ACCEPTED_POD_SELECTOR_ANNOTATION: current}}}, namespace=o.namespace(obj))
+                names.ACCEPTED_POD_SELECTOR_ANNOTATION: current}}}, namespace=o.namespace(obj))
         elif accepted != current:
-            self.write_status(self.client, obj, changes={}, condition=(
+            self.record_status(self.client, obj, changes={}, condition=(
                 r.UPDATED, False, r.POD_SELECTOR_UPDATE_NOT_SUPPORTED,
                 "PodSelector field updates are not supported; still using the original "
                 f"selector {accepted}"))
         elif o.condition_reason(obj, r.UPDATED) == r.POD_SELECTOR_UPDATE_NOT_SUPPORTED:
-            self.write_status(self.client, obj, changes={}, condition=(
+            self.record_status(self.client, obj, changes={}, condition=(
                 r.UPDATED, True, r.SUCCESS, "podSelector matches the accepted one again"))

@@ -10,12 +10,13 @@ from globalnet.controllers import reasons as r
 from globalnet.controllers.base import BaseController, by_age
 from globalnet.controllers.egress import EXHAUSTED_RETRY
 from globalnet.ipam import PoolExhausted
+from kube import names, resources
 from kube import objects as o
-from kube import resources
 from kube.crud import ResourceClient
 from kube.reconcile import Result
 
-VALID_TARGETS = (r.TARGET_CLUSTER_IP_SERVICE, r.TARGET_HEADLESS_POD, r.TARGET_HEADLESS_ENDPOINTS)
+VALID_TARGETS = (names.TARGET_CLUSTER_IP_SERVICE, names.TARGET_HEADLESS_POD,
+                 names.TARGET_HEADLESS_ENDPOINTS)
 
 
 class GlobalIngressController(BaseController):
@@ -46,21 +47,21 @@ class GlobalIngressController(BaseController):
             return None
         target = o.spec(obj).get("target")
         if target not in VALID_TARGETS:
-            self.write_status(self.client, obj, changes={}, condition=(
+            self.record_status(self.client, obj, changes={}, condition=(
                 r.ALLOCATED, False, r.INVALID_INPUT, f"unknown target {target!r}"))
             return None
         try:
             ips = self.ctx.pool.ensure(owner, 1)
         except PoolExhausted as exc:
             self.failed.add(key)
-            self.write_status(self.client, obj, changes={"allocatedIP": None}, condition=(
+            self.record_status(self.client, obj, changes={"allocatedIP": None}, condition=(
                 r.ALLOCATED, False, r.IP_POOL_ALLOCATION_FAILED, str(exc)))
             return Result(requeue_after=EXHAUSTED_RETRY)
         self.failed.discard(key)
         recorded = [ip] if (ip := o.allocated_ip(obj)) else []
         condition = self.allocation_condition(obj, owner, recorded, ips,
                                               f"Allocated global IP {ips[0]}")
-        self.write_status(self.client, obj, changes={"allocatedIP": ips[0]},
-                          condition=condition)
+        self.record_status(self.client, obj, changes={"allocatedIP": ips[0]},
+                           condition=condition)
         self.ctx.on_change()
         return None

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import netaddr
 
@@ -27,6 +27,7 @@ from globalnet.intent import (
     PortSpec,
     Protocol,
 )
+from kube import names
 from kube import objects as o
 
 JSON = o.JSON
@@ -48,21 +49,11 @@ class IntentInputs:
     clusters: list[JSON]
 
 
-def remote_global_cidrs(cluster_id: str, clusters: Iterable[JSON]) -> list[str]:
-    out: list[str] = []
-    for c in clusters:
-        spec = o.spec(c)
-        if spec.get("cluster_id", o.name(c)) == cluster_id:
-            continue
-        out.extend(str(x) for x in spec.get("global_cidr") or [])
-    return sorted(set(out))
-
-
 def effective_pod_selector(geip: JSON) -> JSON | None:
     """The selector in force: the accepted one when a later edit was refused."""
     import json
 
-    accepted = o.annotations_of(geip).get(r.ACCEPTED_POD_SELECTOR_ANNOTATION)
+    accepted = o.annotations_of(geip).get(names.ACCEPTED_POD_SELECTOR_ANNOTATION)
     if accepted is not None:
         try:
             value = json.loads(accepted)
@@ -80,43 +71,56 @@ def _protocol(name: str) -> Protocol | None:
         return None
 
 
-def build_intent(inputs: IntentInputs) -> NatIntent:
-    """Derive the intent; a record claiming an address an older record holds is left
-    out (the controllers reallocate it), so the intent stays valid meanwhile."""
-    claimed: set[str] = set()
-    own = netaddr.IPNetwork(inputs.global_cidr)
+@dataclass
+class AddressClaims:
+    """Global IPs already taken while one intent is built, in precedence order.
 
-    def claim(ips: list[str]) -> bool:
-        """Only sound records count: inside our CIDR and not claimed before. One bad
-        record must never keep the whole intent from the datapath."""
+    Only sound records count: inside our CIDR and not claimed before. One bad
+    record must never keep the whole intent from the datapath.
+    """
+
+    own: netaddr.IPNetwork
+    claimed: set[str] = field(default_factory=set)
+
+    def claim(self, ips: list[str]) -> bool:
         try:
-            if any(netaddr.IPAddress(ip) not in own for ip in ips):
+            if any(netaddr.IPAddress(ip) not in self.own for ip in ips):
                 return False
         except (netaddr.AddrFormatError, ValueError, TypeError):
             return False
-        if claimed.intersection(ips):
+        if self.claimed.intersection(ips):
             return False
-        claimed.update(ips)
+        self.claimed.update(ips)
         return True
 
-    pods_by_ns: dict[str, list[JSON]] = defaultdict(list)
-    pods_by_key: dict[str, JSON] = {}
-    for pod in inputs.pods:
-        pods_by_ns[o.namespace(pod)].append(pod)
-        pods_by_key[o.key(pod)] = pod
-    services = {o.key(s): s for s in inputs.services}
 
-    egress: list[EgressGroup] = []
-    for cgeip in inputs.cluster_global_egress_ips:
+def cluster_egress_groups(cgeips: Iterable[JSON], *, claims: AddressClaims) -> list[EgressGroup]:
+    """The cluster-wide group (CLUSTER kind) of the one ClusterGlobalEgressIP that counts."""
+    groups: list[EgressGroup] = []
+    for cgeip in cgeips:
         ips = o.allocated_ips(cgeip)
-        if o.name(cgeip) == r.CLUSTER_EGRESS_NAME and ips and claim(ips):
-            egress.append(EgressGroup(
+        if o.name(cgeip) == names.CLUSTER_EGRESS_NAME and ips and claims.claim(ips):
+            groups.append(EgressGroup(
                 kind=EgressKind.CLUSTER, owner=f"{r.KIND_CLUSTER_EGRESS} {o.name(cgeip)}",
                 global_ips=tuple(GlobalIP(i) for i in ips),
             ))
-    for geip in by_age(inputs.global_egress_ips):
+    return groups
+
+
+def global_egress_groups(geips: list[JSON], *, pods: Iterable[JSON],
+                         claims: AddressClaims) -> list[EgressGroup]:
+    """One group per GlobalEgressIP: POD_SELECTOR with a selector, else NAMESPACE.
+
+    Members are the running pods of its namespace that the selector in force
+    matches; older records win an address two of them claim.
+    """
+    pods_by_ns: dict[str, list[JSON]] = defaultdict(list)
+    for pod in pods:
+        pods_by_ns[o.namespace(pod)].append(pod)
+    groups: list[EgressGroup] = []
+    for geip in by_age(geips):
         ips = o.allocated_ips(geip)
-        if not ips or not claim(ips):
+        if not ips or not claims.claim(ips):
             continue
         selector = effective_pod_selector(geip)
         members = frozenset(
@@ -124,61 +128,122 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
             if o.pod_is_running(pod) and o.selector_matches(selector, o.labels(pod))
             and (ip := o.pod_ip(pod))
         )
-        egress.append(EgressGroup(
+        groups.append(EgressGroup(
             kind=EgressKind.POD_SELECTOR if selector else EgressKind.NAMESPACE,
             owner=f"{r.KIND_EGRESS} {o.key(geip)}",
             global_ips=tuple(GlobalIP(i) for i in ips),
             pod_ips=members,
         ))
+    return groups
 
-    ingress: list[IngressMapping] = []
-    for giip in by_age(inputs.global_ingress_ips):
-        gip = o.allocated_ip(giip)
-        if not gip or not claim([gip]):
-            continue
-        spec = o.spec(giip)
-        target = spec.get("target")
-        ns = o.namespace(giip)
-        owner = f"{r.KIND_INGRESS} {o.key(giip)}"
-        if target == r.TARGET_CLUSTER_IP_SERVICE:
-            svc = services.get(f"{ns}/{(spec.get('serviceRef') or {}).get('name', '')}")
-            cip = o.cluster_ip(svc) if svc else None
-            if not cip or svc is None:
-                continue
-            ports = tuple(sorted(
-                (PortSpec(proto, port) for name, port in o.service_ports(svc)
-                 if (proto := _protocol(name)) is not None),
-                key=lambda p: (p.protocol.value, p.port),
-            ))
-            ingress.append(IngressMapping(GlobalIP(gip), cip, IngressTarget.CLUSTER_IP_SERVICE,
-                                          owner, ports))
-        elif target == r.TARGET_HEADLESS_POD:
-            backend = pods_by_key.get(f"{ns}/{(spec.get('podRef') or {}).get('name', '')}")
-            pip = o.pod_ip(backend) if backend else None
-            if not pip:
-                continue
-            ingress.append(IngressMapping(GlobalIP(gip), pip, IngressTarget.HEADLESS_SERVICE_POD,
-                                          owner))
-            # A headless backend talks to other clusters with its own global IP.
-            egress.append(EgressGroup(kind=EgressKind.HEADLESS_POD, owner=owner,
-                                      global_ips=(GlobalIP(gip),), pod_ips=frozenset({pip})))
-        elif target == r.TARGET_HEADLESS_ENDPOINTS:
-            eip = o.annotations_of(giip).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
-            if eip:
-                ingress.append(IngressMapping(GlobalIP(gip), eip,
-                                              IngressTarget.HEADLESS_SERVICE_ENDPOINTS, owner))
 
-    health = [
-        HealthCheck(GlobalIP(ip), f"{r.KIND_GATEWAY} {o.name(node)}")
-        for node in inputs.gateway_nodes
-        if (ip := o.annotations_of(node).get(r.GATEWAY_GLOBAL_IP_ANNOTATION)) and claim([ip])
+def headless_pod_groups(ingress: Iterable[IngressMapping]) -> list[EgressGroup]:
+    """A headless backend pod talks to other clusters with its own ingress global IP."""
+    return [
+        EgressGroup(kind=EgressKind.HEADLESS_POD, owner=m.owner, global_ips=(m.global_ip,),
+                    pod_ips=frozenset({m.target_ip}))
+        for m in ingress if m.target is IngressTarget.HEADLESS_SERVICE_POD
     ]
+
+
+def ingress_mappings(giips: list[JSON], *, services: Iterable[JSON], pods: Iterable[JSON],
+                     claims: AddressClaims) -> list[IngressMapping]:
+    """One mapping per GlobalIngressIP whose target exists, oldest record first.
+
+    The address is claimed even when the target is missing, so a younger record
+    cannot take it meanwhile.
+    """
+    services_by_key = {o.key(s): s for s in services}
+    pods_by_key = {o.key(p): p for p in pods}
+    mappings: list[IngressMapping] = []
+    for giip in by_age(giips):
+        gip = o.allocated_ip(giip)
+        if not gip or not claims.claim([gip]):
+            continue
+        target = o.spec(giip).get("target")
+        if target == names.TARGET_CLUSTER_IP_SERVICE:
+            mapping = _cluster_ip_service_mapping(giip, GlobalIP(gip), services_by_key)
+        elif target == names.TARGET_HEADLESS_POD:
+            mapping = _headless_pod_mapping(giip, GlobalIP(gip), pods_by_key)
+        elif target == names.TARGET_HEADLESS_ENDPOINTS:
+            mapping = _headless_endpoints_mapping(giip, GlobalIP(gip))
+        else:
+            mapping = None
+        if mapping is not None:
+            mappings.append(mapping)
+    return mappings
+
+
+def _ingress_owner(giip: JSON) -> str:
+    return f"{r.KIND_INGRESS} {o.key(giip)}"
+
+
+def _cluster_ip_service_mapping(giip: JSON, gip: GlobalIP,
+                                services: dict[str, JSON]) -> IngressMapping | None:
+    """The service's ClusterIP, restricted to its ports."""
+    ref = (o.spec(giip).get("serviceRef") or {}).get("name", "")
+    svc = services.get(f"{o.namespace(giip)}/{ref}")
+    cip = o.cluster_ip(svc) if svc else None
+    if not cip or svc is None:
+        return None
+    ports = tuple(sorted(
+        (PortSpec(proto, port) for name, port in o.service_ports(svc)
+         if (proto := _protocol(name)) is not None),
+        key=lambda p: (p.protocol.value, p.port),
+    ))
+    return IngressMapping(gip, cip, IngressTarget.CLUSTER_IP_SERVICE, _ingress_owner(giip), ports)
+
+
+def _headless_pod_mapping(giip: JSON, gip: GlobalIP,
+                          pods: dict[str, JSON]) -> IngressMapping | None:
+    """The backend pod's IP, all ports (its egress is 1:1 through the same IP)."""
+    ref = (o.spec(giip).get("podRef") or {}).get("name", "")
+    backend = pods.get(f"{o.namespace(giip)}/{ref}")
+    pip = o.pod_ip(backend) if backend else None
+    if not pip:
+        return None
+    return IngressMapping(gip, pip, IngressTarget.HEADLESS_SERVICE_POD, _ingress_owner(giip))
+
+
+def _headless_endpoints_mapping(giip: JSON, gip: GlobalIP) -> IngressMapping | None:
+    """The endpoint IP the controller recorded on the GlobalIngressIP."""
+    eip = o.annotations_of(giip).get(names.HEADLESS_ENDPOINT_IP_ANNOTATION)
+    if not eip:
+        return None
+    return IngressMapping(gip, eip, IngressTarget.HEADLESS_SERVICE_ENDPOINTS,
+                          _ingress_owner(giip))
+
+
+def health_checks(gateway_nodes: Iterable[JSON], *, claims: AddressClaims) -> list[HealthCheck]:
+    """The health-check global IP each gateway node carries in its annotation."""
+    return [
+        HealthCheck(GlobalIP(ip), f"{r.KIND_GATEWAY} {o.name(node)}")
+        for node in gateway_nodes
+        if (ip := o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION))
+        and claims.claim([ip])
+    ]
+
+
+def build_intent(inputs: IntentInputs) -> NatIntent:
+    """Derive the intent; a record claiming an address an older record holds is left
+    out (the controllers reallocate it), so the intent stays valid meanwhile.
+
+    Claims go in precedence order: the cluster egress IPs, GlobalEgressIPs,
+    GlobalIngressIPs, then health checks.
+    """
+    claims = AddressClaims(netaddr.IPNetwork(inputs.global_cidr))
+    cluster = cluster_egress_groups(inputs.cluster_global_egress_ips, claims=claims)
+    selected = global_egress_groups(inputs.global_egress_ips, pods=inputs.pods, claims=claims)
+    ingress = ingress_mappings(inputs.global_ingress_ips, services=inputs.services,
+                               pods=inputs.pods, claims=claims)
+    health = health_checks(inputs.gateway_nodes, claims=claims)
     return NatIntent.build(
         cluster_id=inputs.cluster_id,
         global_cidr=inputs.global_cidr,
         local_cidrs=inputs.local_cidrs,
-        remote_global_cidrs=remote_global_cidrs(inputs.cluster_id, inputs.clusters),
-        egress=egress,
+        remote_global_cidrs=sorted(o.remote_cidrs(inputs.cluster_id, inputs.clusters,
+                                                  global_only=True)),
+        egress=[*cluster, *selected, *headless_pod_groups(ingress)],
         ingress=ingress,
         health_checks=health,
     )

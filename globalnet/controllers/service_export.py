@@ -16,9 +16,8 @@ from __future__ import annotations
 import ipaddress
 from typing import Any
 
-from globalnet.controllers import reasons as r
 from globalnet.controllers.base import BaseController
-from kube import errors, resources
+from kube import names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
 from kube.informers import Index
@@ -41,13 +40,13 @@ class ServiceExportController(BaseController):
         # Indexes first: their handlers then run before the ones below queue a key,
         # so a reconcile always finds what the event brought. They make a reconcile
         # cost what its own service owns, not a scan of every object in the cluster.
-        self.ingress_by_service = Index(self.ingress, self._service_of_ingress)
+        self.ingress_by_service = Index(self.ingress, o.ingress_service_keys)
         self.headless_by_ns = Index(self.services, self._headless_namespace)
         self.watch(self.services, affects_intent=True)
         self.watch(self.exports, affects_intent=False)
         self.watch(self.endpoints, affects_intent=False)
         self.watch(self.pods, self._services_selecting, affects_intent=False)
-        self.watch(self.ingress, self._service_of_ingress, affects_intent=False)
+        self.watch(self.ingress, o.ingress_service_keys, affects_intent=False)
 
     @staticmethod
     def _headless_namespace(svc: o.JSON) -> list[str]:
@@ -60,23 +59,19 @@ class ServiceExportController(BaseController):
             if o.selector_matches({"matchLabels": o.service_selector(svc)}, o.labels(pod))
         ]
 
-    @staticmethod
-    def _service_of_ingress(giip: o.JSON) -> list[str]:
-        ref = o.labels(giip).get(r.SERVICE_REF_LABEL)
-        return [f"{o.namespace(giip)}/{ref}"] if ref else []
-
     def desired(self, key: str) -> dict[str, o.JSON]:
         """name -> GlobalIngressIP body for service `key`."""
         svc, export = self.services.get(key), self.exports.get(key)
         if svc is None or export is None or o.is_deleting(svc) or o.is_deleting(export):
             return {}
         ns, name = o.namespace(svc), o.name(svc)
-        labels = {r.SERVICE_REF_LABEL: name, r.MANAGED_BY_LABEL: r.MANAGED_BY}
+        labels = {names.SERVICE_REF_LABEL: name,
+                  names.MANAGED_BY_LABEL: names.MANAGED_BY_GLOBALNET}
         if o.service_type(svc) != "ClusterIP":
             return {}
         if not o.is_headless(svc):
             return {name: _giip(ns, name, labels, {
-                "target": r.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": name}})}
+                "target": names.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": name}})}
         out: dict[str, o.JSON] = {}
         selector = o.service_selector(svc)
         if selector:
@@ -85,7 +80,7 @@ class ServiceExportController(BaseController):
                         and o.selector_matches({"matchLabels": selector}, o.labels(pod))):
                     gname = f"pod-{o.name(pod)}"
                     out[gname] = _giip(ns, gname, labels, {
-                        "target": r.TARGET_HEADLESS_POD, "serviceRef": {"name": name},
+                        "target": names.TARGET_HEADLESS_POD, "serviceRef": {"name": name},
                         "podRef": {"name": o.name(pod)}})
             return out
         ep = self.endpoints.get(key)
@@ -98,8 +93,8 @@ class ServiceExportController(BaseController):
                     continue
                 gname = f"ep-{name}-{ip.replace('.', '-').replace(':', '-')}"[:253]
                 body = _giip(ns, gname, labels, {
-                    "target": r.TARGET_HEADLESS_ENDPOINTS, "serviceRef": {"name": name}})
-                body["metadata"]["annotations"] = {r.HEADLESS_ENDPOINT_IP_ANNOTATION: ip}
+                    "target": names.TARGET_HEADLESS_ENDPOINTS, "serviceRef": {"name": name}})
+                body["metadata"]["annotations"] = {names.HEADLESS_ENDPOINT_IP_ANNOTATION: ip}
                 out[gname] = body
         return out
 
@@ -111,8 +106,8 @@ class ServiceExportController(BaseController):
             if existing is None:
                 self.create_if_absent(self.client, body)
             elif o.spec(existing) != body["spec"] or (
-                o.annotations_of(existing).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
-                != o.annotations_of(body).get(r.HEADLESS_ENDPOINT_IP_ANNOTATION)
+                o.annotations_of(existing).get(names.HEADLESS_ENDPOINT_IP_ANNOTATION)
+                != o.annotations_of(body).get(names.HEADLESS_ENDPOINT_IP_ANNOTATION)
             ):
                 # The target changed identity: a new object gets a clean allocation.
                 self._delete(existing)
@@ -123,19 +118,14 @@ class ServiceExportController(BaseController):
         return None
 
     def _delete(self, giip: o.JSON) -> None:
-        try:
-            self.client.delete(o.name(giip), namespace=o.namespace(giip),
-                               uid=o.meta(giip).get("uid"))
-        except Exception as exc:
-            if not errors.is_not_found(exc):
-                raise
+        self.client.delete_if_exists(o.name(giip), namespace=o.namespace(giip), uid=o.uid(giip))
 
     def resync_all(self) -> None:
         """Every service and every service a GlobalIngressIP points at (start-up)."""
         keys = {o.key(s) for s in self.services.list()}
         keys |= {o.key(e) for e in self.exports.list()}
         for g in self.ingress.list():
-            keys.update(self._service_of_ingress(g))
+            keys.update(o.ingress_service_keys(g))
         for k in sorted(keys):
             self.enqueue(k)
 

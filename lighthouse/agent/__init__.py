@@ -3,12 +3,14 @@
 One agent per cluster, talking to two API servers: the cluster's and the Broker's.
 Modules, one job each:
 
-* ``reasons``: condition types and reasons, labels, annotations (stable strings);
+* ``reasons``: condition types and reasons, ServiceImport types (stable strings;
+  labels and annotations are in ``kube.names``);
 * ``model``: the frozen values the pure functions pass around;
 * ``publication``: what one export publishes and its ``Valid``/``Ready`` (pure);
 * ``aggregate``: union of ports, type precedence, ``Conflict`` (pure);
 * ``render``: API object bodies and their canonical readings (pure);
-* ``base``: informer sets, indexes, the work-queue controller, idempotent writes;
+* ``base``: idempotent create-or-update and condition writes (the controllers are
+  ``kube.controller`` ones; informer sets and indexes are ``kube.informers``);
 * ``brokercache``: the shared cache of every cluster's objects on the Broker;
 * ``exporter`` / ``importer``: the two controllers;
 * ``dnsfeed``: imported EndpointSlices and Gateway health -> ``lighthouse.dns`` store;

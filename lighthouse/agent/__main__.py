@@ -18,8 +18,7 @@ import logging
 import sys
 from pathlib import Path
 
-from globalnet.broker import BROKER_NAMESPACE
-from kube import daemon
+from kube import daemon, names
 from lighthouse.agent.agent import AgentConfig, LighthouseAgent, remove_imports, withdraw_cluster
 from lighthouse.dns.__main__ import listen_address
 
@@ -32,7 +31,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--kubeconfig", type=Path, required=True, help="the cluster's kubeconfig")
     p.add_argument("--broker-kubeconfig", type=Path, required=True)
     p.add_argument("--cluster-id", required=True)
-    p.add_argument("--broker-namespace", default=BROKER_NAMESPACE)
+    p.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE)
     p.add_argument("--no-globalnet", dest="globalnet", action="store_false",
                    help="publish ClusterIPs and pod IPs instead of global IPs")
     p.add_argument("--dns-listen", type=listen_address, metavar="HOST:PORT",

@@ -18,11 +18,9 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from globalnet.broker import BROKER_NAMESPACE
-from kube import crud, discovery, errors, resources
+from kube import crud, discovery, errors, names, resources
+from kube.controller import Controller
 from kube.informers import InformerSet
-from lighthouse.agent import reasons as r
-from lighthouse.agent.base import Controller
 from lighthouse.agent.brokercache import BrokerCache
 from lighthouse.agent.dnsfeed import DnsFeed
 from lighthouse.agent.exporter import Exporter
@@ -37,7 +35,7 @@ class AgentConfig:
     """How one cluster's agent runs."""
 
     cluster_id: str
-    broker_namespace: str = BROKER_NAMESPACE
+    broker_namespace: str = names.BROKER_NAMESPACE
     # Publish global IPs (GlobalIngressIPs); without Globalnet, ClusterIPs and pod IPs.
     globalnet: bool = True
     # Level-triggered safety net: every cached object is re-examined this often.
@@ -144,13 +142,13 @@ def ensure_namespace(api: Any, namespace: str) -> None:
 
 
 def withdraw_cluster(broker_api: Any, *, cluster_id: str,
-                     namespace: str = BROKER_NAMESPACE) -> int:
+                     namespace: str = names.BROKER_NAMESPACE) -> int:
     """Delete every ServiceImport and EndpointSlice ``cluster_id`` has on the Broker.
 
     Reads the Broker itself (not a cache), so it works without a running agent, for
     example from ``gnctl leave``. Returns the number of objects deleted.
     """
-    selector = f"{r.MANAGED_SELECTOR},{r.SOURCE_CLUSTER_LABEL}={cluster_id}"
+    selector = f"{names.LIGHTHOUSE_SELECTOR},{names.SOURCE_CLUSTER_LABEL}={cluster_id}"
     removed = 0
     for resource in (discovery.endpointslices(broker_api), resources.SERVICE_IMPORTS):
         client = crud.ResourceClient(broker_api, resource)
@@ -160,7 +158,7 @@ def withdraw_cluster(broker_api: Any, *, cluster_id: str,
     return removed
 
 
-def remove_imports(local_api: Any, *, broker_namespace: str = BROKER_NAMESPACE) -> int:
+def remove_imports(local_api: Any, *, broker_namespace: str = names.BROKER_NAMESPACE) -> int:
     """Delete the aggregated ServiceImports and slice copies the agent made in a cluster.
 
     The Broker namespace is skipped: the Broker may share this API server.
@@ -168,7 +166,7 @@ def remove_imports(local_api: Any, *, broker_namespace: str = BROKER_NAMESPACE) 
     removed = 0
     for resource in (discovery.endpointslices(local_api), resources.SERVICE_IMPORTS):
         client = crud.ResourceClient(local_api, resource)
-        for obj in client.list(label_selector=r.MANAGED_SELECTOR).items:
+        for obj in client.list(label_selector=names.LIGHTHOUSE_SELECTOR).items:
             meta = obj["metadata"]
             if meta["namespace"] == broker_namespace:
                 continue

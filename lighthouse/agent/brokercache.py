@@ -9,11 +9,10 @@ source cluster.
 
 from __future__ import annotations
 
-from kube import resources
+from kube import names, resources
 from kube.informer import Informer
 from kube.informers import Index, InformerSet
 from kube.resources import Resource
-from lighthouse.agent import reasons as r
 from lighthouse.agent import render
 from lighthouse.agent.model import JSON
 
@@ -36,9 +35,10 @@ class BrokerCache:
         self.namespace = namespace
         self.endpointslices = endpointslices
         self.imports: Informer = informers.get(
-            resources.SERVICE_IMPORTS, namespace=namespace, label_selector=r.MANAGED_SELECTOR)
+            resources.SERVICE_IMPORTS, namespace=namespace,
+            label_selector=names.LIGHTHOUSE_SELECTOR)
         self.slices: Informer = informers.get(
-            endpointslices, namespace=namespace, label_selector=r.MANAGED_SELECTOR)
+            endpointslices, namespace=namespace, label_selector=names.LIGHTHOUSE_SELECTOR)
         self.imports_by_service = Index(self.imports, _service_keys)
         self.slices_by_service = Index(self.slices, _service_keys)
         self.imports_by_cluster = Index(self.imports, _cluster_keys)

@@ -30,6 +30,7 @@ import logging
 import threading
 from collections.abc import Iterable
 
+from kube import names
 from kube import objects as o
 from kube.informer import Informer
 from lighthouse.agent import reasons as r
@@ -51,7 +52,7 @@ def cluster_export(cluster: str, slices: Iterable[JSON]) -> ClusterExport | None
     slices = list(slices)
     if not slices:
         return None
-    headless = any(o.labels(s).get(r.SERVICE_TYPE_LABEL) == r.HEADLESS for s in slices)
+    headless = any(o.labels(s).get(names.SERVICE_TYPE_LABEL) == r.HEADLESS for s in slices)
     ports: dict[tuple[str, str, int], ServicePort] = {}
     for slice_ in slices:
         for port in render.ports_of(slice_.get("ports")):

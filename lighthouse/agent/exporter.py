@@ -9,9 +9,10 @@ conditions. It is the only writer of those conditions.
 
 Events that can change the outcome all queue the key: the export and the Service;
 its Endpoints (readiness, headless backends); its GlobalIngressIPs (by their
-``submariner.io/serviceRef`` label); pods selected by an exported headless
-Service (readiness and hostname); and Broker ServiceImports of the same service
-from any cluster (conflicts) or our own Broker objects changed by someone else.
+serviceRef label, ``kube.objects.ingress_service_keys``); pods selected by an
+exported headless Service (readiness and hostname); and Broker ServiceImports of
+the same service from any cluster (conflicts) or our own Broker objects changed
+by someone else.
 At start every export and every object we have on the Broker is queued, so what
 was withdrawn while the agent was down is withdrawn from the Broker too.
 """
@@ -21,8 +22,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from globalnet.controllers import reasons as gr
-from kube import errors, resources
+from kube import controller, errors, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
 from kube.informers import Index, InformerSet
@@ -31,12 +31,7 @@ from kube.store import split_key
 from lighthouse.agent import reasons as r
 from lighthouse.agent import render
 from lighthouse.agent.aggregate import aggregate, conflict_condition
-from lighthouse.agent.base import (
-    Controller,
-    create_or_update,
-    delete_object,
-    write_conditions,
-)
+from lighthouse.agent.base import MAX_REQUEUES, create_or_update, write_conditions
 from lighthouse.agent.brokercache import BrokerCache
 from lighthouse.agent.model import JSON, ClusterImport, Publication
 from lighthouse.agent.publication import ConditionState, Decision, ExportInputs, decide
@@ -44,19 +39,14 @@ from lighthouse.agent.publication import ConditionState, Decision, ExportInputs,
 log = logging.getLogger(__name__)
 
 
-def _service_ref(giip: JSON) -> list[str]:
-    ref = o.labels(giip).get(gr.SERVICE_REF_LABEL)
-    return [f"{o.namespace(giip)}/{ref}"] if ref else []
-
-
-class Exporter(Controller):
+class Exporter(controller.Controller):
     name = "lighthouse-exporter"
     # Each key costs up to three writes (two on the Broker, one status).
     workers = 3
 
     def __init__(self, *, cluster_id: str, local_api: Any, broker_api: Any,
                  local: InformerSet, broker: BrokerCache, globalnet: bool = True) -> None:
-        super().__init__()
+        super().__init__(max_requeues=MAX_REQUEUES)
         self.cluster_id = cluster_id
         self.local = local
         self.broker = broker
@@ -76,8 +66,8 @@ class Exporter(Controller):
         self.giips_by_service: Index | None = None
         if self.globalnet:
             giips = inf.get(resources.GLOBAL_INGRESS_IPS)
-            self.giips_by_service = Index(giips, _service_ref)
-            self.watch(giips, _service_ref)
+            self.giips_by_service = Index(giips, o.ingress_service_keys)
+            self.watch(giips, o.ingress_service_keys)
         self.watch(self.exports)
         # Services and Endpoints change all the time cluster-wide: only exported ones count.
         self.watch(self.services, self._if_exported)
@@ -123,7 +113,7 @@ class Exporter(Controller):
         ingress = self.giips_by_service.objects(key) if self.giips_by_service else []
         pods: dict[str, JSON] = {}
         for giip in ingress:
-            if o.spec(giip).get("target") == gr.TARGET_HEADLESS_POD:
+            if o.spec(giip).get("target") == names.TARGET_HEADLESS_POD:
                 pod_name = str((o.spec(giip).get("podRef") or {}).get("name", ""))
                 if (pod := self.pods.get(f"{ns}/{pod_name}")) is not None:
                     pods[pod_name] = pod
@@ -138,9 +128,11 @@ class Exporter(Controller):
         requeue = False
         if decision.publication is None:
             for obj in slices:
-                delete_object(self.slice_client, obj)
+                self.slice_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
+                                                   uid=o.uid(obj), conflict_is_gone=True)
             for obj in imports:
-                delete_object(self.import_client, obj)
+                self.import_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
+                                                    uid=o.uid(obj), conflict_is_gone=True)
         else:
             try:
                 self.publish(key, decision.publication, imports, slices)
@@ -151,7 +143,7 @@ class Exporter(Controller):
                 ready = ConditionState(status=False, reason=r.EXPORT_FAILED,
                                        message=f"Publishing to the Broker failed: {exc}")
                 requeue = True
-        self.write_status(key, decision, ready)
+        self.write_export_conditions(key, decision, ready)
         return Result(requeue=True) if requeue else None
 
     def publish(self, key: str, pub: Publication, imports: list[JSON], slices: list[JSON]
@@ -185,10 +177,12 @@ class Exporter(Controller):
         # Leftovers (an object renamed by a collision): only one of each kind is ours.
         for obj in slices:
             if o.name(obj) != slice_name:
-                delete_object(self.slice_client, obj)
+                self.slice_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
+                                                   uid=o.uid(obj), conflict_is_gone=True)
         for obj in imports:
             if o.name(obj) != import_name:
-                delete_object(self.import_client, obj)
+                self.import_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
+                                                    uid=o.uid(obj), conflict_is_gone=True)
 
     def _name(self, informer: Any, existing: list[JSON], identity: render.Identity) -> str:
         if existing:
@@ -197,7 +191,8 @@ class Exporter(Controller):
         taken = self.broker.name_taken(informer, plain, identity)
         return render.object_name(*identity, taken_by_other=taken)
 
-    def write_status(self, key: str, decision: Decision, ready: ConditionState | None) -> None:
+    def write_export_conditions(self, key: str, decision: Decision,
+                                ready: ConditionState | None) -> None:
         export = self.exports.get(key)
         if export is None or decision.valid is None:
             return

@@ -23,22 +23,16 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from kube import controller, names, resources
 from kube import objects as o
-from kube import resources
 from kube.crud import ResourceClient
 from kube.informers import Index, InformerSet
 from kube.reconcile import Result
 from kube.resources import Resource
 from kube.store import split_key
-from lighthouse.agent import reasons as r
 from lighthouse.agent import render
 from lighthouse.agent.aggregate import aggregate
-from lighthouse.agent.base import (
-    Controller,
-    create_or_update,
-    delete_object,
-    write_status,
-)
+from lighthouse.agent.base import MAX_REQUEUES, create_or_update
 from lighthouse.agent.brokercache import BrokerCache
 from lighthouse.agent.model import JSON
 
@@ -63,16 +57,17 @@ def _owned_by(identity: render.Identity) -> Callable[[JSON], bool]:
 def _is_aggregate(obj: JSON) -> bool:
     """Ours and without a source cluster: an aggregated ServiceImport."""
     labels = o.labels(obj)
-    return labels.get(r.MANAGED_BY_LABEL) == r.MANAGED_BY and r.SOURCE_CLUSTER_LABEL not in labels
+    return (labels.get(names.MANAGED_BY_LABEL) == names.MANAGED_BY_LIGHTHOUSE
+            and names.SOURCE_CLUSTER_LABEL not in labels)
 
 
-class Importer(Controller):
+class Importer(controller.Controller):
     name = "lighthouse-importer"
     workers = 3
 
     def __init__(self, *, local_api: Any, local: InformerSet, broker: BrokerCache,
                  endpointslices: Resource) -> None:
-        super().__init__()
+        super().__init__(max_requeues=MAX_REQUEUES)
         self.broker_namespace = broker.namespace
         self.local = local
         self.broker = broker
@@ -84,8 +79,8 @@ class Importer(Controller):
     def register(self) -> None:
         self.namespaces = self.local.get(resources.NAMESPACES)
         self.imports = self.local.get(resources.SERVICE_IMPORTS,
-                                      label_selector=r.MANAGED_SELECTOR)
-        self.slices = self.local.get(self.endpointslices, label_selector=r.MANAGED_SELECTOR)
+                                      label_selector=names.LIGHTHOUSE_SELECTOR)
+        self.slices = self.local.get(self.endpointslices, label_selector=names.LIGHTHOUSE_SELECTOR)
         self.slices_by_service = Index(self.slices, self._local_keys)
         self.watch(self.broker.imports, _service_keys)
         self.watch(self.broker.slices, _service_keys)
@@ -129,7 +124,9 @@ class Importer(Controller):
         for obj in self.slices_by_service.objects(key):
             ident = render.identity_of(obj)
             if ident is None or ident in local_by_identity:
-                delete_object(self.slice_client, obj)  # a duplicate: one copy per cluster
+                # A duplicate: one copy per cluster.
+                self.slice_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
+                                                   uid=o.uid(obj), conflict_is_gone=True)
             else:
                 local_by_identity[ident] = obj
         wanted: set[render.Identity] = set()
@@ -148,7 +145,8 @@ class Importer(Controller):
                              owned=_owned_by(ident))
         for ident, obj in local_by_identity.items():
             if ident not in wanted:
-                delete_object(self.slice_client, obj)
+                self.slice_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
+                                                   uid=o.uid(obj), conflict_is_gone=True)
 
     def _copy_name(self, ns: str, broker_slice: JSON, ident: render.Identity) -> str:
         name = o.name(broker_slice)
@@ -167,7 +165,9 @@ class Importer(Controller):
         agg = aggregate(imports)
         if agg is None:
             if existing is not None:
-                delete_object(self.import_client, existing)
+                self.import_client.delete_if_exists(
+                    o.name(existing), namespace=o.namespace(existing), uid=o.uid(existing),
+                    conflict_is_gone=True)
             return
         desired = render.aggregated_service_import(namespace=ns, name=svc, agg=agg)
         written = create_or_update(self.import_client, desired, existing,
@@ -183,4 +183,4 @@ class Importer(Controller):
             obj["status"] = copy.deepcopy(desired["status"])
             return True
 
-        write_status(self.import_client, current, set_clusters)
+        controller.write_status(self.import_client, current, set_clusters)

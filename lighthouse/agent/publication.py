@@ -25,7 +25,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from globalnet.controllers import reasons as gr
+from kube import names
 from kube import objects as o
 from lighthouse.agent import reasons as r
 from lighthouse.agent.model import JSON, EndpointSpec, Port, Publication
@@ -148,7 +148,7 @@ def _cluster_ip_address(inputs: ExportInputs, service: JSON) -> tuple[str | None
         return o.cluster_ip(service), "Service has no ClusterIP yet"
     name = o.name(service)
     giip = next((g for g in inputs.ingress_ips if o.name(g) == name
-                 and o.spec(g).get("target") == gr.TARGET_CLUSTER_IP_SERVICE), None)
+                 and o.spec(g).get("target") == names.TARGET_CLUSTER_IP_SERVICE), None)
     ip = o.allocated_ip(giip) if giip is not None else None
     return ip, _giip_failure(giip)
 
@@ -163,7 +163,7 @@ def _headless_globalnet(inputs: ExportInputs) -> tuple[list[EndpointSpec], set[s
         if not ip or o.is_deleting(giip):
             continue
         target = o.spec(giip).get("target")
-        if target == gr.TARGET_HEADLESS_POD:
+        if target == names.TARGET_HEADLESS_POD:
             pod = inputs.pods.get(str((o.spec(giip).get("podRef") or {}).get("name", "")))
             if pod is None:
                 continue  # the pod went away; Globalnet deletes its GlobalIngressIP next
@@ -171,8 +171,8 @@ def _headless_globalnet(inputs: ExportInputs) -> tuple[list[EndpointSpec], set[s
                                     ready=o.pod_is_ready(pod)))
             if (pod_ip := o.pod_ip(pod)) is not None:
                 covered.add(pod_ip)
-        elif target == gr.TARGET_HEADLESS_ENDPOINTS:
-            backend = o.annotations_of(giip).get(gr.HEADLESS_ENDPOINT_IP_ANNOTATION, "")
+        elif target == names.TARGET_HEADLESS_ENDPOINTS:
+            backend = o.annotations_of(giip).get(names.HEADLESS_ENDPOINT_IP_ANNOTATION, "")
             out.append(EndpointSpec(ip=ip, hostname=hostnames.get(backend), ready=True))
             covered.add(backend)
     return out, covered

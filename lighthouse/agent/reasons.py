@@ -1,9 +1,9 @@
-"""Names the Lighthouse agent shares with users and other tools: conditions, labels.
+"""Names the Lighthouse agent shares with users and other tools: conditions, types.
 
-Everything here is a stable string: users match on condition reasons, other
-clusters' agents select our objects on the Broker by these labels. Names follow
+Everything here is a stable string: users match on condition reasons. Names follow
 upstream Lighthouse and the MCS API where they exist, so habits and tooling carry
-over.
+over. The labels and annotations other clusters' agents select our objects by are
+in ``kube.names``.
 
 ServiceExport conditions (kept few on purpose; each has one writer, the exporter):
 
@@ -47,31 +47,6 @@ EXPORT_FAILED: Final = "ExportFailed"
 CONFLICTING_TYPE: Final = "ConflictingType"
 CONFLICTING_PORTS: Final = "ConflictingPorts"
 NO_CONFLICT: Final = "NoConflict"
-
-# --- labels on every object the agent publishes or imports ------------------------------
-# MCS well-known labels.
-SOURCE_CLUSTER_LABEL: Final = "multicluster.kubernetes.io/source-cluster"
-SERVICE_NAME_LABEL: Final = "multicluster.kubernetes.io/service-name"
-# Upstream Lighthouse's: the exported Service's namespace (the Broker holds every
-# namespace's exports in one namespace).
-SOURCE_NAMESPACE_LABEL: Final = "lighthouse.submariner.io/sourceNamespace"
-# Ours: ClusterSetIP or Headless, so an EndpointSlice says how to read it by itself
-# (the DNS feed needs no ServiceImport lookup).
-SERVICE_TYPE_LABEL: Final = "lighthouse.submariner.io/serviceType"
-MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
-MANAGED_BY: Final = "lighthouse-agent"
-# The EndpointSlice controllers of kube-controller-manager leave alone any slice
-# whose managed-by names someone else; no `kubernetes.io/service-name` label is ever
-# set, so kube-proxy never programs these slices.
-ENDPOINTSLICE_MANAGED_BY_LABEL: Final = "endpointslice.kubernetes.io/managed-by"
-ENDPOINTSLICE_MANAGED_BY: Final = "lighthouse-agent.submariner.io"
-
-MANAGED_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY}"
-
-# --- annotations ----------------------------------------------------------------------------
-# When the ServiceExport was created (RFC 3339): the oldest export decides the
-# aggregated type when clusters disagree (MCS conflict resolution).
-EXPORTED_AT_ANNOTATION: Final = "lighthouse.submariner.io/exported-at"
 
 # --- ServiceImport types ----------------------------------------------------------------------
 CLUSTER_SET_IP: Final = "ClusterSetIP"

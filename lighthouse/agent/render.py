@@ -1,10 +1,11 @@
 """API object bodies the agent writes, and the readings it takes back from them.
 
 Pure: publications and aggregates in, plain dicts out (and the reverse). Every
-object the agent owns carries the same labels (``reasons.py``), so it is found by
+object the agent owns carries the same labels (``kube.names``), so it is found by
 label, never by parsing its name: ``<svc>-<ns>-<cluster>`` as upstream names them,
-with a hash suffix only in the rare case that name is already taken by another
-service (``a-b`` in ``c`` and ``a`` in ``b-c`` would both be ``a-b-c-<cluster>``).
+with a hash suffix only when that name is over 253 characters or already taken by
+another service (``a-b`` in ``c`` and ``a`` in ``b-c`` would both be
+``a-b-c-<cluster>``).
 
 Comparisons go through canonical forms (:func:`slice_content`,
 :func:`import_content`), so a server that adds defaults never makes the agent
@@ -17,8 +18,8 @@ import copy
 import hashlib
 from typing import Any
 
+from kube import names
 from kube import objects as o
-from lighthouse.agent import reasons as r
 from lighthouse.agent.aggregate import Aggregate
 from lighthouse.agent.model import JSON, ClusterImport, EndpointSpec, Port, Publication
 
@@ -32,24 +33,24 @@ def labels_for(*, cluster: str, namespace: str, name: str, service_type: str | N
                ) -> dict[str, str]:
     """The labels of every object published or imported for one cluster's export."""
     labels = {
-        r.SOURCE_CLUSTER_LABEL: cluster,
-        r.SERVICE_NAME_LABEL: name,
-        r.SOURCE_NAMESPACE_LABEL: namespace,
-        r.MANAGED_BY_LABEL: r.MANAGED_BY,
+        names.SOURCE_CLUSTER_LABEL: cluster,
+        names.SERVICE_NAME_LABEL: name,
+        names.SOURCE_NAMESPACE_LABEL: namespace,
+        names.MANAGED_BY_LABEL: names.MANAGED_BY_LIGHTHOUSE,
     }
     if service_type:
-        labels[r.SERVICE_TYPE_LABEL] = service_type
+        labels[names.SERVICE_TYPE_LABEL] = service_type
     return labels
 
 
 def identity_of(obj: JSON) -> Identity | None:
     """Whose export an object is, from its labels; None for objects not ours."""
     labels = o.labels(obj)
-    if labels.get(r.MANAGED_BY_LABEL) != r.MANAGED_BY:
+    if labels.get(names.MANAGED_BY_LABEL) != names.MANAGED_BY_LIGHTHOUSE:
         return None
-    ns = labels.get(r.SOURCE_NAMESPACE_LABEL)
-    svc = labels.get(r.SERVICE_NAME_LABEL)
-    cluster = labels.get(r.SOURCE_CLUSTER_LABEL)
+    ns = labels.get(names.SOURCE_NAMESPACE_LABEL)
+    svc = labels.get(names.SERVICE_NAME_LABEL)
+    cluster = labels.get(names.SOURCE_CLUSTER_LABEL)
     if not (ns and svc and cluster):
         return None
     return (ns, svc, cluster)
@@ -61,9 +62,9 @@ def service_key_of(obj: JSON) -> str | None:
     Needs no source cluster, so it also reads the aggregated local ServiceImport.
     """
     labels = o.labels(obj)
-    if labels.get(r.MANAGED_BY_LABEL) != r.MANAGED_BY:
+    if labels.get(names.MANAGED_BY_LABEL) != names.MANAGED_BY_LIGHTHOUSE:
         return None
-    ns, svc = labels.get(r.SOURCE_NAMESPACE_LABEL), labels.get(r.SERVICE_NAME_LABEL)
+    ns, svc = labels.get(names.SOURCE_NAMESPACE_LABEL), labels.get(names.SERVICE_NAME_LABEL)
     return f"{ns}/{svc}" if ns and svc else None
 
 
@@ -93,7 +94,7 @@ def service_import(*, name: str, namespace: str, cluster: str, source_namespace:
             "name": name, "namespace": namespace,
             "labels": labels_for(cluster=cluster, namespace=source_namespace, name=service,
                                  service_type=publication.service_type),
-            "annotations": {r.EXPORTED_AT_ANNOTATION: publication.exported_at},
+            "annotations": {names.EXPORTED_AT_ANNOTATION: publication.exported_at},
         },
         "spec": spec,
     }
@@ -111,7 +112,7 @@ def endpoint_slice(*, name: str, namespace: str, api_version: str, cluster: str,
     """The EndpointSlice of global IPs this cluster publishes on the Broker."""
     labels = labels_for(cluster=cluster, namespace=source_namespace, name=service,
                         service_type=publication.service_type)
-    labels[r.ENDPOINTSLICE_MANAGED_BY_LABEL] = r.ENDPOINTSLICE_MANAGED_BY
+    labels[names.ENDPOINTSLICE_MANAGED_BY_LABEL] = names.ENDPOINTSLICE_MANAGED_BY_LIGHTHOUSE
     return {
         "apiVersion": api_version,
         "kind": "EndpointSlice",
@@ -147,8 +148,8 @@ def aggregated_service_import(*, namespace: str, name: str, agg: Aggregate) -> J
         "apiVersion": "multicluster.x-k8s.io/v1alpha1",
         "kind": "ServiceImport",
         "metadata": {"name": name, "namespace": namespace, "labels": {
-            r.SERVICE_NAME_LABEL: name, r.SOURCE_NAMESPACE_LABEL: namespace,
-            r.MANAGED_BY_LABEL: r.MANAGED_BY}},
+            names.SERVICE_NAME_LABEL: name, names.SOURCE_NAMESPACE_LABEL: namespace,
+            names.MANAGED_BY_LABEL: names.MANAGED_BY_LIGHTHOUSE}},
         "spec": {"type": agg.service_type, "ports": [p.to_json() for p in agg.ports]},
         "status": {"clusters": [{"cluster": c} for c in agg.clusters]},
     }
@@ -168,7 +169,7 @@ def cluster_import_of(obj: JSON) -> ClusterImport | None:
         return None
     return ClusterImport(cluster=ident[2], service_type=str(o.spec(obj).get("type") or ""),
                          ports=ports_of(o.spec(obj).get("ports")),
-                         exported_at=o.annotations_of(obj).get(r.EXPORTED_AT_ANNOTATION, ""))
+                         exported_at=o.annotations_of(obj).get(names.EXPORTED_AT_ANNOTATION, ""))
 
 
 def endpoints_of(slice_: JSON) -> tuple[EndpointSpec, ...]:
@@ -194,7 +195,7 @@ def slice_content(slice_: JSON) -> tuple[Any, ...]:
 def import_content(obj: JSON) -> tuple[Any, ...]:
     """Canonical form of a ServiceImport's labels, annotations and spec."""
     spec = o.spec(obj)
-    ours = {k: v for k, v in o.annotations_of(obj).items() if k == r.EXPORTED_AT_ANNOTATION}
+    ours = {k: v for k, v in o.annotations_of(obj).items() if k == names.EXPORTED_AT_ANNOTATION}
     return (o.labels(obj), ours, spec.get("type"), ports_of(spec.get("ports")),
             tuple(spec.get("ips") or ()))
 

@@ -5,10 +5,13 @@ answer path does almost no work per query:
 
 * ``records``: the thread-safe store the Lighthouse agent feeds (the interface);
 * ``policy``: which records a name and type get (pure, dnslib RRs);
-* ``answers``: policy results packed once into wire templates, plus an exact
-  query-bytes -> reply cache, both invalidated on every store change;
+* ``answers``: the slow path: policy results packed once into wire templates,
+  invalidated on every store change, feeding the fast path;
+* ``fastpath``: the exact query-bytes -> reply table (typed entries) and the UDP
+  readers that serve it, batched through ``mmsg`` (recvmmsg/sendmmsg);
 * ``wire``: the strict hand parser of header, question and OPT;
-* ``server`` / ``mmsg``: UDP (batched) and TCP on one asyncio loop;
+* ``server``: the transport: UDP (readers from ``fastpath``) and TCP on one
+  asyncio loop;
 * ``metrics``: plain counters exported by a Prometheus collector;
 * ``recordsfile`` / ``__main__``: a standalone server over a JSON file.
 

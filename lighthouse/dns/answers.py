@@ -9,26 +9,16 @@ Two caches, both invalidated through the store's subscription:
   letter case (0x20) and keeps every compression pointer valid (the question has
   the same length and label layout in any case).
 * **exact**, keyed by the whole query minus its 2-byte ID: the complete reply minus
-  its ID, per variant. The transport's hot path is ``exact.get(data[2:])`` then
-  ``data[:2] + tail``: no parsing at all. That is safe because a key is only ever
-  inserted by the slow path after the strict parser accepted those very bytes, so
-  an exact match *is* a validated query with the same flags, question and OPT.
-  Only lowercase questions without EDNS options go there (cookies or 0x20 case
-  would make every query unique and churn the cache); others take the slow path.
-
-An exact entry is a list ``[hits, n, start, stats, tails, iov]``: the hot path
-bumps ``hits`` and serves variant ``hits % n``, so one integer is both the
-round-robin index and the query counter the metrics read (``hits - start``).
-``tails`` holds each variant's reply minus its ID; ``iov`` their buffer addresses
-and lengths, flattened, for the zero-copy sendmmsg path (``mmsg.py``). An entry
-dropped from the cache is parked in ``retired`` until the transport says its
-batch is sent (``release_retired``), so no buffer a pending send points into is
-freed underneath it.
+  its ID, per variant, held by the fast path (``fastpath.py``), which serves hits
+  without parsing. Only lowercase questions without EDNS options go there
+  (cookies or 0x20 case would make every query unique and churn the cache); others
+  take the slow path. The slow path inserts after the strict parser accepted the
+  very bytes of the key, and records which template each exact key came from, so
+  invalidating a template drops its exact entries too.
 
 Consistency: the store calls :meth:`AnswerCache.invalidate` under its lock, and
 the slow path fills and inserts under the same lock, so no answer computed from
-old records can be inserted after the change that outdated it. Both dicts are only
-ever mutated in place (the transport keeps a bound ``exact.get``). Either cache
+old records can be inserted after the change that outdated it. Either cache
 is cleared whole when it reaches ``max_entries`` (random-name floods), and the hot
 set refills in one slow-path query per name.
 """
@@ -40,12 +30,12 @@ import random
 import struct
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Final
 
 from dnslib import DNSHeader, DNSLabel, DNSQuestion, DNSRecord
 
+from lighthouse.dns.fastpath import FastPath
 from lighthouse.dns.metrics import DnsMetrics, StatsKey, stats_key
-from lighthouse.dns.mmsg import buffer_address
 from lighthouse.dns.policy import Section, Zone, in_zone, resolve
 from lighthouse.dns.records import DepKey, ServiceRecords
 from lighthouse.dns.wire import (
@@ -64,14 +54,6 @@ from lighthouse.dns.wire import (
 )
 
 log = logging.getLogger(__name__)
-
-# Layout of an exact-cache entry (see the module docstring).
-HITS: Final = 0
-COUNT: Final = 1
-START: Final = 2
-STATS: Final = 3
-TAILS: Final = 4
-IOV: Final = 5
 
 PLAIN_UDP_LIMIT: Final = 512
 _COUNTS = struct.Struct("!HHH")
@@ -92,6 +74,8 @@ class Variant:
 
 @dataclass(slots=True)
 class Template:
+    """One (name, type)'s answer; ``exact_keys`` are the fast-path entries made from it."""
+
     rcode: Rcode
     variants: tuple[Variant, ...]
     stats: StatsKey
@@ -116,13 +100,10 @@ class AnswerCache:
         self.metrics = metrics
         self.udp_payload = udp_payload
         self.max_entries = max_entries
-        self.exact: dict[bytes, list[Any]] = {}
-        self.retired: list[list[Any]] = []
-        self.keep_retired = False
+        self.fast = FastPath(lock=records.lock, metrics=metrics)
         self._templates: dict[NormKey, Template] = {}
         self._by_dep: dict[DepKey, set[NormKey]] = {}
-        metrics.live = self._live_hits
-        metrics.cache_size = lambda: len(self._templates) + len(self.exact)
+        metrics.cache_size = lambda: len(self._templates) + len(self.fast)
         self._unsubscribe: Callable[[], None] | None = None
         self.attach()
 
@@ -142,8 +123,7 @@ class AnswerCache:
             if self._unsubscribe is not None:
                 self._unsubscribe()
                 self._unsubscribe = None
-            self.keep_retired = False
-            self.retired.clear()
+            self.fast.close()
 
     # -- the slow path -----------------------------------------------------------
 
@@ -270,48 +250,29 @@ class AnswerCache:
 
     def _remember(self, query: Query, template: Template, index: int) -> None:
         key = query.data[2:]
-        if key in self.exact:
+        fast = self.fast
+        if key in fast:
             return
-        if len(self.exact) >= self.max_entries:
+        if len(fast) >= self.max_entries:
             self._clear_exact()
         count = len(template.variants)
         tails = tuple(self._assemble(query, template, k, udp=True)[2:] for k in range(count))
-        iov: list[int] = []
-        for tail in tails:
-            iov += (buffer_address(tail), len(tail))
-        # hits = index: the next hit serves variant index + 1, continuing the rotation.
-        self.exact[key] = [index, count, index, template.stats, tails, tuple(iov)]
+        fast.insert(key, tails, stats=template.stats, index=index)
         template.exact_keys.append(key)
 
     def _drop_exact(self, template: Template) -> None:
-        answered = self.metrics.answered
-        for key in template.exact_keys:
-            entry = self.exact.pop(key, None)
-            if entry is not None:
-                answered[entry[STATS]] += entry[HITS] - entry[START]
-                if self.keep_retired:
-                    self.retired.append(entry)
+        self.fast.drop(template.exact_keys)
         template.exact_keys.clear()
 
     def _clear_exact(self) -> None:
         for template in self._templates.values():
-            self._drop_exact(template)
-        self.exact.clear()
-
-    def release_retired(self) -> None:
-        """Free dropped entries: the transport has no send pending into them."""
-        if self.retired:
-            with self.records.lock:
-                self.retired.clear()
+            template.exact_keys.clear()
+        self.fast.clear()
 
     def _clear(self) -> None:
         self._clear_exact()
         self._templates.clear()
         self._by_dep.clear()
-
-    def _live_hits(self) -> list[tuple[StatsKey, int]]:
-        with self.records.lock:
-            return [(e[STATS], e[HITS] - e[START]) for e in self.exact.values()]
 
     # -- invalidation ------------------------------------------------------------
 

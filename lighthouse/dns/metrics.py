@@ -6,7 +6,7 @@ ints and a custom collector turns them into metric families at scrape time:
 
 * ``lighthouse_dns_queries_total{qtype,rcode}``: answers sent. Cached answers
   count their own hits (the hit counter doubles as the round-robin index, see
-  ``answers.py``); the collector adds those live counts to the folded totals.
+  ``fastpath.py``); the collector adds those live counts to the folded totals.
 * ``lighthouse_dns_answer_latency_seconds``: time in the server per query,
   measured per batch of datagrams read together (every query of the batch is
   counted with the batch's duration: an upper bound, at two clock reads a batch).
@@ -56,7 +56,7 @@ class DnsMetrics:
         self.latency_counts = [0] * (len(LATENCY_BUCKETS) + 1)
         self.latency_sum = 0.0
         self.batches = 0
-        # Wired by the answer cache: its live per-entry hit counts and its size.
+        # Wired by the fast path (live per-entry hit counts) and the answer cache (size).
         self.live: Callable[[], Iterable[tuple[StatsKey, int]]] = lambda: ()
         self.cache_size: Callable[[], int] = lambda: 0
 

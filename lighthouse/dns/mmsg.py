@@ -5,16 +5,16 @@ two address conversions and a 2-tuple; at the query rates a C server reaches, th
 overhead decides whether we get to 0.8x NSD. Measured on this machine kind, same
 runs, dnsperf -q 20: a recvfrom/sendto loop reached 0.58-0.91x NSD's queries/s at
 15 us of CPU per query, these batches 0.79-1.03x at 10 us (NSD: 9 us). NSD
-batches the same way. ``bench/dns.py`` prints the current figures.
+batches the same way. ``bench/dns.py`` prints the current (batched) figures.
 
 Layout: ``batch`` receive slots of ``recv_size`` bytes, one sockaddr buffer per
 slot. Replies are sent without copying: reply j is two iovecs, the 2-byte ID read
 in place from receive slot j and the rest of the reply straight from the bytes
-object the answer cache holds (its buffer address is computed once, when the
+object the fast path's entry holds (its buffer address is computed once, when the
 answer is cached). Reply j always goes to the sender of receive slot j; a batch
 with dropped datagrams is sent as several runs. The buffers are exposed as
-ctypes arrays and memoryviews so the server's loop can index them without method
-calls; offsets come from the platform's struct layout.
+ctypes arrays and memoryviews so the fast path's loop (``fastpath.py``) can index
+them without method calls; offsets come from the platform's struct layout.
 """
 
 from __future__ import annotations

@@ -167,8 +167,8 @@ class ClusterExport:
 class ServiceRecords:
     """Thread-safe store of exported services, per cluster; see the module docstring.
 
-    All public methods take keyword arguments only and may be called from any
-    thread; each returns the (possibly unchanged) generation.
+    Every public method may be called from any thread. The mutations take keyword
+    arguments only and each returns the (possibly unchanged) generation.
     """
 
     def __init__(

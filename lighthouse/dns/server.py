@@ -7,11 +7,12 @@ dnslib (packing, off the hot path), the policy is ``policy.py``, the hooks are
 UDP does not use ``asyncio.DatagramProtocol``: its transport makes one
 ``recvfrom`` per readiness event and one ``sendto`` per reply, which measured
 about a third of the rate of reading in batches here. Instead the bound socket
-gets a reader callback (``loop.add_reader``) that drains up to ``batch``
-datagrams per wake-up, with recvmmsg/sendmmsg where the platform has them
-(``mmsg.py``) and a ``recvfrom``/``sendto`` loop otherwise. Per datagram the hot
-path is one dict lookup on the query bytes (see ``answers.py``); anything else
-goes through :meth:`AnswerCache.respond`, which never raises.
+gets a reader callback (``loop.add_reader``) from the fast path
+(``fastpath.py``) that drains up to ``batch`` datagrams per wake-up, with
+recvmmsg/sendmmsg where the platform has them (``mmsg.py``) and a
+``recvfrom``/``sendto`` loop otherwise. Per datagram the hot path is one dict
+lookup on the query bytes; anything else goes through
+:meth:`AnswerCache.respond`, which never raises.
 
 TCP (RFC 7766) uses an ``asyncio.Protocol``: 2-byte length framing, pipelined
 queries answered in order, idle connections closed after ``tcp_idle_timeout``, at
@@ -51,7 +52,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lighthouse.dns import mmsg
+from lighthouse.dns import fastpath
 from lighthouse.dns.answers import AnswerCache
 from lighthouse.dns.metrics import DnsMetrics
 from lighthouse.dns.policy import Zone
@@ -125,9 +126,9 @@ class DnsServer:
         udp, tcp = _bind_pair(self.config.host, self.config.port)
         self._udp = udp
         self.port = udp.getsockname()[1]
-        use_mmsg = self.config.io == "mmsg" or (self.config.io == "auto" and mmsg.available())
+        use_mmsg = self.config.io == "mmsg" or (self.config.io == "auto" and fastpath.available())
         try:
-            reader = self._mmsg_reader(udp) if use_mmsg else self._plain_reader(udp)
+            reader = self._reader(udp, "mmsg" if use_mmsg else "plain")
             self._tcp = await loop.create_server(lambda: _TcpConnection(self), sock=tcp)
         except BaseException:
             udp.close()
@@ -164,113 +165,17 @@ class DnsServer:
 
     # -- UDP -------------------------------------------------------------------
 
-    def _mmsg_reader(self, sock: socket.socket) -> Callable[[], None]:
-        io = mmsg.MmsgSocket(sock, batch=self.config.batch, recv_size=RECV_SIZE)
-        cache = self.cache
-        cache.keep_retired = True
-        # Everything the loop touches is a local, and per-slot offsets are
-        # precomputed: attribute lookups and arithmetic per datagram are a
-        # measurable share of the budget. Slot i's reply always goes in send slot
-        # i; a cache miss or a dropped datagram splits the batch into runs sent
-        # separately.
-        exact_get = cache.exact.get
-        respond = cache.respond
-        release_retired = cache.release_retired
-        rbuf: Any = io.rbuf  # a ctypes char array: slicing gives bytes
-        send_iov = io.send_iov
-        recv_len = io.recv_len
-        slots = [
-            (i, i * io.recv_size, i * io.len_stride + io.len_index, 4 * i + 2)
-            for i in range(io.batch)
-        ]
-        recv = io.recv
-        send = io.send
-        buffer_address = mmsg.buffer_address
-        observe = self.metrics.observe
-        clock = time.perf_counter
-
-        def on_readable() -> None:
-            release_retired()  # the previous batch is sent: its buffers may go
-            start = clock()
-            try:
-                n = recv()
-            except OSError as exc:
-                log.warning("recvmmsg: %s", exc)
-                return
-            if not n:
-                return
-            run = 0  # first slot of the run of replies not sent yet
-            slow: list[bytes] = []  # keeps slow-path replies alive until sent
-            for i, off, length_at, iov_at in slots[:n]:
-                size = recv_len[length_at]
-                entry = exact_get(rbuf[off + 2 : off + size])
-                if entry is not None:
-                    # entry = [hits, n, start, stats, tails, iov]: see answers.py.
-                    hits = entry[0] + 1
-                    entry[0] = hits
-                    iov = entry[5]
-                    k = (hits % entry[1]) << 1
-                    send_iov[iov_at] = iov[k]
-                    send_iov[iov_at + 1] = iov[k + 1]
-                    continue
-                # Off the hot path: first send the replies ready so far, so they
-                # do not wait behind a cache fill (dnslib packing, ~0.1 ms).
-                if i > run:
-                    send(run, i - run)
-                    run = i
-                reply = respond(rbuf[off : off + size], udp=True)
-                if reply is None:
-                    run = i + 1
-                    continue
-                tail = reply[2:]  # the ID is sent from the query, as always
-                slow.append(tail)
-                send_iov[iov_at] = buffer_address(tail)
-                send_iov[iov_at + 1] = len(tail)
-            if n > run:
-                send(run, n - run)
-            observe(n, clock() - start)
-
-        return on_readable
-
-    def _plain_reader(self, sock: socket.socket) -> Callable[[], None]:
-        exact_get = self.cache.exact.get
-        respond = self.cache.respond
-        recvfrom = sock.recvfrom
-        sendto = sock.sendto
-        batch = self.config.batch
-        observe = self.metrics.observe
-        clock = time.perf_counter
-
-        def on_readable() -> None:
-            start = clock()
-            n = 0
-            while n < batch:
-                try:
-                    data, addr = recvfrom(RECV_SIZE)
-                except (BlockingIOError, InterruptedError):
-                    break
-                except OSError as exc:
-                    log.warning("recvfrom: %s", exc)
-                    break
-                n += 1
-                entry = exact_get(data[2:])
-                if entry is not None:
-                    hits = entry[0] + 1  # entry layout: see answers.py
-                    entry[0] = hits
-                    reply = data[:2] + entry[4][hits % entry[1]]
-                else:
-                    answer = respond(data, udp=True)
-                    if answer is None:
-                        continue
-                    reply = answer
-                try:  # noqa: SIM105 - contextlib.suppress costs an object per datagram
-                    sendto(reply, addr)
-                except OSError:
-                    pass  # ENOBUFS, a firewall's EPERM...: drop it, the client retries
-            if n:
-                observe(n, clock() - start)
-
-        return on_readable
+    def _reader(self, sock: socket.socket, io: Literal["mmsg", "plain"]) -> fastpath.Reader:
+        """The UDP socket's reader callback, from the fast path (``fastpath.py``)."""
+        fast = self.cache.fast
+        build = fast.mmsg_reader if io == "mmsg" else fast.plain_reader
+        return build(
+            sock,
+            respond=self.cache.respond,
+            batch=self.config.batch,
+            recv_size=RECV_SIZE,
+            observe=self.metrics.observe,
+        )
 
 
 class _TcpConnection(asyncio.Protocol):

@@ -3,7 +3,7 @@
 Why not dnslib here: building a ``DNSRecord`` per query costs tens of
 microseconds; this parser reads only the header, the one question and an optional
 EDNS OPT record, and it is strict, so anything it accepts is a plain query whose
-answer can be cached by its bytes (see ``answers.py``). dnslib still packs every
+answer can be cached by its bytes (see ``fastpath.py``). dnslib still packs every
 answer, off the hot path.
 
 Strictness (RFC 1035 §4.1, RFC 6891 §6):

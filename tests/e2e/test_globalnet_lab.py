@@ -23,7 +23,7 @@ import pytest
 
 from datapath.nftables import read_mappings
 from globalnet.broker import BrokerGlobalnet
-from kube import resources
+from kube import names, resources
 from kube.client import new_api_client
 from kube.testing import await_condition
 from lab import netns, processes
@@ -57,7 +57,7 @@ def export(lab: Lab, cluster: str, service: str) -> str:
 
 def egress_ips(lab: Lab, cluster: str) -> set[str]:
     obj = lab.cluster(cluster).client(resources.CLUSTER_GLOBAL_EGRESS_IPS).get(
-        "cluster-egress.submariner.io")
+        names.CLUSTER_EGRESS_NAME)
     return set(obj["status"]["allocatedIPs"])
 
 
@@ -78,7 +78,7 @@ def web_log(lab: Lab, cluster: str, pod: str) -> str:
 
 def members_in(lab: Lab, cluster: str) -> set[str]:
     items = lab.cluster(cluster).client(resources.CLUSTERS).list(
-        namespace="submariner-operator").items
+        namespace=names.CLUSTER_NAMESPACE).items
     return {c["metadata"]["name"] for c in items}
 
 
@@ -168,7 +168,8 @@ def test_the_remote_gateway_answers_its_health_check_ip(lab: Lab) -> None:
     gateway = lab.plan.cluster("c2").gateway.name
 
     def health_ip() -> Any:
-        return nodes.get(gateway)["metadata"].get("annotations", {}).get("submariner.io/globalIp")
+        return nodes.get(gateway)["metadata"].get("annotations", {}).get(
+            names.GATEWAY_GLOBAL_IP_ANNOTATION)
 
     ip = await_condition(health_ip, timeout=30, message="a health-check IP on c2's gateway")
     client = lab.pod("c1", "client-0")
@@ -274,7 +275,7 @@ def test_a_namespace_egress_ip_is_what_remote_servers_see(lab: Lab) -> None:
 
 def gateway_status(lab: Lab, cluster: str) -> dict[str, Any]:
     gw = lab.cluster(cluster).client(resources.GATEWAYS).get(
-        lab.plan.cluster(cluster).gateway.name, namespace="submariner-operator")
+        lab.plan.cluster(cluster).gateway.name, namespace=names.CLUSTER_NAMESPACE)
     return dict(gw.get("status") or {})
 
 

@@ -122,3 +122,23 @@ def test_create_if_absent_and_ensure_namespace(api_client: Any) -> None:
     crud.ensure_namespace(api_client, fresh)
     assert namespaces.get_or_none(fresh) is not None
     namespaces.delete_if_exists(fresh)
+
+
+def test_delete_if_exists_with_a_uid_deletes_only_that_object(api_client: Any) -> None:
+    """A delete from a cached copy must not hit a successor created under the same name;
+    the server refuses it with 409, which ``conflict_is_gone`` counts as gone."""
+    cms = crud.ResourceClient(api_client, resources.CONFIGMAPS)
+    with temporary_namespace(api_client, "crud") as ns:
+        body = {"metadata": {"name": "same", "namespace": ns}}
+        first = cms.create(body)
+        cms.delete("same", namespace=ns)
+        successor = cms.create(body)
+        stale_uid = first["metadata"]["uid"]
+        with pytest.raises(ApiException) as refused:
+            cms.delete_if_exists("same", namespace=ns, uid=stale_uid)
+        assert errors.is_conflict(refused.value)
+        assert not cms.delete_if_exists("same", namespace=ns, uid=stale_uid,
+                                        conflict_is_gone=True)
+        assert cms.get("same", namespace=ns)["metadata"]["uid"] == successor["metadata"]["uid"]
+        assert cms.delete_if_exists("same", namespace=ns, uid=successor["metadata"]["uid"])
+        assert not cms.delete_if_exists("same", namespace=ns, uid=successor["metadata"]["uid"])

@@ -4,7 +4,9 @@ A real `python -m globalnet.agent --datapath nftables --netns GW` against the
 session's API server programs table `inet globalnet` in a namespace standing in
 for the gateway node. Checked: exports and the cluster egress IPs reach the
 kernel; stopping the agent (SIGTERM or SIGKILL) leaves the table and its
-elements in place the whole time, and a fresh agent takes over without a gap;
+elements in place the whole time, and a fresh agent takes over without a gap
+(the table is watched until the fresh agent has applied its first intent, the
+full sync of its fresh datapath, as its own metrics endpoint reports);
 a table deleted by hand comes back; `--uninstall` deletes our table only.
 Address conventions: cluster "gwagent" owns 242.6.0.0/24.
 """
@@ -17,16 +19,19 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from datapath.nftables import read_mappings
 from kube import crud, resources
 from kube.testing import await_condition, temporary_namespace
 from lab import netns
+from lab.ports import free_port
 
 pytestmark = pytest.mark.kube
 
@@ -41,20 +46,38 @@ class Agent:
         self.kubeconfig, self.gw, self.log_dir = kubeconfig, gw, log_dir
         self.proc: subprocess.Popen[bytes] | None = None
         self.count = 0
+        self.metrics_port = 0
 
     def argv(self, *extra: str) -> list[str]:
         return [sys.executable, "-m", "globalnet.agent", "--netns", self.gw, *extra]
 
     def start(self) -> None:
         self.count += 1
+        # A port per process: what it reports cannot come from an earlier agent.
+        self.metrics_port = free_port()
         log = open(self.log_dir / f"agent-{self.count}.log", "wb")  # noqa: SIM115
         self.proc = subprocess.Popen(
             self.argv("--kubeconfig", str(self.kubeconfig), "--cluster-id", "gwagent",
                       "--global-cidr", GLOBAL_CIDR, "--local-cidr", "10.244.0.0/16",
                       "--local-cidr", "10.96.0.0/16", "--namespace", LEASE_NS,
                       "--identity", f"agent-{self.count}", "--lease-duration", "2",
-                      "--renew-deadline", "1.5", "--retry-period", "0.25"),
+                      "--renew-deadline", "1.5", "--retry-period", "0.25",
+                      "--metrics-port", str(self.metrics_port)),
             stdout=log, stderr=subprocess.STDOUT)
+
+    def applied_intents(self) -> float:
+        """Intents the running agent process has applied to the kernel (its
+        `globalnet_intent_applies_total{result="ok"}`); 0 before it serves metrics."""
+        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                text = response.read().decode()
+        except OSError:
+            return 0.0
+        return sum(sample.value for family in text_string_to_metric_families(text)
+                   for sample in family.samples
+                   if sample.name == "globalnet_intent_applies_total"
+                   and sample.labels.get("result") == "ok")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.proc is None:
@@ -95,22 +118,40 @@ def kernel_rows(gw: str) -> set[tuple[str, str, str, str]]:
 
 
 class TableWatch:
-    """Reads the kernel's mappings every 20 ms in a thread; remembers the smallest set."""
+    """Reads the kernel's mappings every 20 ms in a thread; remembers the smallest set.
+
+    The table (or one of its sets) vanishing under a read (ENOENT) reads as empty:
+    the mappings were gone. Any other failure ends the watch and is kept in `error`;
+    `reads` then stops growing, so a test waiting for more reads fails instead of
+    watching nothing."""
 
     def __init__(self, gw: str) -> None:
         self.gw = gw
         self.smallest: set[tuple[str, str, str, str]] | None = None
         self.reads = 0
+        self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            rows = kernel_rows(self.gw)
+            try:
+                rows = kernel_rows(self.gw)
+            except FileNotFoundError:
+                rows = set()
+            except BaseException as exc:
+                self.error = exc
+                return
             if self.smallest is None or len(rows) < len(self.smallest):
                 self.smallest = rows
             self.reads += 1
             time.sleep(0.02)
+
+    def await_reads(self, count: int, what: str, timeout: float = 30) -> None:
+        """Wait for `count` more reads of the table than it has made so far."""
+        target = self.reads + count
+        await_condition(lambda: self.reads >= target, timeout=timeout,
+                        message=lambda: f"{count} table reads {what} (error: {self.error!r})")
 
     def __enter__(self) -> TableWatch:
         self._thread.start()
@@ -154,14 +195,22 @@ def test_agent_programs_the_gateway_and_never_lets_go_of_it(
         assert ("ingress", ip, cluster_ip, f"GlobalIngressIP {ns}/web") in rows
         assert all(r[1].startswith("242.6.0.") for r in rows), rows
 
-        # Stop and restart, gracefully and not: the table never shrinks meanwhile.
+        # Stop and restart, gracefully and not: the table never shrinks meanwhile,
+        # up to and including the new agent's first full sync.
         for sig in (signal.SIGTERM, signal.SIGKILL):
             with TableWatch(gw) as watch:
                 agent.stop(sig)
-                time.sleep(0.5)  # no agent at all for a while
+                watch.await_reads(10, "with no agent running")
                 agent.start()
-                time.sleep(1.0)
-            assert watch.reads > 10
+                try:
+                    await_condition(lambda: agent.applied_intents() >= 1, timeout=60,
+                                    interval=0.1,
+                                    message=f"the agent restarted after {sig.name} applying "
+                                            "its first intent")
+                except AssertionError as exc:
+                    pytest.fail(f"{exc}\nagent log:\n{agent.log()}")
+                watch.await_reads(2, "after the new agent's first full sync")
+            assert watch.error is None, watch.error
             assert watch.smallest == rows, f"mappings missing after {sig.name}"
 
         # A new export reaches the kernel through the new agent.

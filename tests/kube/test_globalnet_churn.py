@@ -20,8 +20,7 @@ from typing import Any
 
 import pytest
 
-from globalnet.controllers import reasons as r
-from kube import crud, resources
+from kube import crud, names, resources
 from kube.informer import Informer
 from kube.testing import await_condition, temporary_namespace
 
@@ -85,7 +84,7 @@ def agents(control_plane: Any, tmp_path: Path) -> Iterator[Agents]:
 
 def leader(api: Any) -> str | None:
     lease = crud.ResourceClient(api, resources.LEASES).get_or_none(
-        "globalnet-churn", namespace=LEASE_NS)
+        names.globalnet_lease("churn"), namespace=LEASE_NS)
     return ((lease or {}).get("spec") or {}).get("holderIdentity") or None
 
 
@@ -165,7 +164,7 @@ def test_churn_with_leader_kills_keeps_one_stable_ip_per_exported_service(
 
     ips = [g["status"]["allocatedIP"] for g in items]
     assert len(ips) == len(set(ips)), "an address is held by two objects"
-    assert all(g["spec"]["target"] == r.TARGET_CLUSTER_IP_SERVICE for g in items)
+    assert all(g["spec"]["target"] == names.TARGET_CLUSTER_IP_SERVICE for g in items)
     for i in STAYING:
         objs = [(k, v) for k, v in seen.items() if k[0] == f"s{i}"]
         assert len(objs) == 1, f"s{i} stayed exported but its GlobalIngressIP was recreated"

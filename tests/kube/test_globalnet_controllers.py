@@ -19,13 +19,14 @@ from typing import Any
 import netaddr
 import pytest
 
-from datapath.api import RecordingDatapath
+from datapath.recording import RecordingDatapath
 from globalnet.controllers import reasons as r
 from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager, Term
+from globalnet.controllers.service_export import ServiceExportController
 from globalnet.intent import EgressKind, IngressTarget, NatIntent
-from kube import crud, resources
+from kube import crud, names, resources
 from kube.client import new_api_client
-from kube.testing import await_condition, temporary_namespace
+from kube.testing import ReconcileRecorder, await_condition, temporary_namespace
 
 pytestmark = pytest.mark.kube
 
@@ -142,10 +143,6 @@ class Driver:
         return dict(await_condition(found, timeout=15,
                                     message=f"{name} condition {ctype}={reason}"))
 
-    def await_intent(self, term: Term, predicate: Any, message: str) -> NatIntent:
-        return term.publisher.wait_for(predicate, timeout=15) if predicate else NatIntent.build(
-            cluster_id="x", global_cidr=GLOBAL_CIDR, local_cidrs=LOCAL)
-
 
 @pytest.fixture
 def driver(api: Any, datapath: RecordingDatapath) -> Driver:
@@ -166,7 +163,7 @@ def await_cluster_egress(driver: Driver, count: int) -> list[str]:
     then reports ReallocatedAfterConflict rather than Success).
     """
     def ours() -> list[str] | None:
-        obj = driver.cgeips.get(r.CLUSTER_EGRESS_NAME)
+        obj = driver.cgeips.get(names.CLUSTER_EGRESS_NAME)
         ips = (obj.get("status") or {}).get("allocatedIPs") or []
         inside = all(netaddr.IPAddress(ip) in netaddr.IPNetwork(GLOBAL_CIDR) for ip in ips)
         allocated = any(c.get("type") == r.ALLOCATED and c.get("status") == "True"
@@ -186,7 +183,7 @@ def test_cluster_egress_is_created_with_eight_ips(term: Term, driver: Driver) ->
 
 
 def test_changing_the_count_reallocates_and_zero_releases(term: Term, driver: Driver) -> None:
-    name = r.CLUSTER_EGRESS_NAME
+    name = names.CLUSTER_EGRESS_NAME
     await_cluster_egress(driver, 8)
     try:
         driver.cgeips.patch(name, {"spec": {"numGlobalIPs": 3}})
@@ -249,7 +246,7 @@ def test_pod_selector_change_is_refused_and_the_old_one_stays(
                          "spec": {"podSelector": {"matchLabels": {"app": "a"}}}})
     try:
         driver.await_condition_reason(driver.geips, ns, "sel", r.ALLOCATED, r.SUCCESS)
-        await_condition(lambda: r.ACCEPTED_POD_SELECTOR_ANNOTATION in (
+        await_condition(lambda: names.ACCEPTED_POD_SELECTOR_ANNOTATION in (
             driver.geips.get("sel", namespace=ns)["metadata"].get("annotations") or {}),
             timeout=15, message="accepted selector recorded")
         driver.geips.patch("sel", {"spec": {"podSelector": {"matchLabels": {"app": "b"}}}},
@@ -305,7 +302,8 @@ def test_exported_cluster_ip_service_maps_its_global_ip_to_the_cluster_ip(
     driver.export(ns, "web")
     gip = driver.await_giip_ip(ns, "web")
     giip = driver.giips.get("web", namespace=ns)
-    assert giip["spec"] == {"target": r.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": "web"}}
+    assert giip["spec"] == {"target": names.TARGET_CLUSTER_IP_SERVICE,
+                            "serviceRef": {"name": "web"}}
     intent = term.publisher.wait_for(lambda i: bool(ingress_for(i, f"{ns}/web")), 15)
     (mapping,) = ingress_for(intent, f"{ns}/web")
     assert (mapping.global_ip, mapping.target_ip) == (gip, svc["spec"]["clusterIP"])
@@ -321,9 +319,13 @@ def test_exported_cluster_ip_service_maps_its_global_ip_to_the_cluster_ip(
 def test_a_service_exported_before_it_exists_gets_its_ip_when_it_appears(
     term: Term, driver: Driver, ns: str
 ) -> None:
-    driver.export(ns, "late")
-    with pytest.raises(AssertionError):
-        driver.await_giip_ip(ns, "late", timeout=1.0)
+    exports = next(c for c in term.controllers if isinstance(c, ServiceExportController))
+    with ReconcileRecorder(exports, witness=lambda key: exports.exports.get(key) is not None
+                           ) as recorder:
+        driver.export(ns, "late")
+        recorder.await_reconciled(f"{ns}/late", timeout=15)
+    # The export was reconciled without its service: nothing was created for it.
+    assert driver.giips.get_or_none("late", namespace=ns) is None
     driver.service(ns, "late", selector={"app": "late"})
     assert driver.await_giip_ip(ns, "late")
     driver.services.delete("late", namespace=ns)
@@ -366,16 +368,16 @@ def test_headless_service_without_selector_maps_endpoint_addresses(
         name = f"ep-ext-{ip.replace('.', '-')}"
         driver.await_giip_ip(ns, name)
         ann = driver.giips.get(name, namespace=ns)["metadata"]["annotations"]
-        assert ann[r.HEADLESS_ENDPOINT_IP_ANNOTATION] == ip
+        assert ann[names.HEADLESS_ENDPOINT_IP_ANNOTATION] == ip
     driver.exports.delete("ext", namespace=ns)
 
 
 def test_gateway_nodes_get_a_health_check_ip(term: Term, driver: Driver) -> None:
     name = f"gw-{uuid.uuid4().hex[:6]}"
-    driver.nodes.create({"metadata": {"name": name, "labels": {r.GATEWAY_LABEL: "true"}}})
+    driver.nodes.create({"metadata": {"name": name, "labels": {names.GATEWAY_LABEL: "true"}}})
     try:
         ip = await_condition(lambda: (driver.nodes.get(name)["metadata"].get("annotations")
-                                      or {}).get(r.GATEWAY_GLOBAL_IP_ANNOTATION),
+                                      or {}).get(names.GATEWAY_GLOBAL_IP_ANNOTATION),
                              timeout=15, message="health-check IP annotation")
         intent = term.publisher.wait_for(
             lambda i: any(h.global_ip == ip for h in i.health_checks), 15)
@@ -392,6 +394,7 @@ def test_datapath_failures_are_retried(term: Term, driver: Driver, datapath: Rec
     driver.export(ns, "retry")
     driver.await_giip_ip(ns, "retry")
     term.publisher.wait_for(lambda i: bool(ingress_for(i, f"{ns}/retry")), 20)
+    assert datapath.pending_failures == 0  # both injected failures were hit and retried
     assert datapath.current is not None and ingress_for(datapath.current, f"{ns}/retry")
 
 

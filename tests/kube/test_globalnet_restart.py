@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from datapath.api import RecordingDatapath
+from datapath.recording import RecordingDatapath
 from globalnet.controllers import reasons as r
 from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager, Term
 from globalnet.intent import NatIntent
-from kube import crud, resources
+from kube import crud, names, resources
 from kube.testing import await_condition, temporary_namespace
 
 pytestmark = pytest.mark.kube
@@ -84,6 +84,13 @@ def populate(api: Any, ns: str) -> None:
     geips.create({"metadata": {"name": "egress", "namespace": ns}, "spec": {"numberOfIPs": 3}})
 
 
+def lease_spec(api: Any, mgr: GlobalnetManager) -> dict[str, Any]:
+    """The spec of the Lease `mgr` campaigns for."""
+    cfg = mgr.elector.config
+    lease = crud.ResourceClient(api, resources.LEASES).get(cfg.name, namespace=cfg.namespace)
+    return dict(lease.get("spec") or {})
+
+
 def statuses(api: Any, ns: str) -> dict[str, Any]:
     giips = crud.ResourceClient(api, resources.GLOBAL_INGRESS_IPS).list(namespace=ns).items
     geips = crud.ResourceClient(api, resources.GLOBAL_EGRESS_IPS).list(namespace=ns).items
@@ -119,8 +126,26 @@ def test_the_follower_takes_over_with_the_same_allocations(api_client: Any, ns: 
                         timeout=20, message="all four allocations")
         intent = settled(term)
         before = statuses(api_client, ns)
+        lease_at_start = lease_spec(api_client, leader)
         with manager(api_client, "follower") as (follower, _):
-            assert follower.term is None
+            # The follower has read the lease (it names the leader), and the leader went
+            # on renewing it twice since: time for the follower to have taken it, had
+            # it been willing to.
+            await_condition(lambda: follower.elector.leader_identity == "leader", timeout=10,
+                            message="the follower seeing the leader's lease")
+            renewals: set[str] = set()
+
+            def renewed_twice() -> bool:
+                spec = lease_spec(api_client, leader)
+                if spec.get("holderIdentity") == "leader":
+                    renewals.add(str(spec.get("renewTime")))
+                return len(renewals) > 2
+
+            await_condition(renewed_twice, timeout=10, message="two renewals by the leader")
+            lease = lease_spec(api_client, leader)
+            assert (lease["holderIdentity"], lease.get("leaseTransitions")) == (
+                "leader", lease_at_start.get("leaseTransitions")), lease
+            assert follower.term is None and not follower.elector.is_leader
             leader.stop()
             term2 = follower.wait_for_term(10)
             assert settled(term2) == intent
@@ -131,8 +156,8 @@ def test_stale_ingress_ips_are_removed_at_start(api_client: Any, ns: str) -> Non
     giips = crud.ResourceClient(api_client, resources.GLOBAL_INGRESS_IPS)
     stale = giips.create({
         "metadata": {"name": "ghost", "namespace": ns,
-                     "labels": {r.SERVICE_REF_LABEL: "ghost"}},
-        "spec": {"target": r.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": "ghost"}},
+                     "labels": {names.SERVICE_REF_LABEL: "ghost"}},
+        "spec": {"target": names.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": "ghost"}},
     })
     stale["status"] = {"allocatedIP": "242.5.0.200"}
     giips.update_status(stale)
@@ -154,8 +179,8 @@ def test_conflicting_records_are_detected_reported_and_fixed(api_client: Any, ns
         exports.create({"metadata": {"name": name, "namespace": ns}})
         obj = giips.create({
             "metadata": {"name": name, "namespace": ns,
-                         "labels": {r.SERVICE_REF_LABEL: name}},
-            "spec": {"target": r.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": name}},
+                         "labels": {names.SERVICE_REF_LABEL: name}},
+            "spec": {"target": names.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": name}},
         })
         # Both records claim the same address, as after a split-brain bug.
         obj["status"] = {"allocatedIP": "242.5.0.77"}

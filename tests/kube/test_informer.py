@@ -273,6 +273,9 @@ def test_410_gone_after_etcd_compaction_relists_and_emits_the_difference(
         events.create(event(namespace, "ev-e", "0"))
         await_condition(lambda: "ev-e" in recorder.names("add"), message="add after relist")
         assert inf.stats.relists == 1
+        # Events arrive in order: by ev-e's add, any extra event of the relist would have.
+        assert sorted((kind, name) for kind, name, _ in recorder.events) == [
+            ("add", "ev-d"), ("add", "ev-e"), ("delete", "ev-c"), ("update", "ev-b")]
         print(f"\n410 after compaction at revision {revision}: stats {inf.stats}")
     finally:
         inf.release.set()

@@ -47,10 +47,23 @@ def config(namespace: str, identity: str) -> LeaderElectionConfig:
     )
 
 
+class CountingElector(LeaderElector):
+    """Counts its attempts at the lease, so a test can wait until a contender has tried."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.attempts = 0
+
+    def _try_acquire_or_renew(self) -> bool:
+        self.attempts += 1
+        return super()._try_acquire_or_renew()
+
+
 class Contender:
     """A LeaderElector plus a log of its callbacks, with monotonic timestamps."""
 
-    def __init__(self, api_client: Any, cfg: LeaderElectionConfig, cls: type = LeaderElector):
+    def __init__(self, api_client: Any, cfg: LeaderElectionConfig,
+                 cls: type = CountingElector):
         self.log: list[tuple[str, float, str]] = []
         self.elector: LeaderElector = cls(
             api_client,
@@ -130,6 +143,29 @@ def lease_spec(api_client: Any, namespace: str) -> dict[str, Any]:
     return spec
 
 
+def await_renewals(api_client: Any, namespace: str, holder: str, count: int) -> None:
+    """Wait until ``holder`` has renewed the lease ``count`` more times (new renewTimes)."""
+    seen: set[str] = set()
+
+    def renewed() -> bool:
+        spec = lease_spec(api_client, namespace)
+        if spec.get("holderIdentity") == holder:
+            seen.add(str(spec.get("renewTime")))
+        return len(seen) > count
+
+    await_condition(renewed, timeout=count * RETRY * JITTER_FACTOR + 5,
+                    message=lambda: f"{count} renewals by {holder}, saw {len(seen) - 1}")
+
+
+def await_attempts(elector: LeaderElector, count: int, what: str) -> None:
+    """Wait until ``elector`` (a CountingElector) has tried for the lease ``count`` more
+    times."""
+    assert isinstance(elector, CountingElector)
+    target = elector.attempts + count
+    await_condition(lambda: elector.attempts >= target, timeout=count * RETRY * 2 + 5,
+                    message=f"{count} attempts at the lease by {what}")
+
+
 def await_one_leader(a: LeaderElector, b: LeaderElector) -> tuple[LeaderElector, LeaderElector]:
     await_condition(lambda: a.is_leader or b.is_leader, timeout=10, message="a leader")
     return (a, b) if a.is_leader else (b, a)
@@ -142,9 +178,10 @@ def test_one_leader_and_fast_takeover_after_release(api_client: Any, namespace: 
         a.elector.start()
         b.elector.start()
         leader, follower = await_one_leader(a.elector, b.elector)
-        # Several renew rounds with both contending.
-        watch_until = time.monotonic() + 8 * RETRY
-        await_condition(lambda: time.monotonic() > watch_until, timeout=5, message="renewals")
+        # Several renew rounds with both contending: the leader renews, the follower
+        # keeps trying.
+        await_renewals(api_client, namespace, leader.config.identity, 8)
+        await_attempts(follower, 4, "the follower")
         assert leader.is_leader and not follower.is_leader
         assert follower.leader_identity == leader.config.identity
 
@@ -171,7 +208,7 @@ def test_one_leader_and_fast_takeover_after_release(api_client: Any, namespace: 
     assert spec["leaseTransitions"] >= 1
 
 
-class HangingElector(LeaderElector):
+class HangingElector(CountingElector):
     """Its API calls hang while ``hung`` is set, like a leader cut off from the server."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
@@ -214,9 +251,9 @@ def test_hung_leader_steps_down_before_the_follower_takes_over(
 
         hanging.hung.clear()
         await_condition(lambda: a.calls("stopped"), timeout=3, message="a notices")
-        # A must not win the lease back while b renews it.
-        settle_until = time.monotonic() + 4 * RETRY
-        await_condition(lambda: time.monotonic() > settle_until, timeout=5, message="settle")
+        # A must not win the lease back while b renews it, though it tries again.
+        await_attempts(hanging, 2, "a, answering again")
+        await_renewals(api_client, namespace, "b", 4)
         assert b.elector.is_leader and not hanging.is_leader
         hanging.stop()
         b.elector.stop()

@@ -12,7 +12,7 @@ Address conventions:
     east     242.0.0.0/16     10.244.0.0/16   10.96.0.0/16
     west     242.1.0.0/16     10.244.0.0/16   10.96.0.0/16   (the same: overlapping)
     broker   -                -               10.96.0.0/16   (Broker namespace
-                                                             submariner-k8s-broker)
+                                                             kube.names.BROKER_NAMESPACE)
 
 Pods are API objects only: a test writes their status (podIP, Ready) as kubelet
 would, with the same pod IPs in both clusters on purpose. Every test works in its
@@ -41,15 +41,15 @@ import dns.query
 import dns.rdatatype
 import pytest
 
-from kube import crud, resources
-from kube.testing import await_condition, unique_name
+from kube import crud, names, resources
+from kube.testing import ReconcileRecorder, await_condition, unique_name
 from lab.apiclusterset import ApiCluster, ApiClusterset, ClustersetConfig
 from lighthouse.agent import reasons as r
 from lighthouse.dns import DnsServer, ServerConfig, ServerThread
 
 pytestmark = pytest.mark.kube
 
-BROKER_NS = "submariner-k8s-broker"
+BROKER_NS = names.BROKER_NAMESPACE
 GLOBAL_CIDRS = {"east": "242.0.0.0/16", "west": "242.1.0.0/16"}
 TIMEOUT = 20.0
 
@@ -161,7 +161,7 @@ def test_export_in_west_is_published_to_the_broker_and_imported_in_east(
     assert si["spec"]["type"] == r.CLUSTER_SET_IP
     assert si["spec"]["ips"] == [gip]
     assert si["spec"]["ports"] == [{"name": "http", "protocol": "TCP", "port": 80}]
-    assert si["metadata"]["labels"][r.MANAGED_BY_LABEL] == r.MANAGED_BY
+    assert si["metadata"]["labels"][names.MANAGED_BY_LABEL] == names.MANAGED_BY_LIGHTHOUSE
     # Ready once the endpoint controller lists the ready pod in the Endpoints.
     eps = clusterset.await_broker(clusterset.broker_slices, ns, "web", "west",
                                   lambda s: addresses(s) == [(gip, None, True)])
@@ -177,9 +177,9 @@ def test_export_in_west_is_published_to_the_broker_and_imported_in_east(
                               timeout=TIMEOUT, message="east's copy of west's slice")
     labels = copy["metadata"]["labels"]
     assert labels == eps["metadata"]["labels"]
-    assert labels[r.SOURCE_CLUSTER_LABEL] == "west"
-    assert labels[r.SERVICE_NAME_LABEL] == "web"
-    assert labels[r.SOURCE_NAMESPACE_LABEL] == ns
+    assert labels[names.SOURCE_CLUSTER_LABEL] == "west"
+    assert labels[names.SERVICE_NAME_LABEL] == "web"
+    assert labels[names.SOURCE_NAMESPACE_LABEL] == ns
 
     west.await_export_condition(ns, "web", r.VALID, r.SERVICE_VALID, "True")
     west.await_export_condition(ns, "web", r.READY, r.EXPORTED, "True")
@@ -301,11 +301,23 @@ def test_imports_wait_for_the_namespace_to_exist_in_the_importing_cluster(
     name = unique_name("lh-late")
     namespaces = {c.name: c.client(resources.NAMESPACES) for c in (east, west)}
     namespaces["west"].create({"metadata": {"name": name}})
+    assert east.agent is not None and east.agent.importer is not None
+    importer = east.agent.importer
+
+    def in_east_broker_cache(key: str) -> bool:
+        return bool(importer.broker.slices_by_service.objects(key)
+                    and importer.broker.imports_by_service.objects(key))
+
     try:
-        west.service(name, "web")
-        west.export(name, "web")
-        clusterset.await_broker(clusterset.broker_slices, name, "web", "west")
+        with ReconcileRecorder(importer, witness=in_east_broker_cache) as recorder:
+            west.service(name, "web")
+            west.export(name, "web")
+            clusterset.await_broker(clusterset.broker_slices, name, "web", "west")
+            # east's importer has reconciled the export it sees on the Broker...
+            recorder.await_reconciled(f"{name}/web", timeout=TIMEOUT)
+        # ...and imported nothing, having no namespace to import into.
         assert east.records.get_service(namespace=name, name="web") == {}
+        assert east.local_import(name, "web") is None and east.local_slices(name, "web") == []
         namespaces["east"].create({"metadata": {"name": name}})
         east.await_local_import(name, "web", ["west"])
         east.await_records(name, "web", lambda e: "west" in e, "west's export")
@@ -375,7 +387,7 @@ def test_leave_withdraws_everything_the_cluster_published(
     assert west.agent is not None
     try:
         assert west.agent.leave() >= 2
-        everything = f"{r.MANAGED_SELECTOR},{r.SOURCE_CLUSTER_LABEL}=west"
+        everything = f"{names.LIGHTHOUSE_SELECTOR},{names.SOURCE_CLUSTER_LABEL}=west"
         for res in (resources.SERVICE_IMPORTS, clusterset.broker_slices):
             assert crud.ResourceClient(clusterset.broker_api, res).list(
                 namespace=BROKER_NS, label_selector=everything).items == []

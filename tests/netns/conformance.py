@@ -1,6 +1,6 @@
 """What a datapath backend must provide to run the NAT conformance suite.
 
-The suite (test_nat_conformance.py) is written against `datapath.api.Datapath`
+The suite (test_nat_conformance.py) is written against `globalnet.datapath_api.Datapath`
 plus this small harness, so the eBPF backend runs the very same cases by adding
 one entry to `HARNESSES`:
 
@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from datapath.api import Datapath
+from globalnet.datapath_api import Datapath
 from lab import netns
 
 

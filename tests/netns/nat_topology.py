@@ -30,6 +30,7 @@ import contextlib
 import os
 import select
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -364,6 +365,13 @@ class EchoFlow:
     def echo(self, timeout: float = 5.0) -> tuple[str, str]:
         self.send()
         return self.receive(timeout)
+
+    def retransmissions(self) -> int:
+        """Segments the kernel has retransmitted on this connection (`tcpi_total_retrans`
+        of struct tcp_info: 8 one-byte fields, then the 24th 32-bit one): it grows
+        when a send went unacknowledged for a whole retransmission timeout."""
+        info = self.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+        return int(struct.unpack_from("I", info, 8 + 23 * 4)[0])
 
     def close(self) -> None:
         self.file.close()

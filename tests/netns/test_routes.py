@@ -9,6 +9,8 @@ from collections.abc import Callable
 from datapath.routes import Route, RouteEvents, RouteTable
 from lab import netns
 
+RTPROT_STATIC = 4  # `proto static` in iproute2's rt_protos
+
 
 def routes(ns: str) -> list[str]:
     return [line.strip() for line in netns.run(ns, ["ip", "route", "show"]).splitlines()]
@@ -55,13 +57,18 @@ def test_route_events_report_changes_of_our_routes_only(
     netns.run(ns, ["ip", "link", "set", "d1", "up"])
     netns.run(ns, ["ip", "link", "set", "d0", "up"])
     events = RouteEvents(ns)
+    # A listener for proto static routes: it proves the kernel announced the foreign
+    # route, so `events` had that announcement to read (and ignore).
+    static = RouteEvents(ns, proto=RTPROT_STATIC)
     try:
         assert not events.changed(0.1)
         netns.run(ns, ["ip", "route", "add", "242.9.0.0/16", "via", "10.9.0.3", "proto", "static"])
+        assert static.changed(5.0)
         assert not events.changed(0.3)  # not ours
         RouteTable(ns).converge({Route("242.1.0.0/16", "10.9.0.2")})
         assert events.changed(1.0)
         netns.run(ns, ["ip", "route", "del", "242.1.0.0/16"])  # by hand
         assert events.changed(1.0)
     finally:
+        static.close()
         events.close()

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from globalnet.controllers import reasons as r
 from globalnet.controllers.intent_builder import IntentInputs, build_intent
 from globalnet.intent import EgressKind, IngressTarget, egress_for
+from kube import names
 
 
 def obj(name: str, ns: str = "", *, created: str = "2026-01-01T00:00:00Z", **rest: Any
@@ -42,7 +42,7 @@ def test_egress_precedence_follows_upstream() -> None:
             pod("h", "10.244.0.7", {"app": "h"})]
     intent = build_intent(inputs(
         pods=pods,
-        cluster_global_egress_ips=[obj(r.CLUSTER_EGRESS_NAME,
+        cluster_global_egress_ips=[obj(names.CLUSTER_EGRESS_NAME,
                                        status={"allocatedIPs": ["242.0.0.1", "242.0.0.2"]})],
         global_egress_ips=[
             obj("ns-wide", "app", status={"allocatedIPs": ["242.0.0.10"]}),
@@ -50,7 +50,7 @@ def test_egress_precedence_follows_upstream() -> None:
                 status={"allocatedIPs": ["242.0.0.20"]}),
         ],
         global_ingress_ips=[obj("pod-h", "app", spec={
-            "target": r.TARGET_HEADLESS_POD, "podRef": {"name": "h"}},
+            "target": names.TARGET_HEADLESS_POD, "podRef": {"name": "h"}},
             status={"allocatedIP": "242.0.0.30"})],
     ))
     assert [g.kind for g in intent.egress] == [EgressKind.POD_SELECTOR, EgressKind.HEADLESS_POD,
@@ -68,7 +68,7 @@ def test_egress_precedence_follows_upstream() -> None:
 def test_ingress_targets_the_cluster_ip_with_its_ports() -> None:
     svc = obj("web", "app", spec={"clusterIP": "10.96.0.10", "ports": [
         {"port": 80, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"}]})
-    giip = obj("web", "app", spec={"target": r.TARGET_CLUSTER_IP_SERVICE,
+    giip = obj("web", "app", spec={"target": names.TARGET_CLUSTER_IP_SERVICE,
                                    "serviceRef": {"name": "web"}},
                status={"allocatedIP": "242.0.0.40"})
     (mapping,) = build_intent(inputs(services=[svc], global_ingress_ips=[giip])).ingress
@@ -79,7 +79,7 @@ def test_ingress_targets_the_cluster_ip_with_its_ports() -> None:
 
 def test_unsound_records_are_left_out_instead_of_spoiling_the_intent() -> None:
     svc = obj("web", "app", spec={"clusterIP": "10.96.0.10"})
-    ref = {"target": r.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": "web"}}
+    ref = {"target": names.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": "web"}}
     giips = [
         obj("older", "app", created="2026-01-01T00:00:00Z", spec=ref,
             status={"allocatedIP": "242.0.0.50"}),
@@ -98,10 +98,10 @@ def test_unsound_records_are_left_out_instead_of_spoiling_the_intent() -> None:
 def test_equal_inputs_in_any_order_give_equal_intents() -> None:
     pods = [pod(f"p{i}", f"10.244.0.{i + 2}", {"app": "x"}) for i in range(5)]
     geip = obj("all", "app", status={"allocatedIPs": ["242.0.0.60", "242.0.0.61"]})
-    remote = obj("west", "submariner-operator", spec={"cluster_id": "west",
-                                                      "global_cidr": ["242.1.0.0/24"]})
-    own = obj("east", "submariner-operator", spec={"cluster_id": "east",
-                                                   "global_cidr": ["242.0.0.0/24"]})
+    remote = obj("west", names.CLUSTER_NAMESPACE, spec={"cluster_id": "west",
+                                                        "global_cidr": ["242.1.0.0/24"]})
+    own = obj("east", names.CLUSTER_NAMESPACE, spec={"cluster_id": "east",
+                                                     "global_cidr": ["242.0.0.0/24"]})
     a = build_intent(inputs(pods=pods, global_egress_ips=[geip], clusters=[own, remote]))
     b = build_intent(inputs(pods=list(reversed(pods)), global_egress_ips=[geip],
                             clusters=[remote, own]))

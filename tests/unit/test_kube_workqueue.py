@@ -7,6 +7,7 @@ worker loop's retry / give-up policy.
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 
@@ -101,6 +102,17 @@ def test_add_after_orders_by_due_time() -> None:
     assert queue.get(timeout=2) == "late"
 
 
+def waiting_in_get(thread: threading.Thread) -> bool:
+    """Whether ``thread`` is, right now, waiting on the condition inside ``WorkQueue.get``."""
+    frame = sys._current_frames().get(thread.ident or -1)
+    stack = []
+    while frame is not None:
+        stack.append((frame.f_code.co_name, frame.f_code.co_filename))
+        frame = frame.f_back
+    return bool(stack) and stack[0][0] == "wait" and any(
+        name == "get" and path.endswith("workqueue.py") for name, path in stack)
+
+
 def test_shutdown_drains_then_raises_and_wakes_waiting_workers() -> None:
     queue = fast_queue()
     outcome: list[str] = []
@@ -113,10 +125,11 @@ def test_shutdown_drains_then_raises_and_wakes_waiting_workers() -> None:
 
     blocked = threading.Thread(target=worker)
     blocked.start()
-    await_condition(lambda: blocked.is_alive(), message="worker blocked in get()")
+    await_condition(lambda: waiting_in_get(blocked), message="worker blocked in get()")
+    assert outcome == []
     queue.shutdown()
     blocked.join(2)
-    assert outcome == ["shutdown"]
+    assert not blocked.is_alive() and outcome == ["shutdown"]
 
     queue = fast_queue()
     queue.add("a")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from kube import names
 from lighthouse.agent import reasons as r
 from lighthouse.agent import render
 from lighthouse.agent.dnsfeed import DnsFeed, cluster_export, gateway_health
@@ -60,7 +61,7 @@ def publication(kind: str, *endpoints: EndpointSpec) -> Publication:
 
 def local_slice(cluster: str, svc: str, pub: Publication, *, namespace: str = NS) -> JSON:
     broker = render.endpoint_slice(
-        name=render.object_name(NS, svc, cluster), namespace="submariner-k8s-broker",
+        name=render.object_name(NS, svc, cluster), namespace=names.BROKER_NAMESPACE,
         api_version="discovery.k8s.io/v1beta1", cluster=cluster, source_namespace=NS,
         service=svc, publication=pub)
     return render.local_slice_copy(broker, name=broker["metadata"]["name"], namespace=namespace,
@@ -129,7 +130,7 @@ def feed() -> tuple[ServiceRecords, FakeInformer, FakeInformer]:
     records = ServiceRecords()
     slices, gateways = FakeInformer(), FakeInformer()
     DnsFeed(records=records, cluster_id="east", slices=slices,  # type: ignore[arg-type]
-            gateways=gateways, ignore_namespace="submariner-k8s-broker")  # type: ignore[arg-type]
+            gateways=gateways, ignore_namespace=names.BROKER_NAMESPACE)  # type: ignore[arg-type]
     return records, slices, gateways
 
 
@@ -150,7 +151,7 @@ def test_feed_sets_the_local_cluster_and_mirrors_slices() -> None:
 def test_feed_ignores_the_broker_namespace() -> None:
     records, slices, _ = feed()
     slices.put(local_slice("west", "web", publication(
-        r.CLUSTER_SET_IP, EndpointSpec(ip="242.1.0.7")), namespace="submariner-k8s-broker"))
+        r.CLUSTER_SET_IP, EndpointSpec(ip="242.1.0.7")), namespace=names.BROKER_NAMESPACE))
     assert records.services() == []
 
 
@@ -165,7 +166,7 @@ def test_feed_keeps_clusters_apart() -> None:
 
 def test_feed_reports_gateway_health_and_forgets_clusters_no_longer_listed() -> None:
     records, _, gateways = feed()
-    gw = {"metadata": {"name": "gw", "namespace": "submariner-operator"},
+    gw = {"metadata": {"name": "gw", "namespace": names.CLUSTER_NAMESPACE},
           "status": {"haStatus": "active", "connections": [
               {"status": "error", "endpoint": {"cluster_id": "west"}}]}}
     gateways.put(gw)

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from globalnet.controllers import reasons as gr
+from kube import names
 from lighthouse.agent import reasons as r
 from lighthouse.agent.model import EndpointSpec, Port
 from lighthouse.agent.publication import ExportInputs, decide, dns_label_or_none
@@ -48,15 +48,15 @@ def cluster_ip_giip(ip: str | None, name: str = "web", failure: str | None = Non
         status["conditions"] = [{"type": "Allocated", "status": "False",
                                  "reason": "IPPoolAllocationFailed", "message": failure}]
     return {"metadata": {"name": name, "namespace": NS,
-                         "labels": {gr.SERVICE_REF_LABEL: name}},
-            "spec": {"target": gr.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": name}},
+                         "labels": {names.SERVICE_REF_LABEL: name}},
+            "spec": {"target": names.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": name}},
             "status": status}
 
 
 def pod_giip(pod: str, ip: str | None) -> JSON:
     return {"metadata": {"name": f"pod-{pod}", "namespace": NS,
-                         "labels": {gr.SERVICE_REF_LABEL: "db"}},
-            "spec": {"target": gr.TARGET_HEADLESS_POD, "serviceRef": {"name": "db"},
+                         "labels": {names.SERVICE_REF_LABEL: "db"}},
+            "spec": {"target": names.TARGET_HEADLESS_POD, "serviceRef": {"name": "db"},
                      "podRef": {"name": pod}},
             "status": {"allocatedIP": ip} if ip else {}}
 
@@ -195,8 +195,8 @@ def test_pod_names_that_are_not_dns_labels_get_no_hostname() -> None:
 
 def test_headless_without_selector_uses_the_endpoint_global_ips() -> None:
     giip = {"metadata": {"name": "ep-db-10-244-0-20", "namespace": NS,
-                         "annotations": {gr.HEADLESS_ENDPOINT_IP_ANNOTATION: "10.244.0.20"}},
-            "spec": {"target": gr.TARGET_HEADLESS_ENDPOINTS, "serviceRef": {"name": "db"}},
+                         "annotations": {names.HEADLESS_ENDPOINT_IP_ANNOTATION: "10.244.0.20"}},
+            "spec": {"target": names.TARGET_HEADLESS_ENDPOINTS, "serviceRef": {"name": "db"}},
             "status": {"allocatedIP": "242.1.0.20"}}
     decision = decide(headless_inputs(
         service=service("db", clusterIP="None"), pods={}, ingress_ips=[giip],

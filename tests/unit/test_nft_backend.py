@@ -12,11 +12,11 @@ import textwrap
 
 import pytest
 
-from datapath.api import IntentRejected
 from datapath.nftables import NftablesDatapath, TransactionFailed
 from datapath.nftables import names as n
 from datapath.nftables.fake import FakeNft
 from datapath.nftables.model import Element, Kind, Verb
+from globalnet.datapath_api import IntentRejected
 from globalnet.intent import GlobalIP, HealthCheck
 from tests.unit import test_nft_fixtures as fx
 
@@ -191,6 +191,7 @@ def test_failed_transaction_keeps_state_and_forces_full_sync(fake: FakeNft,
     fake.fail_next()
     with pytest.raises(TransactionFailed):
         backend.apply(fx.intent(ingress=(fx.mapping(1),)))
+    assert fake.pending_failures == 0
     assert fake.dump() == before
     assert backend.need_full_sync
     assert backend.apply(fx.intent(ingress=(fx.mapping(1),))).operations == 2

@@ -7,12 +7,14 @@ from __future__ import annotations
 from typing import Any
 
 from datapath.routes import Route
-from gateway.routeagent import active_gateway, desired_routes, remote_cidrs
+from gateway.routeagent import active_gateway, desired_routes
+from kube import names
+from kube.objects import remote_cidrs
 
 
 def node(name: str, ip: str, *, gateway: bool = False, created: str = "2026-01-01T00:00:00Z"
          ) -> dict[str, Any]:
-    labels = {"submariner.io/gateway": "true"} if gateway else {}
+    labels = {names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE} if gateway else {}
     return {"metadata": {"name": name, "labels": labels, "creationTimestamp": created},
             "status": {"addresses": [{"type": "InternalIP", "address": ip}]}}
 
@@ -50,4 +52,4 @@ def test_no_gateway_no_routes_and_the_active_or_oldest_gateway_wins() -> None:
     assert active_gateway(two, active)["metadata"]["name"] == "g-new"  # type: ignore[index]
     # A gateway without an address cannot be routed to.
     assert active_gateway([{"metadata": {"name": "x", "labels": {
-        "submariner.io/gateway": "true"}}}]) is None
+        names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE}}}]) is None

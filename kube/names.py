@@ -1,0 +1,109 @@
+"""The API vocabulary the components share: namespaces, fixed object and lease names,
+labels, annotations, the Broker's ConfigMap keys and GlobalIngressIP targets.
+
+Each string here is written by one component and read by another - often in another
+process, on another cluster's API server, or by upstream Submariner's and the MCS
+API's own tools - so it is spelled once, here, and imported everywhere (tests too).
+Names follow upstream Submariner, Lighthouse and the MCS API wherever those have one,
+so habits and tooling carry over; the few that are ours say so.
+
+Condition types and reasons are not here: each has one writer, and they stay with it
+(``globalnet.controllers.reasons``, ``lighthouse.agent.reasons``).
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+# --- namespaces -------------------------------------------------------------------------
+# On the Broker's API server: every member's Cluster and Endpoint objects, the
+# ServiceImports and EndpointSlices Lighthouse exporters publish, and the Globalnet
+# record below. Written by `gnctl deploy-broker`/`join`/`leave`, the gateway engine and
+# the Lighthouse exporter; read by every member's Broker syncer and Lighthouse importer.
+BROKER_NAMESPACE: Final = "submariner-k8s-broker"
+# In each member cluster: where the agents run and hold their leases, where the Broker
+# syncer keeps its copies of the Cluster and Endpoint objects (read by Globalnet, the
+# route agent and the gateway engine) and the gateway engine its Gateway objects (read
+# by the route agent and Lighthouse's DNS feed).
+CLUSTER_NAMESPACE: Final = "submariner-operator"
+
+# --- the Broker's Globalnet record (a ConfigMap in BROKER_NAMESPACE) ----------------------
+# Written by `gnctl deploy-broker` (range, size) and `gnctl join`/`leave` (which cluster
+# holds which global CIDR); keys as upstream, so its tools read our Broker.
+GLOBALNET_INFO_CONFIGMAP: Final = "submariner-globalnet-info"
+GLOBALNET_ENABLED_KEY: Final = "globalnetEnabled"  # "true" / "false"
+GLOBALNET_CIDR_RANGE_KEY: Final = "globalnetCidrRange"  # the clusterset's global range
+GLOBALNET_CLUSTER_SIZE_KEY: Final = "globalnetClusterSize"  # default addresses per cluster
+# JSON list of {"cluster_id": ..., "global_cidr": [...]}: the allocations.
+GLOBALNET_CLUSTER_INFO_KEY: Final = "clusterinfo"
+
+# --- leases (in CLUSTER_NAMESPACE) ------------------------------------------------------
+# The active gateway of a cluster: held by one gateway engine at a time.
+GATEWAY_LEASE: Final = "globalnet-gateway"
+
+
+def globalnet_lease(cluster_id: str) -> str:
+    """The Lease whose holder runs the cluster's Globalnet controllers (one per cluster)."""
+    return f"globalnet-{cluster_id}"
+
+
+# --- objects with fixed names -------------------------------------------------------------
+# The only ClusterGlobalEgressIP upstream honours; Globalnet creates it when missing and
+# refuses any other name. The lab and tests read its status.
+CLUSTER_EGRESS_NAME: Final = "cluster-egress.submariner.io"
+
+# --- gateway nodes ------------------------------------------------------------------------
+# Marks the nodes that may carry the cluster's cable (set by whoever deploys: `gnctl`,
+# the lab's kubelet); read by Globalnet, the route agent and the gateway engine.
+GATEWAY_LABEL: Final = "submariner.io/gateway"
+GATEWAY_LABEL_VALUE: Final = "true"
+GATEWAY_SELECTOR: Final = f"{GATEWAY_LABEL}={GATEWAY_LABEL_VALUE}"
+# The gateway node's health-check global IP: written by Globalnet, published by the
+# gateway engine in its Endpoint, pinged by the other clusters' gateways.
+GATEWAY_GLOBAL_IP_ANNOTATION: Final = "submariner.io/globalIp"
+
+# --- who manages an object ----------------------------------------------------------------
+# The Kubernetes recommended label; each writer sets its own value and touches only
+# objects that carry it.
+MANAGED_BY_LABEL: Final = "app.kubernetes.io/managed-by"
+MANAGED_BY_GLOBALNET: Final = "globalnet"  # GlobalIngressIPs made for exported services
+MANAGED_BY_LIGHTHOUSE: Final = "lighthouse-agent"  # ServiceImports, EndpointSlices
+LIGHTHOUSE_SELECTOR: Final = f"{MANAGED_BY_LABEL}={MANAGED_BY_LIGHTHOUSE}"
+
+# --- GlobalIngressIPs ---------------------------------------------------------------------
+# Written by Globalnet's service-export controller on the GlobalIngressIPs it creates, so
+# it (and Lighthouse's exporter) find them from the Service alone: the Service's name.
+SERVICE_REF_LABEL: Final = "submariner.io/serviceRef"
+# For target HeadlessServiceEndpoints: which endpoint address the global IP maps to.
+# Written by Globalnet; read by its intent and by Lighthouse's exporter.
+HEADLESS_ENDPOINT_IP_ANNOTATION: Final = "submariner.io/headless-svc-endpoints-ip"
+# spec.target values (the CRD's enum).
+TARGET_CLUSTER_IP_SERVICE: Final = "ClusterIPService"
+TARGET_HEADLESS_POD: Final = "HeadlessServicePod"
+TARGET_HEADLESS_ENDPOINTS: Final = "HeadlessServiceEndpoints"
+
+# --- GlobalEgressIPs ----------------------------------------------------------------------
+# Ours: the first accepted podSelector (canonical JSON). The field is immutable as
+# upstream; Globalnet refuses later edits and keeps this one in force across restarts.
+ACCEPTED_POD_SELECTOR_ANNOTATION: Final = "globalnet.submariner.io/accepted-pod-selector"
+
+# --- exported services: MCS and Lighthouse labels -----------------------------------------
+# On every ServiceImport and EndpointSlice Lighthouse publishes on the Broker or imports
+# into a cluster; other clusters' agents and the DNS feed select and read them by these.
+# MCS well-known labels:
+SOURCE_CLUSTER_LABEL: Final = "multicluster.kubernetes.io/source-cluster"
+SERVICE_NAME_LABEL: Final = "multicluster.kubernetes.io/service-name"
+# Upstream Lighthouse's: the exported Service's namespace (the Broker holds every
+# namespace's exports in one namespace).
+SOURCE_NAMESPACE_LABEL: Final = "lighthouse.submariner.io/sourceNamespace"
+# Ours: ClusterSetIP or Headless, so an EndpointSlice says how to read it by itself
+# (the DNS feed needs no ServiceImport lookup).
+SERVICE_TYPE_LABEL: Final = "lighthouse.submariner.io/serviceType"
+# kube-controller-manager's EndpointSlice controllers leave alone any slice whose
+# managed-by names someone else; no `kubernetes.io/service-name` label is ever set, so
+# kube-proxy never programs these slices.
+ENDPOINTSLICE_MANAGED_BY_LABEL: Final = "endpointslice.kubernetes.io/managed-by"
+ENDPOINTSLICE_MANAGED_BY_LIGHTHOUSE: Final = "lighthouse-agent.submariner.io"
+# When the ServiceExport was created (RFC 3339), on published ServiceImports: the oldest
+# export decides the aggregated type when clusters disagree (MCS conflict resolution).
+EXPORTED_AT_ANNOTATION: Final = "lighthouse.submariner.io/exported-at"
