@@ -5,13 +5,14 @@ PY := $(VENV)/bin/python
 GNCTL := $(VENV)/bin/gnctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help setup deps venv k8s bcc-headers demo demo-down test test-unit lint bench-lab \
+.PHONY: help setup deps venv k8s images bcc-headers demo demo-down test test-unit lint bench-lab \
 	bench-globalnet bench-dns bench-nat bench-e2e clean
 
 help:
 	@echo "make demo       set everything up, bring up a 2-cluster lab and show it"
 	@echo "make test       set everything up and run all test tiers"
 	@echo "make demo-down  take the demo lab down"
+	@echo "make images     build the lab's container images offline (cached by content)"
 	@echo "make bench-lab  time 'lab up' for 2 and 3 clusters"
 	@echo "make bench-globalnet  IPAM and controller reconcile figures"
 	@echo "make bench-dns  our clusterset.local server against NSD, with dnsperf"
@@ -34,10 +35,15 @@ venv: deps $(STAMP)
 k8s: deps
 	@bash scripts/build-k8s.sh
 
+# The lab's container images (pause, globalnet, test), built offline and cached by
+# content; the globalnet image carries the project's wheel, hence the venv.
+images: deps venv
+	@bash deploy/images/build.sh
+
 bcc-headers: deps
 	@bash scripts/bcc-headers.sh
 
-setup: deps venv k8s bcc-headers
+setup: deps venv k8s bcc-headers images
 
 demo: setup
 	@bash scripts/demo.sh

@@ -11,6 +11,9 @@ PACKAGES=(
   golang-go golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
   dpkg-dev rsync python3-venv python3-dev gcc make util-linux procps iputils-ping curl
   nsd dnsperf
+  # Real nodes and offline images: containerd + runc + CNI plugins run the pods,
+  # mmdebstrap + umoci + skopeo build the images (deploy/images/build.sh).
+  containerd runc containernetworking-plugins mmdebstrap umoci skopeo
 )
 say() { printf '[deps] %s\n' "$*"; }
 
@@ -29,13 +32,17 @@ fi
 [[ $(id -u) -eq 0 ]] || { echo "[deps] error: installing ${missing[*]} needs root" >&2; exit 1; }
 say "installing: ${missing[*]}"
 export DEBIAN_FRONTEND=noninteractive
-# nsd is only a reference for bench-dns: a daemon the package may start on
-# install must not keep running on the host.
+# nsd is only a reference for bench-dns, and the lab starts its own containerd
+# per node: a daemon a package may start on install must not keep running on the host.
 nsd_before=$(pgrep -x nsd || true)
+containerd_before=$(pgrep -x containerd || true)
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/globalnet-apt.log 2>&1 \
   || { tail -n 20 /tmp/globalnet-apt.log >&2; echo "[deps] error: apt-get install failed" >&2; exit 1; }
 if [[ -z "$nsd_before" ]]; then
   for pid in $(pgrep -x nsd || true); do kill "$pid" 2>/dev/null || true; done
+fi
+if [[ -z "$containerd_before" ]]; then
+  for pid in $(pgrep -x containerd || true); do kill "$pid" 2>/dev/null || true; done
 fi
 say "done"

@@ -1,0 +1,72 @@
+"""scripts/patch-kubelet.sh: kubelet must never write host-wide sysctls.
+
+The patch is applied to the real source tree at build time (scripts/build-k8s.sh);
+here it runs on a stand-in tree: it applies once, is idempotent, and fails loudly
+when the line it replaces is not there exactly once.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = ROOT / "scripts" / "patch-kubelet.sh"
+FILE = "pkg/kubelet/cm/container_manager_linux.go"
+SETUP_NODE = (
+    "func (cm *containerManagerImpl) setupNode(activePods ActivePodsFunc) error {\n"
+    "\tb := KernelTunableModify\n"
+    "\tif cm.GetNodeConfig().ProtectKernelDefaults {\n"
+    "\t\tb = KernelTunableError\n"
+    "\t}\n"
+)
+
+
+def run(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True)
+
+
+def tree(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / FILE
+    path.parent.mkdir(parents=True)
+    path.write_text(text)
+    return path
+
+
+def test_patch_turns_modify_into_warn_once(tmp_path: Path) -> None:
+    path = tree(tmp_path, SETUP_NODE)
+    first = run(str(tmp_path))
+    assert first.returncode == 0, first.stderr
+    patched = path.read_text()
+    assert "\tb := KernelTunableWarn\n" in patched
+    assert "KernelTunableModify" not in patched
+    assert "b = KernelTunableError" in patched
+    second = run(str(tmp_path))
+    assert second.returncode == 0 and "already applied" in second.stdout
+    assert path.read_text() == patched
+
+
+def test_patch_fails_loudly_when_the_line_is_not_there(tmp_path: Path) -> None:
+    tree(tmp_path, SETUP_NODE.replace("KernelTunableModify", "somethingElse"))
+    out = run(str(tmp_path))
+    assert out.returncode != 0
+    assert "expected the line 'b := KernelTunableModify' once" in out.stderr
+
+
+def test_patch_fails_when_the_line_is_there_twice(tmp_path: Path) -> None:
+    path = tree(tmp_path, SETUP_NODE + SETUP_NODE)
+    out = run(str(tmp_path))
+    assert out.returncode != 0 and "found it 2 times" in out.stderr
+    assert path.read_text() == SETUP_NODE + SETUP_NODE
+
+
+def test_patch_fails_without_the_file(tmp_path: Path) -> None:
+    out = run(str(tmp_path))
+    assert out.returncode != 0 and "not in" in out.stderr
+
+
+def test_the_id_names_the_patch() -> None:
+    out = run("--id")
+    assert out.returncode == 0 and re.fullmatch(r"[0-9a-f]{12}\n", out.stdout)
+    assert "patch-kubelet.sh" in (ROOT / "scripts" / "build-k8s.sh").read_text()
