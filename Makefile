@@ -5,8 +5,11 @@ PY := $(VENV)/bin/python
 GNCTL := $(VENV)/bin/gnctl
 STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
 
-.PHONY: help setup deps venv k8s images bcc-headers demo demo-down test test-unit lint bench-lab \
-	bench-globalnet bench-dns bench-nat bench-e2e clean
+.PHONY: help setup deps venv k8s images bcc-headers demo demo-down test test-unit test-bpf lint \
+	bench-lab bench-globalnet bench-dns bench-nat bench-e2e clean
+
+# bench-nat: which of our datapaths to measure (nftables, ebpf or both).
+DATAPATH ?= nftables
 
 help:
 	@echo "make demo       set everything up, bring up a 2-cluster lab and show it"
@@ -18,6 +21,9 @@ help:
 	@echo "make bench-dns  our clusterset.local server against NSD, with dnsperf"
 	@echo "make bench-e2e  export to allocated/programmed/resolvable/reachable in a Globalnet lab"
 	@echo "make bench-nat  connection rate and update latency: our maps vs rule-per-IP chains"
+	@echo "                (DATAPATH=nftables|ebpf|both)"
+	@echo "make test-bpf   the eBPF programs on hand-built packets (BPF_PROG_TEST_RUN) and the"
+	@echo "                eBPF backend's life cycle, in a throwaway network namespace"
 
 deps:
 	@bash scripts/install-deps.sh
@@ -57,6 +63,13 @@ test: setup
 test-unit: venv
 	@$(PY) -m pytest tests/unit
 
+# The eBPF datapath's own tests: programs through BPF_PROG_TEST_RUN, struct layouts
+# checked by clang, and the backend on a real device (bcc needs the header links).
+test-bpf: venv bcc-headers
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m pytest "$$@"' x \
+		tests/unit/test_ebpf_structs.py tests/netns/test_bpf_progs.py \
+		tests/netns/test_bpf_layout.py tests/netns/test_ebpf_backend.py -q
+
 lint: venv
 	@$(VENV)/bin/ruff check .
 	@$(VENV)/bin/lint-imports --no-cache
@@ -65,7 +78,7 @@ bench-lab: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.lab_up'
 
 bench-nat: setup
-	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.nat'
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.nat --datapath $(DATAPATH)'
 
 bench-e2e: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.e2e'

@@ -23,14 +23,20 @@ def register(sub: Any) -> None:
     alloc.add_argument("-o", "--output", choices=["table", "json"], default="table")
     alloc.set_defaults(func=cmd_allocations)
 
-    nat = show_sub.add_parser("nat", help="NAT mappings installed in the kernel (nftables)")
-    nat.add_argument("--netns", help="read the table inside this network namespace "
+    nat = show_sub.add_parser("nat", help="NAT mappings installed in the kernel")
+    nat.add_argument("--netns", help="read the datapath of this network namespace "
                      "(e.g. a lab gateway node: gn-demo-c1-n0)")
+    nat.add_argument("--datapath", choices=["nftables", "ebpf"], default="nftables",
+                     help="which backend's state to read (default nftables)")
+    nat.add_argument("--bpffs", type=Path, default=None,
+                     help="ebpf: the bpf filesystem the agent pins under (default /sys/fs/bpf)")
     nat.add_argument("-o", "--output", choices=["table", "json"], default="table")
     nat.set_defaults(func=cmd_nat)
 
 
 def cmd_nat(args: argparse.Namespace) -> int:
+    if args.datapath == "ebpf":
+        return cmd_nat_ebpf(args)
     from datapath.nftables.inspect import TABLE_REF, read_mappings, render_table
 
     try:
@@ -45,6 +51,31 @@ def cmd_nat(args: argparse.Namespace) -> int:
     out.print(render_table(rows))
     where = f"ip netns exec {args.netns} " if args.netns else ""
     out.print(f"{len(rows)} mappings; the rules: {where}nft list table {TABLE_REF}")
+    return 0
+
+
+def cmd_nat_ebpf(args: argparse.Namespace) -> int:
+    """The eBPF maps' ingress mappings with their per-mapping counters, and the drops."""
+    from datapath.ebpf.inspect import read_drops, read_mappings
+
+    try:
+        rows = read_mappings(netns=args.netns, bpffs=args.bpffs)
+        drops = read_drops(netns=args.netns, bpffs=args.bpffs)
+    except OSError as exc:
+        print(f"gnctl: cannot read the eBPF datapath's pinned maps: {exc}")
+        return 1
+    if args.output == "json":
+        print(json.dumps({"mappings": [asdict(r) for r in rows], "drops": drops}, indent=2))
+        return 0
+    table = Table("global IP", "local", "ports", "packets in", "bytes in", "packets out",
+                  "bytes out", title="eBPF ingress mappings")
+    for r in rows:
+        table.add_row(r.global_ip, r.local, r.ports, str(r.packets_in), str(r.bytes_in),
+                      str(r.packets_out), str(r.bytes_out))
+    out = console()
+    out.print(table)
+    dropped = ", ".join(f"{k} {v}" for k, v in drops.items() if v) or "none"
+    out.print(f"{len(rows)} mappings; drops: {dropped}")
     return 0
 
 

@@ -82,9 +82,14 @@ class EgressGroup:
 class IngressMapping:
     """A 1:1 global IP <-> local target (ClusterIP or pod IP).
 
-    `ports` restricts the mapping to the exported ports; empty means all.
-    Translation is stateless (before conntrack), so kube-proxy sees an ordinary
-    ClusterIP packet and no extra Service is needed.
+    `ports` are the exported ports: new connections from other clusters reach
+    the target on these only; empty means all. A ClusterIP service is
+    translated on these ports only. A headless target (pod, selector-less
+    endpoint) is translated on every port, because its own connections leave
+    1:1 through the same global IP and their replies must come back, and the
+    backends admit new connections to it on `ports` only. Translation is
+    stateless (before conntrack), so kube-proxy sees an ordinary ClusterIP
+    packet and no extra Service is needed.
     """
 
     global_ip: GlobalIP

@@ -19,7 +19,7 @@ import netaddr
 
 from datapath.nftables import names as n
 from datapath.nftables.model import Element
-from globalnet.intent import EgressGroup, EgressKind, IngressMapping, NatIntent
+from globalnet.intent import EgressGroup, EgressKind, IngressMapping, IngressTarget, NatIntent
 
 log = logging.getLogger(__name__)
 
@@ -53,13 +53,22 @@ def address_range(ips: Iterable[str], *, owner: str = "") -> str:
 
 
 def ingress_elements(m: IngressMapping) -> list[tuple[str, Element]]:
-    """The forward and reverse elements of one 1:1 mapping (2 per port, or 2)."""
-    if not m.ports:
-        return [
+    """The forward and reverse elements of one 1:1 mapping (2 per port, or 2).
+
+    A headless target (pod, selector-less endpoint) is rewritten on every port;
+    its exported ports go to the admit sets instead (2 + 1 + 1 per port).
+    """
+    out: list[tuple[str, Element]] = []
+    if not m.ports or m.target is not IngressTarget.CLUSTER_IP_SERVICE:
+        out += [
             (n.INGRESS_IPS, Element(m.global_ip, m.target_ip, m.owner)),
             (n.REVERSE_IPS, Element(m.target_ip, m.global_ip, m.owner)),
         ]
-    out: list[tuple[str, Element]] = []
+        if m.ports:
+            out.append((n.ADMIT_TARGETS, Element(m.target_ip, "", m.owner)))
+            out += [(n.ADMIT_PORTS, Element(f"{m.target_ip} . {p.protocol.value} . {p.port}",
+                                            "", m.owner)) for p in m.ports]
+        return out
     for p in m.ports:
         proto = p.protocol.value
         out.append((n.INGRESS_PORTS, Element(f"{m.global_ip} . {proto} . {p.port}",
@@ -120,7 +129,8 @@ def cidr_elements(intent: NatIntent) -> Elements:
     }
 
 
-INGRESS_SETS = (n.INGRESS_IPS, n.INGRESS_PORTS, n.REVERSE_IPS, n.REVERSE_PORTS)
+INGRESS_SETS = (n.INGRESS_IPS, n.INGRESS_PORTS, n.REVERSE_IPS, n.REVERSE_PORTS,
+                n.ADMIT_TARGETS, n.ADMIT_PORTS)
 EGRESS_SETS = (n.EGRESS_PODS, n.EGRESS_HEADLESS, n.EGRESS_CIDRS)
 HEALTH_SETS = (n.HEALTH_CHECK_IPS,)
 CIDR_SETS = (n.GLOBAL_CIDR, n.REMOTE_GLOBAL_CIDRS)

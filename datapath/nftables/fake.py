@@ -266,6 +266,8 @@ _SHAPES: list[tuple[str, re.Pattern[str]]] = [
                                       rf"th sport map {_M}")),
     ("redirect", re.compile(rf"meta l4proto icmp ip daddr {_S} redirect")),
     ("drop", re.compile(rf"ip daddr {_S} drop")),
+    ("drop-unadmitted", re.compile(rf"ip saddr {_S} {_L4} ip daddr @(?P<t>[\w-]+) ip daddr "
+                                   rf"\. meta l4proto \. th dport != @(?P<a>[\w-]+) drop")),
     ("clear-mark", re.compile(rf"ip saddr {_S} meta mark set meta mark & "
                               r"0x(?P<mask>[0-9a-f]+) return")),
     ("mss", re.compile(r"tcp flags syn / syn,rst tcp option maxseg size set rt mtu")),
@@ -328,6 +330,11 @@ def _step(t: _Table, shape: str, g: dict[str, str], p: Packet) -> str | None:
         return "local" if p.proto == "icmp" and _contains(sets[g["s"]], p.dst) else None
     if shape == "drop":
         return "drop" if _contains(sets[g["s"]], p.dst) else None
+    if shape == "drop-unadmitted":
+        if not (l4 and _contains(sets[g["s"]], p.src) and _contains(sets[g["t"]], p.dst)):
+            return None
+        admitted = f"{p.dst} . {p.proto} . {p.dport}" in sets[g["a"]].elements
+        return None if admitted else "drop"
     if shape == "clear-mark":
         if not _contains(sets[g["s"]], p.src):
             return None

@@ -28,6 +28,11 @@ INGRESS_IPS = "ingress-ips"  # global IP -> target, every port
 INGRESS_PORTS = "ingress-ports"  # global IP . proto . port -> target, exported ports only
 REVERSE_IPS = "ingress-reverse-ips"  # target -> global IP (replies), every port
 REVERSE_PORTS = "ingress-reverse-ports"  # target . proto . port -> global IP (replies)
+# Headless targets (pod, selector-less endpoint) are rewritten on every port - their
+# own connections leave 1:1 through the same global IP, and the replies must come
+# back - but new connections from other clusters reach them on the exported ports only.
+ADMIT_TARGETS = "ingress-admit-targets"  # headless target IPs with exported ports
+ADMIT_PORTS = "ingress-admit-ports"  # headless target . proto . port admitted
 
 # Egress maps: stateful SNAT to an address range (port translation when many-to-few).
 EGRESS_PODS = "egress-pods"  # pod IP -> range; pod-selector, headless-pod, namespace groups

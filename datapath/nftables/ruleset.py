@@ -13,13 +13,17 @@ Packet walk (see datapath/README.md for the full picture):
   remote global source; replies get saddr rewritten back to the global IP in
   `filter-postrouting`, after conntrack undid kube-proxy's DNAT. A new connection
   still addressed to a global IP of ours after `raw-prerouting` (no mapping, or
-  an unexported port) is dropped in `nat-prerouting`.
+  an unexported port) is dropped in `nat-prerouting`. A headless pod or endpoint
+  is rewritten on every port (its own connections leave 1:1 through the same
+  global IP), so `nat-prerouting` drops new connections from remote clusters to
+  it on any port it does not export (`ingress-admit-targets`/`-ports`).
 * egress, pod -> remote global CIDR: `nat-postrouting` SNATs to the group's
   range (pod map first, then the cluster fallback); conntrack does the rest.
   A headless pod is not SNATed: its 1:1 global IP is written statelessly by
   `filter-postrouting` (and its replies by `raw-prerouting`), exactly like its
   ingress flows, so conntrack only ever sees the pod IP. This needs the pod's
-  ingress mapping to cover all ports, as upstream's HeadlessServicePod does.
+  ingress rewrite to cover all ports; new connections to it are admitted on the
+  exported ports only (`nat-prerouting`).
 * health check: `nat-prerouting` redirects ICMP for the health-check IP to the
   gateway itself.
 * MSS clamping: `filter-postrouting`, for SYNs and SYN-ACKs toward remote clusters.
@@ -49,6 +53,11 @@ SETS: tuple[SetSpec, ...] = (
             comment="ingress replies: ClusterIP or pod IP -> global IP, all ports"),
     SetSpec(n.REVERSE_PORTS, "ipv4_addr . inet_proto . inet_service", data_type="ipv4_addr",
             comment="ingress replies: ClusterIP or pod IP . protocol . port -> global IP"),
+    SetSpec(n.ADMIT_TARGETS, "ipv4_addr",
+            comment="headless targets: new connections from remote clusters on exported "
+                    "ports only"),
+    SetSpec(n.ADMIT_PORTS, "ipv4_addr . inet_proto . inet_service",
+            comment="headless target . protocol . port: the exported ports"),
     SetSpec(n.EGRESS_PODS, "ipv4_addr", data_type="interval ipv4_addr",
             comment="egress: pod IP -> global IP range (pod-selector and namespace groups)"),
     SetSpec(n.EGRESS_HEADLESS, "ipv4_addr", data_type="ipv4_addr",
@@ -87,6 +96,9 @@ CHAINS: tuple[ChainSpec, ...] = (
                   "ping to the health-check IP is answered by this gateway"),
             _rule(f"ip daddr @{n.GLOBAL_CIDR} drop",
                   "a global IP of ours without a mapping (or an unexported port) goes no further"),
+            _rule(f"ip saddr @{n.REMOTE_GLOBAL_CIDRS} {_L4} ip daddr @{n.ADMIT_TARGETS} "
+                  f"ip daddr . meta l4proto . th dport != @{n.ADMIT_PORTS} drop",
+                  "headless targets: only the exported ports admit new connections"),
         ),
     ),
     ChainSpec(

@@ -164,9 +164,9 @@ def ingress_mappings(giips: list[JSON], *, services: Iterable[JSON], pods: Itera
         if target == names.TARGET_CLUSTER_IP_SERVICE:
             mapping = _cluster_ip_service_mapping(giip, GlobalIP(gip), services_by_key)
         elif target == names.TARGET_HEADLESS_POD:
-            mapping = _headless_pod_mapping(giip, GlobalIP(gip), pods_by_key)
+            mapping = _headless_pod_mapping(giip, GlobalIP(gip), pods_by_key, services_by_key)
         elif target == names.TARGET_HEADLESS_ENDPOINTS:
-            mapping = _headless_endpoints_mapping(giip, GlobalIP(gip))
+            mapping = _headless_endpoints_mapping(giip, GlobalIP(gip), services_by_key)
         else:
             mapping = None
         if mapping is not None:
@@ -194,24 +194,45 @@ def _cluster_ip_service_mapping(giip: JSON, gip: GlobalIP,
     return IngressMapping(gip, cip, IngressTarget.CLUSTER_IP_SERVICE, _ingress_owner(giip), ports)
 
 
-def _headless_pod_mapping(giip: JSON, gip: GlobalIP,
-                          pods: dict[str, JSON]) -> IngressMapping | None:
-    """The backend pod's IP, all ports (its egress is 1:1 through the same IP)."""
+def _headless_ports(giip: JSON, services: dict[str, JSON]) -> tuple[PortSpec, ...]:
+    """The ports a headless service's backends export: each service port's numeric
+    targetPort (what a client of the pod IP connects to), else the port itself.
+    Empty when the service is not known (then every port is admitted)."""
+    ref = (o.spec(giip).get("serviceRef") or {}).get("name", "")
+    svc = services.get(f"{o.namespace(giip)}/{ref}")
+    out: set[PortSpec] = set()
+    for p in (o.spec(svc).get("ports") or []) if svc else []:
+        if not isinstance(p, dict) or not isinstance(p.get("port"), int):
+            continue
+        proto = _protocol(str(p.get("protocol") or "TCP").lower())
+        target = p.get("targetPort")
+        if proto is not None:
+            out.add(PortSpec(proto, target if isinstance(target, int) else int(p["port"])))
+    return tuple(sorted(out, key=lambda p: (p.protocol.value, p.port)))
+
+
+def _headless_pod_mapping(giip: JSON, gip: GlobalIP, pods: dict[str, JSON],
+                          services: dict[str, JSON]) -> IngressMapping | None:
+    """The backend pod's IP: translated on every port (its egress is 1:1 through the
+    same IP), new connections admitted on the service's ports only."""
     ref = (o.spec(giip).get("podRef") or {}).get("name", "")
     backend = pods.get(f"{o.namespace(giip)}/{ref}")
     pip = o.pod_ip(backend) if backend else None
     if not pip:
         return None
-    return IngressMapping(gip, pip, IngressTarget.HEADLESS_SERVICE_POD, _ingress_owner(giip))
+    return IngressMapping(gip, pip, IngressTarget.HEADLESS_SERVICE_POD, _ingress_owner(giip),
+                          _headless_ports(giip, services))
 
 
-def _headless_endpoints_mapping(giip: JSON, gip: GlobalIP) -> IngressMapping | None:
-    """The endpoint IP the controller recorded on the GlobalIngressIP."""
+def _headless_endpoints_mapping(giip: JSON, gip: GlobalIP,
+                                services: dict[str, JSON]) -> IngressMapping | None:
+    """The endpoint IP the controller recorded on the GlobalIngressIP, admitting
+    new connections on the service's ports only."""
     eip = o.annotations_of(giip).get(names.HEADLESS_ENDPOINT_IP_ANNOTATION)
     if not eip:
         return None
     return IngressMapping(gip, eip, IngressTarget.HEADLESS_SERVICE_ENDPOINTS,
-                          _ingress_owner(giip))
+                          _ingress_owner(giip), _headless_ports(giip, services))
 
 
 def health_checks(gateway_nodes: Iterable[JSON], *, claims: AddressClaims) -> list[HealthCheck]:

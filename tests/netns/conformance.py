@@ -13,9 +13,14 @@ one entry to `HARNESSES`:
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import functools
+import subprocess
+import tempfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from globalnet.datapath_api import Datapath
@@ -72,6 +77,58 @@ def _nft_snapshot(ns: str) -> str:
     return "\n".join(lines + table.other)
 
 
+@functools.cache
+def ebpf_bpffs() -> Path:
+    """A private bpffs for the run (the host may have none at /sys/fs/bpf, and tests
+    must not mount one there); unmounted when the process exits."""
+    path = Path(tempfile.mkdtemp(prefix="gn-bpffs-"))
+    subprocess.run(["mount", "-t", "bpf", "bpf", str(path)], check=True, capture_output=True)
+
+    def unmount() -> None:
+        subprocess.run(["umount", str(path)], check=False, capture_output=True)
+        with contextlib.suppress(OSError):
+            path.rmdir()
+
+    atexit.register(unmount)
+    return path
+
+
+def _ebpf_make(ns: str) -> Datapath:
+    from datapath.ebpf import EbpfDatapath
+
+    return EbpfDatapath(netns=ns, bpffs=ebpf_bpffs())
+
+
+def _ebpf_sabotage(ns: str) -> None:
+    """Detach our filters from every device and remove a program's pin, by hand."""
+    from datapath.ebpf import names as n
+
+    for line in netns.run(ns, ["ip", "-o", "link", "show"]).splitlines():
+        dev = line.split(":")[1].strip().split("@")[0]
+        for direction in ("ingress", "egress"):
+            netns.run(ns, ["tc", "filter", "del", "dev", dev, direction, "pref", str(n.TC_PREF)],
+                      check=False)
+    progs = n.PinLayout(ebpf_bpffs(), n.scope_of(ns)).progs
+    for pin in sorted(progs.glob(f"*/{n.FROM_TUNNEL}")):
+        pin.unlink()
+
+
+@contextlib.contextmanager
+def _ebpf_repairing(backend: Datapath) -> Iterator[Any]:
+    from datapath.ebpf import DriftWatcher, EbpfDatapath
+
+    assert isinstance(backend, EbpfDatapath)
+    with DriftWatcher(backend, interval=0.1) as watcher:
+        yield watcher
+
+
+def _ebpf_snapshot(ns: str) -> str:
+    from datapath.ebpf.inspect import snapshot
+
+    return snapshot(netns=ns, bpffs=ebpf_bpffs())
+
+
 HARNESSES: dict[str, Harness] = {
     "nftables": Harness("nftables", _nft_make, _nft_sabotage, _nft_repairing, _nft_snapshot),
+    "ebpf": Harness("ebpf", _ebpf_make, _ebpf_sabotage, _ebpf_repairing, _ebpf_snapshot),
 }

@@ -12,13 +12,15 @@ Address conventions (identical in clusters a and b, except the global CIDRs):
                 ns  10.244.1.11 (n2)  client, namespace egress group
                 sel 10.244.1.12 (n2)  client, namespace group + pod-selector group
                 web 10.244.1.20 (n2)  servers: tcp 8080, udp 5353 ("web"), tcp 9090 ("secret")
-                hl  10.244.1.30 (n2)  headless pod: tcp 7070 ("hl"), answers ping
+                hl  10.244.1.30 (n2)  headless pod: tcp and udp 7070 and 9999 ("hl"), answers
+                                      ping; exports tcp 7070 only
   services      10.96.0.10 web: tcp 80 -> web:8080, udp 53 -> web:5353 (exported)
                 10.96.0.20 secret: tcp 80 -> web:9090 (NOT exported)
   global CIDR   a 242.0.0.0/16, b 242.1.0.0/16; offsets within it (G = 242.0 or 242.1):
                 G.0.1-4 cluster egress, G.1.1-2 namespace group (ns, sel), G.2.1 pod
-                selector (sel), G.3.30 headless hl (ingress and egress), G.10.1 web
-                (tcp/80, udp/53 only), G.255.254 gateway health check
+                selector (sel), G.3.30 headless hl (ingress and egress; new connections
+                on tcp/7070 only), G.10.1 web (tcp/80, udp/53 only), G.255.254 gateway
+                health check
   kube-proxy    iptables-nft rules shaped like kube-proxy 1.20's on both nodes: KUBE-SERVICES
                 DNAT, KUBE-MARK-MASQ (0x4000) for sources outside 10.244.0.0/16,
                 KUBE-POSTROUTING masquerade, KUBE-FORWARD accept on the mark.
@@ -73,7 +75,8 @@ PODS = (
     PodSpec("ns", "n2", "10.244.1.11"),
     PodSpec("sel", "n2", "10.244.1.12"),
     PodSpec("web", "n2", "10.244.1.20", ("tcp:8080:web", "udp:5353:web", "tcp:9090:secret")),
-    PodSpec("hl", "n2", "10.244.1.30", ("tcp:7070:hl",)),
+    PodSpec("hl", "n2", "10.244.1.30", ("tcp:7070:hl", "udp:7070:hl", "tcp:9999:hl",
+                                        "udp:9999:hl")),
 )
 POD = {p.name: p for p in PODS}
 WEB_CLUSTER_IP, SECRET_CLUSTER_IP = "10.96.0.10", "10.96.0.20"
@@ -113,7 +116,8 @@ def intent(cluster: str, *, extra_ingress: tuple[IngressMapping, ...] = ()) -> N
                            IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP default/web",
                            (PortSpec(Protocol.TCP, 80), PortSpec(Protocol.UDP, 53))),
             IngressMapping(global_ip(cluster, "3.30"), POD["hl"].ip,
-                           IngressTarget.HEADLESS_SERVICE_POD, hl_owner),
+                           IngressTarget.HEADLESS_SERVICE_POD, hl_owner,
+                           (PortSpec(Protocol.TCP, 7070),)),
             *extra_ingress,
         ],
         health_checks=[HealthCheck(global_ip(cluster, "255.254"), f"Gateway {cluster}-gw")],

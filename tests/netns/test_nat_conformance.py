@@ -1,7 +1,7 @@
 """NAT conformance: real packets between two clusters with the same CIDRs.
 
-Every case runs once per datapath backend (`HARNESSES` in conformance.py; only
-nftables today) on one topology per backend (nat_topology.py): cluster a's pods
+Every case runs once per datapath backend (`HARNESSES` in conformance.py:
+nftables and ebpf) on one topology per backend (nat_topology.py): cluster a's pods
 reach cluster b's exported service and headless pod through global IPs, and back.
 kube-proxy's ClusterIP handling is emulated with kube-proxy-shaped iptables-nft
 rules, including the 0x4000 masquerade mark for sources outside the pod CIDR.
@@ -10,7 +10,8 @@ Address conventions (full table in nat_topology.py):
   pods 10.244.0.0/16 and services 10.96.0.0/16 in both clusters
   a: global 242.0.0.0/16, b: global 242.1.0.0/16; router between the gateways
   G.0.1-4 cluster egress, G.1.1-2 namespace group, G.2.1 pod selector,
-  G.3.30 headless pod hl, G.10.1 service web (tcp/80, udp/53), G.255.254 health check
+  G.3.30 headless pod hl (exports tcp/7070; serves tcp and udp 7070 and 9999),
+  G.10.1 service web (tcp/80, udp/53), G.255.254 health check
   10.96.0.10 web (exported), 10.96.0.20 secret (not exported)
 """
 
@@ -130,6 +131,23 @@ def test_non_exported_service_is_unreachable_through_any_global_ip(topo: nt.Topo
     assert "secret" not in answers.values(), answers
     assert answers[(WEB_B, 80)] == "web"  # the exported port of the exported service works
     assert answers[(WEB_B, 9090)].startswith("error")  # ports it does not export do not
+
+
+def test_only_exported_ports_are_reachable_through_global_ips(topo: nt.Topology) -> None:
+    hl = nt.POD["hl"].ip
+    # Control: inside cluster b the headless pod answers on every port it serves.
+    assert nt.wait_for("hl locally", lambda: topo.tcp_echo("b", "cl", hl, 9999))[0] == "hl"
+    for port in (7070, 9999):
+        assert topo.udp_echo("b", "cl", hl, port)[0] == "hl"
+    # Through the global IPs, from cluster a: the exported protocol and port only.
+    assert nt.wait_for("tcp echo", lambda: topo.tcp_echo("a", "cl", HL_B, 7070))[0] == "hl"
+    assert nt.wait_for("tcp echo", lambda: topo.tcp_echo("a", "cl", WEB_B, 80))[0] == "web"
+    assert nt.wait_for("udp echo", lambda: topo.udp_echo("a", "cl", WEB_B, 53))[0] == "web"
+    tcp = nt.connect_all(topo, "a", "cl", [(HL_B, 9999), (WEB_B, 8080), (WEB_B, 53)])
+    assert all(a.startswith("error") for a in tcp.values()), tcp
+    for ip, port in ((HL_B, 9999), (HL_B, 7070), (WEB_B, 5353), (WEB_B, 80)):
+        with pytest.raises(OSError):
+            topo.udp_echo("a", "cl", ip, port, timeout=0.7)
 
 
 def test_local_traffic_is_unchanged(topo: nt.Topology) -> None:

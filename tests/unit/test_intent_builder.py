@@ -77,6 +77,28 @@ def test_ingress_targets_the_cluster_ip_with_its_ports() -> None:
     assert sorted((p.protocol.value, p.port) for p in mapping.ports) == [("tcp", 80), ("udp", 53)]
 
 
+def test_headless_targets_admit_only_the_services_ports() -> None:
+    svc = obj("db", "app", spec={"clusterIP": "None", "ports": [
+        {"port": 5432, "targetPort": 15432, "protocol": "TCP"}, {"port": 53, "protocol": "UDP"},
+        {"port": 80, "targetPort": "http"}]})
+    giips = [
+        obj("pod-db-0", "app", spec={"target": names.TARGET_HEADLESS_POD,
+                                     "serviceRef": {"name": "db"}, "podRef": {"name": "db-0"}},
+            status={"allocatedIP": "242.0.0.70"}),
+        obj("ep-db", "app", spec={"target": names.TARGET_HEADLESS_ENDPOINTS,
+                                  "serviceRef": {"name": "db"}},
+            meta={"annotations": {names.HEADLESS_ENDPOINT_IP_ANNOTATION: "10.244.3.3"}},
+            status={"allocatedIP": "242.0.0.71"}),
+    ]
+    intent = build_intent(inputs(services=[svc], pods=[pod("db-0", "10.244.0.9", {})],
+                                 global_ingress_ips=giips))
+    for m in intent.ingress:
+        assert [(p.protocol.value, p.port) for p in m.ports] == [
+            ("tcp", 80), ("tcp", 15432), ("udp", 53)], m.owner
+    assert {m.target for m in intent.ingress} == {IngressTarget.HEADLESS_SERVICE_POD,
+                                                  IngressTarget.HEADLESS_SERVICE_ENDPOINTS}
+
+
 def test_unsound_records_are_left_out_instead_of_spoiling_the_intent() -> None:
     svc = obj("web", "app", spec={"clusterIP": "10.96.0.10"})
     ref = {"target": names.TARGET_CLUSTER_IP_SERVICE, "serviceRef": {"name": "web"}}

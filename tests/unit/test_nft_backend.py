@@ -33,6 +33,7 @@ BASE_RULES = textwrap.dedent("""\
     \ttype nat hook prerouting priority dstnat; policy accept;
     \tmeta l4proto icmp ip daddr @health-check-ips redirect comment "ping to the health-check IP is answered by this gateway"
     \tip daddr @global-cidr drop comment "a global IP of ours without a mapping (or an unexported port) goes no further"
+    \tip saddr @remote-global-cidrs meta l4proto { tcp, udp, sctp } ip daddr @ingress-admit-targets ip daddr . meta l4proto . th dport != @ingress-admit-ports drop comment "headless targets: only the exported ports admit new connections"
     }
     chain nat-postrouting {
     \tcomment "egress: SNAT pods to their global egress IPs; ingress: keep the remote source"
@@ -112,13 +113,13 @@ def test_base_intent_gives_the_golden_ruleset(fake: FakeNft, backend: NftablesDa
     assert elements_text(fake) == BASE_ELEMENTS
     # 1 table + 10 sets + 4 chains + 14 rules + 12 elements, in one transaction.
     assert len(fake.transactions) == 1
-    assert result.operations == fake.last_operations == 1 + 10 + 4 + 14 + 12
+    assert result.operations == fake.last_operations == 1 + 12 + 4 + 15 + 12
 
 
 def test_repeated_syncs_cost_only_their_change(fake: FakeNft, backend: NftablesDatapath) -> None:
     """Like kube-proxy's TestSyncProxyRulesRepeated: 42, then 0, then per-change counts."""
     base = fx.intent()
-    assert backend.apply(base).operations == 41
+    assert backend.apply(base).operations == 44
     assert backend.apply(base).operations == 0
     assert len(fake.transactions) == 1  # nothing committed for a no-op
 
@@ -259,14 +260,14 @@ def test_deleted_table_and_foreign_objects_are_repaired(fake: FakeNft,
                                                         backend: NftablesDatapath) -> None:
     backend.apply(fx.intent())
     fake.delete_table()
-    assert backend.resync() == 41
+    assert backend.resync() == 44
     assert elements_text(fake) == BASE_ELEMENTS
     # A chain someone added to our table: the table is recreated in one batch.
     from datapath.nftables.fake import _Chain
     from datapath.nftables.model import ChainSpec
     fake.edit(lambda t: t.chains.__setitem__("mine", _Chain(ChainSpec(
         "mine", "filter", "input", "0", "by hand"))))
-    assert backend.resync() == 1 + 41
+    assert backend.resync() == 1 + 44
     assert fake.transactions[-1][0].kind is Kind.TABLE
     assert fake.transactions[-1][0].verb is Verb.DELETE
     assert chains_text(fake) == BASE_RULES
@@ -277,4 +278,4 @@ def test_cleanup_deletes_our_table_only(fake: FakeNft, backend: NftablesDatapath
     backend.cleanup()
     assert fake.table is None
     backend.cleanup()  # idempotent
-    assert backend.apply(fx.intent()).operations == 41
+    assert backend.apply(fx.intent()).operations == 44

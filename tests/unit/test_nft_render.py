@@ -101,6 +101,7 @@ TERSE_SAMPLE = textwrap.dedent("""\
     \t\ttype nat hook prerouting priority dstnat; policy accept;
     \t\tmeta l4proto icmp ip daddr @health-check-ips redirect comment "ping to the health-check IP is answered by this gateway"
     \t\tip daddr @global-cidr drop comment "a global IP of ours without a mapping (or an unexported port) goes no further"
+    \t\tip saddr @remote-global-cidrs meta l4proto { tcp, udp, sctp } ip daddr @ingress-admit-targets ip daddr . meta l4proto . th dport != @ingress-admit-ports drop comment "headless targets: only the exported ports admit new connections"
     \t}
     }
     """)  # noqa: E501

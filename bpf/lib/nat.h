@@ -1,0 +1,186 @@
+/* Stateless 1:1 translation (gn_nat_*): global IP <-> ClusterIP / pod IP,
+ * the CIDR classification and the health-check addresses.
+ *
+ * Maps (names, sizes and pin paths from datapath/ebpf/names.py):
+ *   GN_MAP_INGRESS  hash  gn_nat_key{global IP, proto, port} -> gn_nat_value{target}
+ *   GN_MAP_REVERSE  hash  gn_nat_key{target, proto, port}    -> gn_nat_value{global IP}
+ *   GN_MAP_CIDRS    LPM   gn_cidr_key -> gn_cidr_value{GN_CIDR_OURS | GN_CIDR_REMOTE}
+ *   GN_MAP_HEALTH   hash  __be32 global IP -> __u32 (1)
+ * A mapping for every port has proto 0 and port 0; a ClusterIP mapping
+ * restricted to its exported ports has one key per protocol and port. A
+ * headless target (pod, selector-less endpoint) has both: it is rewritten on
+ * every port, since its own connections leave 1:1 through the same global IP
+ * and their replies must come back, but its every-port entry carries
+ * GN_NAT_F_ADMIT_PORTS: new connections to it are admitted on the exported
+ * ports only, and the replies of its own connections are recognised by the
+ * connection-table entry gn_to_tunnel records for them (lib/ct.h). Python mirrors these
+ * structs in datapath/ebpf/structs.py (tests/unit/test_ebpf_structs.py and
+ * tests/netns/test_bpf_layout.py check the layouts agree).
+ */
+#ifndef GN_LIB_NAT_H
+#define GN_LIB_NAT_H
+
+#include "lib/common.h"
+#include "lib/csum.h"
+
+struct gn_nat_key {
+	__be32 addr;    /* network order */
+	__u8 proto;     /* IPPROTO_TCP/UDP/SCTP, or 0: every protocol and port */
+	__u8 pad;       /* always 0 */
+	__be16 port;    /* network order; 0 with proto 0 */
+};                      /* 8 bytes, no implicit padding */
+
+struct gn_nat_value {
+	__be32 addr;    /* the translated address, network order */
+	__u32 flags;    /* host order: GN_NAT_F_ADMIT_PORTS on the every-port entry of a
+	                 * headless target, whose exported ports have their own entries */
+	__u64 packets;  /* host order, counted by the programs */
+	__u64 bytes;    /* host order, counted by the programs (skb->len) */
+};                      /* 24 bytes, no implicit padding */
+
+struct gn_cidr_key {
+	__u32 prefixlen; /* host order, as BPF_MAP_TYPE_LPM_TRIE requires */
+	__be32 addr;     /* network order */
+};                       /* 8 bytes */
+
+struct gn_cidr_value {
+	__u32 kind;      /* host order: GN_CIDR_OURS or GN_CIDR_REMOTE */
+};                       /* 4 bytes */
+
+GN_MAP("hash", struct gn_nat_key, struct gn_nat_value, GN_MAP_INGRESS, GN_INGRESS_SIZE,
+       GN_PIN_INGRESS);
+GN_MAP("hash", struct gn_nat_key, struct gn_nat_value, GN_MAP_REVERSE, GN_INGRESS_SIZE,
+       GN_PIN_REVERSE);
+GN_MAP_FLAGS("lpm_trie", struct gn_cidr_key, struct gn_cidr_value, GN_MAP_CIDRS, GN_CIDRS_SIZE,
+	     GN_PIN_CIDRS, BPF_F_NO_PREALLOC);
+GN_MAP("hash", __be32, __u32, GN_MAP_HEALTH, GN_HEALTH_SIZE, GN_PIN_HEALTH);
+
+/* GN_CIDR_OURS or GN_CIDR_REMOTE for @addr, 0 when it is neither. */
+static __always_inline __u32 gn_nat_cidr_kind(__be32 addr)
+{
+	struct gn_cidr_key key = { .prefixlen = 32, .addr = addr };
+	struct gn_cidr_value *v = GN_MAP_CIDRS.lookup(&key);
+
+	return v ? v->kind : 0;
+}
+
+static __always_inline int gn_nat__port_proto(__u8 proto)
+{
+	return proto == IPPROTO_TCP || proto == IPPROTO_UDP || proto == IPPROTO_SCTP;
+}
+
+/**
+ * gn_nat_ingress_lookup - the mapping of global IP @addr for a packet of
+ * @proto to @port: the exported port's entry, else the every-port entry.
+ * @have_port is 0 for a later fragment (no L4 header: every-port entry only).
+ * Returns the value (counters updatable in place) or NULL.
+ */
+static __always_inline struct gn_nat_value *gn_nat_ingress_lookup(__be32 addr, __u8 proto,
+								   __be16 port, int have_port)
+{
+	struct gn_nat_key key = { .addr = addr };
+	struct gn_nat_value *v;
+
+	if (have_port && gn_nat__port_proto(proto)) {
+		key.proto = proto;
+		key.port = port;
+		v = GN_MAP_INGRESS.lookup(&key);
+		if (v)
+			return v;
+		key.proto = 0;
+		key.port = 0;
+	}
+	return GN_MAP_INGRESS.lookup(&key);
+}
+
+/* The same for the reverse map: target @addr sending from @port. */
+static __always_inline struct gn_nat_value *gn_nat_reverse_lookup(__be32 addr, __u8 proto,
+								   __be16 port, int have_port)
+{
+	struct gn_nat_key key = { .addr = addr };
+	struct gn_nat_value *v;
+
+	if (have_port && gn_nat__port_proto(proto)) {
+		key.proto = proto;
+		key.port = port;
+		v = GN_MAP_REVERSE.lookup(&key);
+		if (v)
+			return v;
+		key.proto = 0;
+		key.port = 0;
+	}
+	return GN_MAP_REVERSE.lookup(&key);
+}
+
+static __always_inline int gn_nat_is_health_check(__be32 addr)
+{
+	return GN_MAP_HEALTH.lookup(&addr) != NULL;
+}
+
+static __always_inline void gn_nat_count(struct gn_nat_value *v, __u32 len)
+{
+	__sync_fetch_and_add(&v->packets, 1);
+	__sync_fetch_and_add(&v->bytes, len);
+}
+
+/**
+ * gn_nat_answer_echo - turn the ICMP echo request in @skb into its reply and
+ * send it back out of the device it came in on (the health check answer).
+ * Addresses and MACs are swapped (the IP checksum covers the same words);
+ * the type changes from 8 to 0 with the ICMP checksum.
+ */
+static __always_inline int gn_nat_answer_echo(struct __sk_buff *skb, const struct gn_pkt *p)
+{
+	__u8 macs[12], swapped[12];
+	__be32 saddr = p->saddr, daddr = p->daddr;
+	__u16 old_word, new_word;
+	__u8 *w = (__u8 *)&new_word;
+	int i;
+
+	if (bpf_skb_load_bytes(skb, 0, macs, 12) < 0)
+		return TC_ACT_SHOT;
+#pragma unroll
+	for (i = 0; i < 6; i++) {
+		swapped[i] = macs[i + 6];
+		swapped[i + 6] = macs[i];
+	}
+	if (bpf_skb_store_bytes(skb, 0, swapped, 12, 0) < 0)
+		return TC_ACT_SHOT;
+	if (bpf_skb_store_bytes(skb, GN_IP_SRC_OFF, &daddr, 4, 0) < 0 ||
+	    bpf_skb_store_bytes(skb, GN_IP_DST_OFF, &saddr, 4, 0) < 0)
+		return TC_ACT_SHOT;
+	if (bpf_skb_load_bytes(skb, p->l4_off, &old_word, 2) < 0)
+		return TC_ACT_SHOT;
+	new_word = old_word;
+	w[0] = ICMP_ECHOREPLY;
+	if (bpf_l4_csum_replace(skb, p->l4_off + 2, old_word, new_word, 2) < 0 ||
+	    bpf_skb_store_bytes(skb, p->l4_off, &new_word, 2, 0) < 0)
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
+/* Offset of the port (or echo identifier) field of @p: source or destination. */
+static __always_inline __u32 gn_nat__port_off(const struct gn_pkt *p, int dst)
+{
+	if (p->proto == IPPROTO_ICMP)
+		return p->l4_off + 4;
+	return p->l4_off + (dst ? 2 : 0);
+}
+
+/**
+ * gn_nat_rewrite - rewrite the source (@dst 0) or destination (@dst 1) of @p
+ * to @addr and, when @port_too and the L4 header is here, the port to @port,
+ * with every checksum. Returns 0 or a negative helper error.
+ */
+static __always_inline int gn_nat_rewrite(struct __sk_buff *skb, const struct gn_pkt *p, int dst,
+					  __be32 addr, __be16 port, int port_too)
+{
+	int ret = gn_csum_set_addr(skb, p, dst ? GN_IP_DST_OFF : GN_IP_SRC_OFF,
+				   dst ? p->daddr : p->saddr, addr);
+
+	if (ret < 0 || !port_too || !p->first_frag || !p->has_ports || p->proto == IPPROTO_SCTP)
+		return ret;
+	return gn_csum_set_port(skb, p, gn_nat__port_off(p, dst), dst ? p->dport : p->sport, port);
+}
+
+#endif /* GN_LIB_NAT_H */

@@ -1,0 +1,97 @@
+"""Read back what the eBPF datapath holds, for `gnctl show nat --datapath ebpf`
+and for tests: mappings with their counters, and a canonical text snapshot.
+
+Reads only pins (and `tc` for the snapshot): works from any process, changes
+nothing, needs no compiler.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from datapath.ebpf import elements, shim, tc
+from datapath.ebpf import names as n
+from datapath.ebpf import structs as s
+from datapath.ebpf.maps import PinnedMap
+
+
+@dataclass(frozen=True)
+class MappingRow:
+    """One ingress mapping element with its counters (forward and reverse)."""
+
+    global_ip: str
+    local: str
+    ports: str            # "all" or "tcp/80"
+    packets_in: int
+    bytes_in: int
+    packets_out: int
+    bytes_out: int
+
+
+def _open(pins: n.PinLayout, macro: str) -> PinnedMap:  # type: ignore[type-arg]
+    return PinnedMap(pins.map(macro), elements.KEY_TYPES[macro], elements.VALUE_TYPES[macro])
+
+
+def read_mappings(*, netns: str | None = None, bpffs: Path | None = None) -> list[MappingRow]:
+    pins = n.PinLayout(bpffs or n.DEFAULT_BPFFS, n.scope_of(netns))
+    fwd, rev = _open(pins, n.INGRESS), _open(pins, n.REVERSE)
+    try:
+        reverse = {(s.ip_of(k.addr), k.proto, k.port): v for k, v in rev.items()}
+        rows = []
+        for k, v in fwd.items():
+            target = s.ip_of(v.addr)
+            back = reverse.get((target, k.proto, k.port))
+            ports = "all" if k.proto == 0 else (
+                f"{elements.PROTO_NAME.get(k.proto, str(k.proto))}/{s.port_of(k.port)}")
+            rows.append(MappingRow(s.ip_of(k.addr), target, ports, int(v.packets), int(v.bytes),
+                                   int(back.packets) if back else 0,
+                                   int(back.bytes) if back else 0))
+    finally:
+        fwd.close()
+        rev.close()
+    return sorted(rows, key=lambda r: (r.global_ip, r.ports))
+
+
+def read_drops(*, netns: str | None = None, bpffs: Path | None = None) -> dict[str, int]:
+    pins = n.PinLayout(bpffs or n.DEFAULT_BPFFS, n.scope_of(netns))
+    stats = _open(pins, n.STATS)
+    try:
+        out = {}
+        for d in n.Drop:
+            v = stats.lookup(s.U32(value=int(d)))
+            out[d.name.lower()] = int(v.value) if v is not None else 0
+        return out
+    finally:
+        stats.close()
+
+
+def snapshot(*, netns: str | None = None, bpffs: Path | None = None) -> str:
+    """Filters, pins, configuration map elements (no counters) and the shim table,
+    as sorted text: equal snapshots mean equal datapath state."""
+    pins = n.PinLayout(bpffs or n.DEFAULT_BPFFS, n.scope_of(netns))
+    lines: list[str] = []
+    out = tc.run(netns, ["ip", "-o", "link", "show"], check=False)
+    for line in out.splitlines():
+        if line.count(":") < 2:
+            continue
+        dev = line.split(":")[1].strip().split("@")[0]
+        for direction in ("ingress", "egress"):
+            a = tc.attached(netns, dev, direction)
+            if a is not None:
+                lines.append(f"filter {dev} {direction} {a.name} id={a.prog_id}")
+    if pins.root.exists():
+        lines += [f"pin {p.relative_to(pins.root)}" for p in sorted(pins.root.rglob("*"))
+                  if not p.is_dir()]
+        for macro in n.CONFIG_MAPS:
+            with contextlib.suppress(OSError):
+                m = _open(pins, macro)
+                try:
+                    lines += sorted(
+                        f"{n.MAP[macro].name} {elements.key_from_ctypes(macro, k)} -> "
+                        f"{elements.value_from_ctypes(macro, v)}" for k, v in m.items())
+                finally:
+                    m.close()
+    lines += [line.strip() for line in shim.listing(netns).splitlines() if line.strip()]
+    return "\n".join(lines) if lines else "<nothing>"

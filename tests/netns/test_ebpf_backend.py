@@ -1,0 +1,141 @@
+"""The eBPF backend's life cycle on a real device: attach, restart, bad programs,
+drift, cleanup.
+
+Address conventions: gateway namespace with veth `tun0` 198.18.0.1/24 toward the
+"other clusters" (route 242.1.0.0/16 via 198.18.0.2); our global CIDR
+242.0.0.0/16; a ClusterIP 10.96.0.10 behind 242.0.10.1.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from datapath.ebpf import EbpfDatapath, ProgramLoadError, tc
+from datapath.ebpf import names as n
+from datapath.ebpf import structs as s
+from datapath.ebpf.inspect import snapshot
+from globalnet.datapath_api import IntentRejected
+from globalnet.intent import GlobalIP, IngressMapping, IngressTarget, NatIntent
+from lab import netns
+from tests.netns.conformance import ebpf_bpffs
+
+pytestmark = pytest.mark.privileged
+
+
+def intent(*extra: IngressMapping) -> NatIntent:
+    return NatIntent.build(
+        cluster_id="east", global_cidr="242.0.0.0/16", local_cidrs=["10.96.0.0/16"],
+        remote_global_cidrs=["242.1.0.0/16"],
+        ingress=[IngressMapping(GlobalIP("242.0.10.1"), "10.96.0.10",
+                                IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/web"),
+                 *extra])
+
+
+@pytest.fixture
+def gw(make_netns: Callable[[str], str]) -> Iterator[str]:
+    ns, peer = make_netns("gw"), make_netns("peer")
+    netns.ensure_veth(netns=ns, ifname="tun0", peer_netns=peer, peer_ifname="eth0",
+                      address="198.18.0.1/24", peer_address="198.18.0.2/24")
+    netns.ensure_route(ns, "242.1.0.0/16", gateway="198.18.0.2")
+    yield ns
+
+
+def prog_ids(ns: str) -> dict[str, int]:
+    out = {}
+    for direction in ("ingress", "egress"):
+        a = tc.attached(ns, "tun0", direction)
+        out[direction] = a.prog_id if a else 0
+    return out
+
+
+def test_attaches_to_the_device_routing_the_remote_cidrs_and_cleans_up(gw: str) -> None:
+    backend = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+    result = backend.apply(intent())
+    assert backend.devices == ("tun0",)
+    ids = prog_ids(gw)
+    assert all(ids.values()), ids
+    assert result.operations > 0
+    ifindex, mtu = tc.link(gw, "tun0")
+    clamp = backend.map(n.MSS).lookup(s.U32(value=ifindex))
+    assert clamp is not None and clamp.value == mtu - 40  # MSS clamping toward the device
+    backend.cleanup()
+    assert prog_ids(gw) == {"ingress": 0, "egress": 0}
+    assert not tc.has_clsact(gw, "tun0")
+    assert not n.PinLayout(ebpf_bpffs(), gw).root.exists()
+    assert "globalnet-ebpf" not in netns.run(gw, ["nft", "list", "tables"])
+
+
+def test_a_restarted_backend_adopts_everything_and_changes_nothing(gw: str) -> None:
+    first = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+    try:
+        first.apply(intent())
+        before = snapshot(netns=gw, bpffs=ebpf_bpffs())
+        first.close()
+        second = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+        assert second.apply(intent()).operations == 0
+        assert snapshot(netns=gw, bpffs=ebpf_bpffs()) == before
+        # Per-element updates from there on: one mapping = its two elements.
+        extra = IngressMapping(GlobalIP("242.0.10.2"), "10.96.0.11",
+                               IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/api")
+        assert second.apply(intent(extra)).operations == 2
+        assert second.apply(intent()).operations == 2
+    finally:
+        EbpfDatapath(netns=gw, bpffs=ebpf_bpffs()).cleanup()
+
+
+def test_a_program_the_verifier_refuses_leaves_the_previous_one_attached(
+        gw: str, tmp_path: Path) -> None:
+    good = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+    try:
+        good.apply(intent())
+        ids = prog_ids(gw)
+        broken = tmp_path / "bpf"
+        shutil.copytree(n.BPF_DIR, broken)
+        src = broken / f"{n.FROM_TUNNEL}.c"
+        src.write_text(src.read_text().replace(
+            "\tif (gn_parse(skb, &p) < 0)",
+            "\tif (*(volatile char *)(long)skb->data == 1) /* unchecked packet read */\n"
+            "\t\treturn 1;\n\tif (gn_parse(skb, &p) < 0)", 1))
+        with pytest.raises(ProgramLoadError) as err:
+            EbpfDatapath(netns=gw, bpffs=ebpf_bpffs(), bpf_dir=broken).apply(intent())
+        message = str(err.value)
+        assert "\n" not in message and n.FROM_TUNNEL in message
+        assert "outside of the packet" in message, message  # the verifier's own words
+        assert prog_ids(gw) == ids
+    finally:
+        good.cleanup()
+
+
+def test_an_unsound_intent_is_refused_before_any_map_write(gw: str) -> None:
+    backend = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+    try:
+        backend.apply(intent())
+        before = snapshot(netns=gw, bpffs=ebpf_bpffs())
+        dup = IngressMapping(GlobalIP("242.0.10.1"), "10.96.0.99",
+                             IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/other")
+        with pytest.raises(IntentRejected):
+            backend.apply(intent(dup))
+        assert snapshot(netns=gw, bpffs=ebpf_bpffs()) == before
+    finally:
+        backend.cleanup()
+
+
+def test_drift_is_found_and_repaired(gw: str) -> None:
+    backend = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+    try:
+        backend.apply(intent())
+        before = snapshot(netns=gw, bpffs=ebpf_bpffs())
+        assert backend.check_drift() == []
+        netns.run(gw, ["tc", "filter", "del", "dev", "tun0", "egress", "pref", str(n.TC_PREF)])
+        backend.pins.map(n.INGRESS).unlink()
+        problems = backend.check_drift()
+        assert len(problems) == 2, problems
+        assert backend.repair() == 2
+        assert backend.check_drift() == []
+        assert snapshot(netns=gw, bpffs=ebpf_bpffs()) == before
+    finally:
+        backend.cleanup()
