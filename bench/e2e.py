@@ -85,7 +85,7 @@ def measure(lab: Lab, index: int) -> dict[str, float]:
         "spec": {"selector": {"app": "web"}, "ports": [{"port": 80, "protocol": "TCP"}]}})
     giips = api.client(resources.GLOBAL_INGRESS_IPS)
     fqdn = f"{name}.default.svc.clusterset.local"
-    client_ns = lab.pod("c1", "client-0").netns
+    client_ns = lab.pod("c1", "client").netns
     found: dict[str, str] = {}
 
     def allocated() -> bool:

@@ -19,8 +19,9 @@ DEFAULTS = LabSpec()
 
 def register(sub: Any) -> None:
     lab = sub.add_parser("lab", help="overlapping-CIDR lab clusters on this machine",
-                         description="Lab clusters: real control planes, nodes and pods as "
-                         "network namespaces, every cluster with the same CIDRs.")
+                         description="Lab clusters: real control planes, real nodes (containerd "
+                         "and kubelet in network namespaces) and pods, every cluster with the "
+                         "same CIDRs.")
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
 
     def named(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
@@ -55,9 +56,11 @@ def register(sub: Any) -> None:
     status.add_argument("-o", "--output", choices=["table", "json"], default="table")
     status.set_defaults(func=cmd_status)
 
-    ex = named(lab_sub.add_parser("exec", help="run a command inside a pod's namespace"))
+    ex = named(lab_sub.add_parser(
+        "exec", help="run a command in a pod's container (its namespaces and files)"))
     ex.add_argument("cluster")
-    ex.add_argument("pod")
+    ex.add_argument("pod", help="pod name, app label (client: its first pod) or APP-N "
+                                "(web-1: the second web pod, in node order)")
     ex.add_argument("-n", "--namespace", default="default")
     ex.add_argument("cmd", nargs=argparse.REMAINDER, help="-- COMMAND ARGS...")
     ex.set_defaults(func=cmd_exec)

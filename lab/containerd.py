@@ -16,8 +16,10 @@ Why each setting (all measured on this machine kind):
 
 One path is hard-coded by containerd's shims: their sockets go to
 /run/containerd/s. stop() removes the sockets of our shims, and the folder once
-it is empty. Containers started through `run()` get cgroups under
-the node's own parent, which stop() removes depth-first in every hierarchy.
+it is empty and no other mount namespace (a lab node's, lab/node.py) has its own
+folder mounted there: removing a mount point detaches it in every namespace.
+Containers started through `run()` get cgroups under the node's own parent,
+which stop() removes depth-first in every hierarchy.
 """
 
 from __future__ import annotations
@@ -64,6 +66,9 @@ class ContainerdConfig:
     # Parent of the cgroups of containers started by run() (below every hierarchy).
     cgroup_parent: str = ""
     log_level: str = "info"
+    # A mount namespace to run in (/proc/PID/ns/mnt of its holder): a lab node's
+    # containerd and kubelet share one with the hard-coded host paths private.
+    mount_namespace: Path | None = None
 
     @property
     def cgroup(self) -> str:
@@ -232,6 +237,37 @@ def _remove_cgroup_tree(path: Path, hierarchy: Path) -> None:
         parent = parent.parent
 
 
+def _mounted_in_another_namespace(path: Path) -> bool:
+    """Whether some mount namespace other than ours has a mount at `path` (one
+    reader per namespace). rmdir of such a mount point would detach it there."""
+    own = os.readlink("/proc/self/ns/mnt")
+    seen = {own}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ns = os.readlink(entry / "ns" / "mnt")
+            if ns in seen:
+                continue
+            seen.add(ns)
+            lines = (entry / "mountinfo").read_text().splitlines()
+        except OSError:
+            continue
+        if any(_unescape(line.split()[4]) == str(path) for line in lines):
+            return True
+    return False
+
+
+def remove_shim_socket_dir() -> None:
+    """The shims' fixed folder goes once no shim of anyone uses it, and no lab node
+    has its own folder mounted there."""
+    if _mounted_in_another_namespace(SHIM_SOCKET_DIR):
+        return
+    for d in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent):
+        with contextlib.suppress(OSError):
+            d.rmdir()
+
+
 def shim_socket(address: Path | str, namespace: str, container_id: str) -> Path:
     """Where containerd 1.6's runc shim puts its socket for one task (a fixed folder)."""
     digest = hashlib.sha256(os.path.join(str(address), namespace, container_id).encode())
@@ -267,8 +303,10 @@ class Containerd:
         for d in (cfg.root, cfg.state, cfg.runc_root, cfg.fifo_dir, cfg.cni_conf_dir):
             d.mkdir(parents=True, exist_ok=True)
         cfg.config_path.write_text(render_config(cfg))
-        argv = ["nsenter", f"--net={NETNS_DIR / cfg.netns}", "--",
-                containerd, "--config", str(cfg.config_path)]
+        enter = [f"--net={NETNS_DIR / cfg.netns}"]
+        if cfg.mount_namespace is not None:
+            enter.append(f"--mount={cfg.mount_namespace}")
+        argv = ["nsenter", *enter, "--", containerd, "--config", str(cfg.config_path)]
         self.process, self._popen = processes.spawn(
             f"containerd-{cfg.name}", argv, log_path=cfg.log_path
         )
@@ -331,10 +369,7 @@ class Containerd:
             # Never delete through a mount: it may not be ours to empty.
             raise ContainerdError(f"containerd {cfg.name}: still mounted: {', '.join(left)}")
         shutil.rmtree(cfg.base_dir, ignore_errors=True)
-        # The shims' fixed folder goes once no shim of anyone uses it.
-        for d in (SHIM_SOCKET_DIR, SHIM_SOCKET_DIR.parent):
-            with contextlib.suppress(OSError):
-                d.rmdir()
+        remove_shim_socket_dir()
         self.process = None
 
     def _stop_leftover_shims(self) -> None:

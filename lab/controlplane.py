@@ -1,4 +1,5 @@
-"""A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager.
+"""A real Kubernetes control plane: etcd, kube-apiserver, kube-controller-manager
+and, for clusters with real nodes, kube-scheduler.
 
 Used two ways: by the test fixture (in the test run's own namespace, on
 loopback) and by lab clusters (inside a control-plane namespace, listening on
@@ -25,10 +26,17 @@ from lab.ports import port_is_free
 from lab.processes import ManagedProcess
 
 K8S_VERSION = "v1.20.2"
-# The controllers a lab needs from kube-controller-manager: endpoints for
-# kube-proxy, EndpointSlices for Lighthouse, namespace and GC cleanup, and the
-# default ServiceAccount per namespace.
-KCM_CONTROLLERS = (
+# A cluster with real nodes runs kube-controller-manager's default controllers
+# (deployments, replicasets, daemonsets, jobs, endpoints, EndpointSlices,
+# namespaces, GC, ...) as any cluster does. nodeipam stays idle (no
+# --allocate-node-cidrs): the lab's topology gives node n its pod CIDR, the same
+# in every cluster.
+KCM_DEFAULT_CONTROLLERS = ("*",)
+# Where no kubelet runs (the tests' API servers, whose pods' status tests write),
+# only what API objects need: endpoints for kube-proxy, EndpointSlices for
+# Lighthouse, namespace and GC cleanup, the default ServiceAccount per namespace.
+# The node lifecycle and pod GC controllers would evict or delete those pods.
+KCM_API_CONTROLLERS = (
     "endpoint",
     "endpointslice",
     "endpointslicemirroring",
@@ -81,6 +89,8 @@ class ControlPlaneConfig:
     service_cidr: str = "10.96.0.0/16"
     netns: str | None = None
     controller_manager: bool = True
+    controllers: tuple[str, ...] = KCM_API_CONTROLLERS
+    scheduler: bool = False
     extra_sans: list[str] = field(default_factory=list)
     etcd_compaction_interval: str = "5m"
 
@@ -142,6 +152,8 @@ class ControlPlane:
         self.start_apiserver()
         if cfg.controller_manager:
             self.start_controller_manager()
+        if cfg.scheduler:
+            self.start_scheduler()
 
     def start_etcd(self) -> None:
         cfg = self.config
@@ -181,11 +193,18 @@ class ControlPlane:
             "--service-account-signing-key-file", str(p.sa_key),
             "--service-account-issuer", "https://kubernetes.default.svc",
             "--service-cluster-ip-range", cfg.service_cidr,
-            # No kubelets register as API endpoints here: keep the kubernetes
-            # Service's endpoints out of the lease reconciler's hands.
+            # The API server is no endpoint of its own kubernetes Service here (it
+            # is reached through the host relay): keep the lease reconciler out.
             "--endpoint-reconciler-type", "none",
-            # Pods are created by the lab acting as kubelet; it needs no tokens.
+            # Lab pods need no API tokens: no token volume per pod to mount.
             "--disable-admission-plugins", "ServiceAccount",
+            # kubectl exec/logs: dial kubelets at their node address, verify their
+            # serving certificates and present our own (kubelet authenticates it
+            # by the CA and authorizes it by webhook).
+            "--kubelet-preferred-address-types", "InternalIP,Hostname",
+            "--kubelet-certificate-authority", str(p.ca_cert),
+            "--kubelet-client-certificate", str(p.kubelet_client_cert),
+            "--kubelet-client-key", str(p.kubelet_client_key),
             "--enable-priority-and-fairness=false",
             "--profiling=false",
             "--allow-privileged=true",
@@ -199,7 +218,7 @@ class ControlPlane:
         argv = [
             find_binary("kube-controller-manager"),
             "--kubeconfig", str(self.kubeconfig),
-            "--controllers", ",".join(KCM_CONTROLLERS),
+            "--controllers", ",".join(self.config.controllers),
             "--service-account-private-key-file", str(self.pki.sa_key),
             "--root-ca-file", str(self.pki.ca_cert),
             "--use-service-account-credentials=false",
@@ -210,6 +229,19 @@ class ControlPlane:
             "--v", "1",
         ]
         self._spawn("kube-controller-manager", argv)
+
+    def start_scheduler(self) -> None:
+        argv = [
+            find_binary("kube-scheduler"),
+            "--kubeconfig", str(self.kubeconfig),
+            "--authentication-kubeconfig", str(self.kubeconfig),
+            "--authorization-kubeconfig", str(self.kubeconfig),
+            "--leader-elect=false",
+            "--port", "0",
+            "--secure-port", "0",
+            "--v", "1",
+        ]
+        self._spawn("kube-scheduler", argv)
 
     def stop_apiserver(self) -> None:
         proc = self.procs.pop("kube-apiserver", None)
@@ -224,7 +256,7 @@ class ControlPlane:
 
     def stop(self) -> None:
         """Stop everything, controller manager first, etcd last."""
-        for name in ("kube-controller-manager", "kube-apiserver", "etcd"):
+        for name in ("kube-scheduler", "kube-controller-manager", "kube-apiserver", "etcd"):
             proc = self.procs.pop(name, None)
             if proc:
                 processes.stop([proc], timeout=10.0 if name == "etcd" else 2.0)

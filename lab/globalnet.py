@@ -8,7 +8,8 @@ Globalnet agent on its gateway node - in the node's network namespace, with the
 node's in-cluster kubeconfig, programming the node's own nftables table - and
 the real Lighthouse agent beside it, which exports services through the Broker
 and serves `clusterset.local` on the gateway node's address, port 53. Every
-pod's `/etc/resolv.conf` (`/etc/netns/<pod>/resolv.conf`) names that server.
+demo pod's `dnsConfig` (lab/lab.py) names that server, searching
+`svc.clusterset.local`.
 
 The Broker syncer (`gateway.syncer`) runs there too, so members that joined
 first learn of the later ones (Globalnet reads the remote global CIDRs from the
@@ -108,23 +109,9 @@ def routeagent_argv(c: ClusterPlan, node_name: str, kubeconfig: Path) -> list[st
 
 
 DNS_PORT = 53
-RESOLV_CONF = """# written by the Globalnet lab: the cluster's Lighthouse DNS server, which
-# answers <service>.<namespace>.svc.clusterset.local (and nothing else)
-nameserver {server}
-search svc.clusterset.local clusterset.local
-"""
-
-
 def dns_server(c: ClusterPlan) -> str:
     """Where cluster `c`'s Lighthouse DNS server listens: its gateway node."""
     return c.gateway.ip
-
-
-def write_resolv_conf(pod_netns: str, c: ClusterPlan) -> None:
-    """Give a pod namespace cluster `c`'s DNS server (`ip netns exec` binds it)."""
-    d = Path("/etc/netns") / pod_netns
-    d.mkdir(parents=True, exist_ok=True)
-    (d / "resolv.conf").write_text(RESOLV_CONF.format(server=dns_server(c)))
 
 
 def lighthouse_argv(c: ClusterPlan, kubeconfig: Path, broker_kubeconfig: Path) -> list[str]:

@@ -2,18 +2,29 @@
 
 `Lab.up` builds, in order: the underlay and the Broker, each cluster's network
 (control-plane namespace holding the node bridge, node namespaces, the gateway
-node's underlay leg), the control planes (in parallel), the host relay, Node
-objects and the CRDs, kube-proxy on every node, the demo workload and, with
-`globalnet`, the clusterset (`lab/globalnet.py`). Any failure tears down what
-was made and raises `LabError` with a one-line reason. `Lab.down` works
-from the state file alone, so it also cleans up after a crash.
+node's underlay leg), the control planes and every node's containerd with its
+images (in parallel), the host relay, kubelets (each registers its Node) and the
+CRDs, kube-proxy on every node, the demo workload (Deployments and a Service,
+applied with kubectl) and, with `globalnet`, the clusterset
+(`lab/globalnet.py`). Any failure tears down what was made and raises
+`LabError` with a one-line reason. `Lab.down` works from the state file alone,
+so it also cleans up after a crash.
+
+Pods are real (lab/node.py). `exec_argv` enters a pod's container with nsenter
+(network, mount, UTS, IPC and PID namespaces of its init process, found in the
+node's runc state): the same view as `kubectl exec` - the image's tools, the
+pod's resolv.conf - without a round trip through the API server, kubelet and
+containerd's stream server per command, which tests that poll would pay each
+time. `kubectl exec` works as well.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
 import functools
+import json
 import socket
+import subprocess
 import threading
 import time
 import traceback
@@ -23,19 +34,40 @@ from pathlib import Path
 from typing import Any
 
 from kube import crds, names, resources
-from kube.crud import ResourceClient, ensure_namespace
+from kube.crud import ResourceClient
 from kube.resources import Resource
 from lab import globalnet as lab_globalnet
-from lab import kubelet, netns, processes
-from lab.controlplane import ControlPlane, ControlPlaneConfig, ControlPlaneError, find_binary
+from lab import netns, processes
+from lab.controlplane import (
+    KCM_DEFAULT_CONTROLLERS,
+    ControlPlane,
+    ControlPlaneConfig,
+    ControlPlaneError,
+    find_binary,
+)
+from lab.node import (
+    LabNode,
+    NodeError,
+    NodeLayout,
+    clean_stale_template_builds,
+    container_pid,
+    node_archives,
+    node_by_name,
+    node_root_template,
+    stop_node,
+)
 from lab.pki import write_kubeconfig
 from lab.ports import port_is_free
 from lab.state import LabState, PodRecord, StateStore
-from lab.topology import ClusterPlan, LabPlan, LabSpec, TopologyError, plan_lab, pod_netns
+from lab.topology import ClusterPlan, LabPlan, LabSpec, TopologyError, plan_lab
 
 APISERVER_PORT = 6443
 UNDERLAY_BRIDGE = "ul0"
 NODE_BRIDGE = "br0"
+TEST_IMAGE = "globalnet/test:lab"
+# The web pods' readiness: an exec probe on this file (set_pod_ready toggles it).
+UNREADY_FLAG = "/tmp/unready"
+WORKLOAD_TIMEOUT_S = 90.0
 
 
 class LabError(RuntimeError):
@@ -73,6 +105,9 @@ class Lab:
         self.store = StateStore(name, root)
         self.state: LabState | None = self.store.load()
         self._state_lock = threading.Lock()
+        # Seconds per phase of the last `up` (bench/lab_up.py prints them).
+        self.timings: dict[str, float] = {}
+        self._handles: dict[str, ClusterHandle] = {}
 
     # --- queries -------------------------------------------------------------------
     @property
@@ -82,9 +117,14 @@ class Lab:
         return plan_lab(self.state.spec)
 
     def cluster(self, name: str) -> ClusterHandle:
+        """A handle on one cluster, kept (with its API client) while the lab is up."""
         plan = self.plan.cluster(name)
-        d = self.store.dir / name
-        return ClusterHandle(plan, d / "host.kubeconfig", d / "incluster.kubeconfig")
+        handle = self._handles.get(name)
+        if handle is None or handle.plan != plan:
+            d = self.store.dir / name
+            handle = ClusterHandle(plan, d / "host.kubeconfig", d / "incluster.kubeconfig")
+            self._handles[name] = handle
+        return handle
 
     def clusters(self) -> list[ClusterHandle]:
         return [self.cluster(c.name) for c in self.plan.clusters]
@@ -92,15 +132,53 @@ class Lab:
     def broker_kubeconfig(self) -> Path:
         return self.store.dir / "broker" / "host.kubeconfig"
 
-    def pods(self, cluster: str | None = None) -> list[PodRecord]:
-        assert self.state is not None
-        return [p for p in self.state.pods if cluster is None or p.cluster == cluster]
+    def node_layout(self, cluster: str, node: str) -> NodeLayout:
+        c = self.plan.cluster(cluster)
+        n = node_by_name(c, node)
+        return NodeLayout(self.name, c.name, n, self.store.dir / c.name / f"n{n.index}")
+
+    def pods(self, cluster: str, namespace: str = "default") -> list[PodRecord]:
+        """The cluster's running pods with an address, ordered by node, then name."""
+        items = self.cluster(cluster).client(resources.PODS).list(namespace=namespace).items
+        c = self.plan.cluster(cluster)
+        order = {n.name: n.index for n in c.nodes}
+        records = []
+        for obj in items:
+            meta, spec, status = obj["metadata"], obj.get("spec") or {}, obj.get("status") or {}
+            if status.get("phase") != "Running" or not status.get("podIP") \
+                    or meta.get("deletionTimestamp"):
+                continue
+            node = str(spec.get("nodeName", ""))
+            ids = [str(s.get("containerID", "")) for s in status.get("containerStatuses") or []]
+            pid = None
+            if node in order and ids and ids[0].startswith("containerd://"):
+                pid = container_pid(self.node_layout(cluster, node),
+                                    ids[0].removeprefix("containerd://"))
+            records.append(PodRecord(
+                cluster=cluster, name=str(meta["name"]), namespace=namespace, node=node,
+                ip=str(status["podIP"]), netns=f"/proc/{pid}/ns/net" if pid else "",
+                host_ifname="", app=str((meta.get("labels") or {}).get("app", "")),
+                pid=pid or 0,
+            ))
+        return sorted(records, key=lambda p: (order.get(p.node, 99), p.name))
 
     def pod(self, cluster: str, name: str, namespace: str = "default") -> PodRecord:
-        for p in self.pods(cluster):
-            if p.name == name and p.namespace == namespace:
+        """A pod by its name, or by its app label (`client`: the first such pod;
+        `web-1`: the second pod of app web, counted in node order)."""
+        found = self.pods(cluster, namespace)
+        for p in found:
+            if p.name == name:
                 return p
-        raise LabError(f"no pod {namespace}/{name} in cluster {cluster} of lab {self.name}")
+        app, _, index = name.rpartition("-")
+        by_app = [p for p in found if p.app == name]
+        if by_app:
+            return by_app[0]
+        if index.isdigit():
+            same = [p for p in found if p.app == app]
+            if int(index) < len(same):
+                return same[int(index)]
+        raise LabError(f"no running pod {namespace}/{name} in cluster {cluster} "
+                       f"of lab {self.name}")
 
     # --- up ------------------------------------------------------------------------
     def up(self, spec: LabSpec, *, workload: bool = True, progress: Any = print) -> None:
@@ -136,7 +214,7 @@ class Lab:
                 log = self.store.dir.parent / f"{self.name}-failure.log"
                 log.write_text("".join(traceback.format_exception(exc)))
                 self._teardown(progress=lambda *_: None)
-                if isinstance(exc, LabError | ControlPlaneError | TopologyError):
+                if isinstance(exc, LabError | ControlPlaneError | TopologyError | NodeError):
                     raise LabError(str(exc)) from None
                 if isinstance(exc, KeyboardInterrupt):
                     raise
@@ -172,39 +250,69 @@ class Lab:
         for c in plan.clusters:
             self._build_cluster_network(plan, c)
 
-        progress(f"[2/{steps}] control planes (etcd, kube-apiserver, kube-controller-manager)")
+        nodes = [LabNode(self.node_layout(c.name, n.name), on_spawn=self._record_process)
+                 for c in plan.clusters for n in c.nodes]
+        try:
+            template = node_root_template(node_archives(), progress=progress)
+        except NodeError as exc:  # every node lacks it: name the first
+            raise NodeError(f"node {nodes[0].name}: {exc}") from None
+        progress(f"[2/{steps}] control planes (etcd, kube-apiserver, kube-controller-manager, "
+                 f"kube-scheduler) and {len(nodes)} nodes' containerd with their images")
         planes: dict[str, ControlPlane] = {}
         if plan.broker_netns and plan.broker_ip:
             planes["broker"] = self._control_plane("broker", plan.broker_netns, plan.broker_ip,
                                                    plan.spec.service_cidr, kcm=False)
         for c in plan.clusters:
             planes[c.name] = self._control_plane(c.name, c.cp_netns, c.cp_ip, c.service_cidr)
-        with concurrent.futures.ThreadPoolExecutor(max_workers=len(planes)) as pool:
-            futures = [pool.submit(cp.start) for cp in planes.values()]
+        started = time.monotonic()
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(planes) + len(nodes)) as pool:
+            futures: list[concurrent.futures.Future[Any]] = [
+                pool.submit(cp.start) for cp in planes.values()]
+            futures += [pool.submit(node.start_runtime, template) for node in nodes]
             concurrent.futures.wait(futures)
         for fut in futures:
             fut.result()
+        self.timings["runtimes_s"] = round(time.monotonic() - started, 1)
 
         progress(f"[3/{steps}] host relay and kubeconfigs")
         self._start_relay(plan, planes)
 
-        progress(f"[4/{steps}] nodes and kube-proxy")
+        progress(f"[4/{steps}] kubelets (each registers its Node) and kube-proxy")
+        by_cluster = {c.name: [n for n in nodes if n.layout.cluster == c.name]
+                      for c in plan.clusters}
         for c in plan.clusters:
             handle = self.cluster(c.name)
-            for node in c.nodes:
-                kubelet.register_node(handle.api_client(), node)
-            crds.install_crds(handle.api_client())
-            for node in c.nodes:
-                self._start_kube_proxy(c, node.name, handle.incluster_kubeconfig)
+            pki = planes[c.name].pki
+            assert pki is not None
+            for node in by_cluster[c.name]:
+                node.start_kubelet(pki=pki, kubeconfig=handle.incluster_kubeconfig)
+        for c in plan.clusters:
+            crds.install_crds(self.cluster(c.name).api_client())
         if plan.broker_netns:
             from kube.client import new_api_client
 
             crds.install_crds(new_api_client(self.broker_kubeconfig()))
+        with concurrent.futures.ThreadPoolExecutor(max_workers=len(nodes)) as pool:
+            ready = list(pool.map(
+                lambda n: n.await_ready(self.cluster(n.layout.cluster).api_client()), nodes))
+        self.timings["node_ready_max_s"] = round(max(ready), 1)
+        progress(f"      {len(nodes)} nodes Ready (the slowest {max(ready):.1f} s after "
+                 "its kubelet started)")
+        for c in plan.clusters:
+            for n in c.nodes:
+                self._start_kube_proxy(c, n.name, self.cluster(c.name).incluster_kubeconfig)
 
         if workload:
-            progress(f"[5/{steps}] demo workload: web-0/web-1 behind Service web, client-0")
+            progress(f"[5/{steps}] demo workload: Deployment web (2 pods) behind Service web, "
+                     "Deployment client")
+            started = time.monotonic()
             for c in plan.clusters:
                 self.deploy_demo_workload(c.name)
+            for c in plan.clusters:
+                self._await_workload(c)
+            self.timings["workload_s"] = round(time.monotonic() - started, 1)
+            progress(f"      every demo pod Ready {self.timings['workload_s']} s after "
+                     "kubectl apply")
         if plan.spec.globalnet:
             progress(f"[6/{steps}] Globalnet and Lighthouse: global CIDRs from the Broker, "
                      "agents and DNS on every gateway node, routes between gateways")
@@ -279,8 +387,6 @@ class Lab:
                     in_netns=node.netns,
                 )
                 self._record_process(proc)
-        for pod in self.state.pods:
-            lab_globalnet.write_resolv_conf(pod.netns, plan.cluster(pod.cluster))
         peers = len(plan.clusters) - 1
         for c in plan.clusters:
             gw = f"{c.name}/{c.gateway.name}"
@@ -325,11 +431,14 @@ class Lab:
     def _control_plane(
         self, name: str, ns: str, ip: str, service_cidr: str, *, kcm: bool = True
     ) -> ControlPlane:
+        """A cluster's control plane (default controllers, a scheduler), or with
+        `kcm=False` the Broker's (API objects only)."""
         return ControlPlane(
             ControlPlaneConfig(
                 name=f"{self.name}-{name}", data_dir=self.store.dir / name,
                 advertise_address=ip, bind_address="0.0.0.0", apiserver_port=APISERVER_PORT,
                 service_cidr=service_cidr, netns=ns, controller_manager=kcm,
+                controllers=KCM_DEFAULT_CONTROLLERS, scheduler=kcm,
             ),
             on_spawn=self._record_process,
         )
@@ -374,7 +483,7 @@ class Lab:
                 time.sleep(0.05)
 
     def _start_kube_proxy(self, c: ClusterPlan, node_name: str, kubeconfig: Path) -> None:
-        node = kubelet.node_by_name(c, node_name)
+        node = node_by_name(c, node_name)
         argv = [
             find_binary("kube-proxy"),
             "--kubeconfig", str(kubeconfig),
@@ -398,79 +507,116 @@ class Lab:
         self._record_process(proc)
 
     # --- pods ----------------------------------------------------------------------
-    def add_pod(
-        self, cluster: str, name: str, *, node: str | None = None, namespace: str = "default",
-        labels: dict[str, str] | None = None, command: list[str] | None = None,
-        ready: bool = True, hostname: str | None = None, subdomain: str | None = None,
-    ) -> PodRecord:
-        """Create a pod: namespace wired to its node, API object, status, optional process."""
-        assert self.state is not None
-        c = self.plan.cluster(cluster)
-        target = kubelet.node_by_name(c, node) if node else c.nodes[0]
-        ip = self._next_pod_ip(c, target.name)
-        pod_id = name if namespace == "default" else f"{namespace}-{name}"
-        ns = pod_netns(self.plan, cluster, pod_id)
-        ifname = kubelet.host_ifname(cluster, f"{namespace}/{name}")
-        record = PodRecord(cluster, name, namespace, target.name, ip, ns, ifname)
-        self.state.pods.append(record)
-        self._record_netns(ns)
-        kubelet.wire_pod(pod_ns=ns, node=target, ip=ip, ifname=ifname)
-        if self.state.global_cidrs:  # the clusterset is up: its DNS server is there
-            lab_globalnet.write_resolv_conf(ns, c)
-        api = self.cluster(cluster).api_client()
-        ensure_namespace(api, namespace)
-        kubelet.create_pod_object(api, namespace=namespace, name=name, node=target,
-                                  labels=labels or {}, hostname=hostname, subdomain=subdomain)
-        kubelet.set_pod_status(api, namespace=namespace, name=name, node=target, ip=ip,
-                               ready=ready)
-        if command:
-            proc, _ = processes.spawn(
-                f"{cluster}/{namespace}/{name}", command, in_netns=ns,
-                log_path=self.store.dir / cluster / "pods" / f"{namespace}-{name}.log",
-            )
-            self._record_process(proc)
-        self._save()
-        return record
-
     def set_pod_ready(
         self, cluster: str, name: str, ready: bool, namespace: str = "default"
     ) -> None:
-        rec = self.pod(cluster, name, namespace)
-        node = kubelet.node_by_name(self.plan.cluster(cluster), rec.node)
-        kubelet.set_pod_status(self.cluster(cluster).api_client(), namespace=namespace,
-                               name=name, node=node, ip=rec.ip, ready=ready)
+        """Make a web pod fail (or pass) its readiness probe."""
+        cmd = ["rm", "-f", UNREADY_FLAG] if ready else ["touch", UNREADY_FLAG]
+        subprocess.run(self.exec_argv(cluster, name, cmd, namespace), check=True,
+                       capture_output=True, timeout=20)
 
-    def _next_pod_ip(self, c: ClusterPlan, node_name: str) -> str:
-        import netaddr
-
-        node = kubelet.node_by_name(c, node_name)
-        used = {p.ip for p in self.pods(c.name) if p.node == node.name}
-        for addr in list(netaddr.IPNetwork(node.pod_cidr).iter_hosts())[1:]:
-            if str(addr) not in used:
-                return str(addr)
-        raise LabError(f"node {node.name} has no free pod address in {node.pod_cidr}")
-
-    def deploy_demo_workload(self, cluster: str) -> None:
-        """web-0 and web-1 serve HTTP behind the ClusterIP Service `web`; client-0 calls it."""
+    def demo_manifests(self, cluster: str) -> list[dict[str, Any]]:
+        """web (2 pods, one per node where there are two, behind Service web) and
+        client (on the last node): the test image's gn-echo, short grace periods."""
         c = self.plan.cluster(cluster)
-        for i in range(2):
-            pod_name = f"web-{i}"
-            www = self.store.dir / cluster / "www" / pod_name
-            www.mkdir(parents=True, exist_ok=True)
-            (www / "index.html").write_text(f"hello from {cluster}/{pod_name}\n")
-            self.add_pod(
-                cluster, pod_name, node=c.nodes[i % len(c.nodes)].name, labels={"app": "web"},
-                command=["python3", "-m", "http.server", "80", "--bind", "0.0.0.0",
-                         "--directory", str(www)],
-            )
-        self.add_pod(cluster, "client-0", node=c.nodes[-1].name, labels={"app": "client"})
-        body = {
+        # No service links: a Service's NAME_PORT=tcp://... variables would reach
+        # every pod of the namespace (gn-echo reads ECHO_PORT).
+        pod_spec: dict[str, Any] = {"terminationGracePeriodSeconds": 1,
+                                    "enableServiceLinks": False}
+        if self.plan.spec.globalnet:
+            # The cluster's Lighthouse DNS server on its gateway node answers
+            # clusterset.local (and nothing else).
+            pod_spec["dnsPolicy"] = "None"
+            pod_spec["dnsConfig"] = {
+                "nameservers": [lab_globalnet.dns_server(c)],
+                "searches": ["svc.clusterset.local", "clusterset.local"],
+            }
+        web = {
+            **pod_spec,
+            "topologySpreadConstraints": [{
+                "maxSkew": 1, "topologyKey": "kubernetes.io/hostname",
+                "whenUnsatisfiable": "DoNotSchedule",
+                "labelSelector": {"matchLabels": {"app": "web"}},
+            }],
+            "containers": [{
+                "name": "web", "image": TEST_IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["gn-echo", "--port", "80"],
+                "env": [
+                    {"name": "POD_NAME", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}},
+                    {"name": "ECHO_MESSAGE", "value": f"hello from {cluster}/$(POD_NAME)"},
+                ],
+                "ports": [{"containerPort": 80, "protocol": "TCP"}],
+                "readinessProbe": {
+                    "exec": {"command": ["sh", "-c", f"! test -e {UNREADY_FLAG}"]},
+                    "periodSeconds": 2, "failureThreshold": 1, "timeoutSeconds": 2,
+                },
+            }],
+        }
+        client = {
+            **pod_spec,
+            "nodeSelector": {"kubernetes.io/hostname": c.nodes[-1].name},
+            "containers": [{
+                "name": "client", "image": TEST_IMAGE, "imagePullPolicy": "IfNotPresent",
+                "command": ["gn-echo", "--port", "8080"],
+            }],
+        }
+
+        def deployment(name: str, replicas: int, spec: dict[str, Any]) -> dict[str, Any]:
+            return {
+                "apiVersion": "apps/v1", "kind": "Deployment",
+                "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
+                "spec": {
+                    "replicas": replicas,
+                    "selector": {"matchLabels": {"app": name}},
+                    "template": {"metadata": {"labels": {"app": name}}, "spec": spec},
+                },
+            }
+
+        service = {
             "apiVersion": "v1", "kind": "Service",
             "metadata": {"name": "web", "namespace": "default"},
             "spec": {"selector": {"app": "web"},
                      "ports": [{"name": "http", "port": 80, "targetPort": 80, "protocol": "TCP"}]},
         }
-        self.cluster(cluster).client(resources.SERVICES).create_if_absent(body)
+        return [deployment("web", 2, web), service, deployment("client", 1, client)]
+
+    def deploy_demo_workload(self, cluster: str) -> None:
+        """`kubectl apply` the demo workload, as a user would."""
+        body = json.dumps({"apiVersion": "v1", "kind": "List",
+                           "items": self.demo_manifests(cluster)})
+        proc = subprocess.run(self.kubectl_argv(cluster, ["apply", "-f", "-"]), input=body,
+                              capture_output=True, text=True, timeout=60)
+        if proc.returncode != 0:
+            raise LabError(f"kubectl apply of the demo workload in {cluster} failed: "
+                           f"{proc.stderr.strip().splitlines()[-1:]}")
+
+    def _await_workload(self, c: ClusterPlan) -> None:
+        """Until web has 2 Ready pods and client 1 (the readiness probe passed)."""
+        pods = self.cluster(c.name).client(resources.PODS)
+        deadline = time.monotonic() + WORKLOAD_TIMEOUT_S
+        last: list[str] = []
+        while time.monotonic() < deadline:
+            ready: dict[str, int] = {}
+            last = []
+            for obj in pods.list(namespace="default").items:
+                app = (obj["metadata"].get("labels") or {}).get("app", "")
+                status = obj.get("status") or {}
+                if any(x.get("type") == "Ready" and x.get("status") == "True"
+                       for x in status.get("conditions") or []):
+                    ready[app] = ready.get(app, 0) + 1
+                else:
+                    waiting = [str((s.get("state") or {}).get("waiting", {}).get("reason", ""))
+                               for s in status.get("containerStatuses") or []]
+                    last.append(f"{obj['metadata']['name']} on "
+                                f"{(obj.get('spec') or {}).get('nodeName', '-')}: "
+                                f"{status.get('phase')} {' '.join(w for w in waiting if w)}")
+            if ready.get("web", 0) >= 2 and ready.get("client", 0) >= 1:
+                return
+            time.sleep(0.25)
+        node = self.node_layout(c.name, c.nodes[0].name)
+        raise LabError(f"the demo pods of {c.name} were not Ready within "
+                       f"{WORKLOAD_TIMEOUT_S:.0f} s ({'; '.join(last) or 'no pods'}); "
+                       f"see {node.kubelet_log} and the other nodes' kubelet.log")
 
     # --- down ----------------------------------------------------------------------
     def down(self, *, progress: Any = print) -> bool:
@@ -482,6 +628,22 @@ class Lab:
         state = self.store.load()
         prefix = f"gn-{self.name}-"
         names = set(netns.list_names(prefix))
+        clean_stale_template_builds()  # an `up` killed while it made the template
+        if state is not None:
+            plan = plan_lab(state.spec)
+            layouts = [NodeLayout(self.name, c.name, n, self.store.dir / c.name / f"n{n.index}")
+                       for c in plan.clusters for n in c.nodes]
+            layouts = [lay for lay in layouts if lay.base.exists()]
+            if layouts:
+                progress(f"stopping {len(layouts)} nodes: kubelet, containers, containerd, "
+                         "mounts, cgroups")
+                with concurrent.futures.ThreadPoolExecutor(max_workers=len(layouts)) as pool:
+                    futures = {pool.submit(stop_node, lay, state.processes): lay
+                               for lay in layouts}
+                for fut, lay in futures.items():
+                    # One node that cannot be removed must not keep the others.
+                    if fut.exception() is not None:
+                        progress(f"node {lay.node.name}: {fut.exception()}")
         procs = list(reversed(state.processes)) if state is not None else []
         # Also whatever still names this lab's folder in its arguments: a process
         # started in the instant before a crash may be missing from the state file.
@@ -503,6 +665,7 @@ class Lab:
 
             shutil.rmtree(self.store.dir, ignore_errors=True)
         self.state = None
+        self._handles.clear()
         return found
 
     # --- status ---------------------------------------------------------------------
@@ -529,7 +692,7 @@ class Lab:
                 "nodes": [{"name": n.name, "ip": n.ip, "pod_cidr": n.pod_cidr,
                            "underlay_ip": n.underlay_ip, "netns": n.netns} for n in c.nodes],
                 "pods": [{"name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,
-                          "netns": p.netns} for p in self.pods(c.name)],
+                          "netns": p.netns} for p in self._pods_or_none(c.name)],
             })
         return {
             "name": self.name,
@@ -540,6 +703,12 @@ class Lab:
             "clusters": clusters,
             "processes": procs,
         }
+
+    def _pods_or_none(self, cluster: str) -> list[PodRecord]:
+        try:
+            return self.pods(cluster)
+        except Exception:  # an API server that is down: status still shows the rest
+            return []
 
     def _cable_status(self, c: ClusterPlan) -> list[dict[str, str]]:
         """The gateway engine's view of its connections (empty when unreadable)."""
@@ -555,14 +724,39 @@ class Lab:
                 for x in status.get("connections") or []]
 
     def rss_mb(self) -> float:
+        """Every process of the lab: those it started, the containerd shims and
+        the pods' containers (found by the nodes' containerd sockets and cgroups)."""
         assert self.state is not None
-        return processes.rss_mb(self.state.processes)
+        from lab.containerd import cgroup_mounts
+
+        procs = list(self.state.processes)
+        pids = {p.pid for p in procs}
+        for c in self.plan.clusters:
+            for n in c.nodes:
+                lay = self.node_layout(c.name, n.name)
+                for p in processes.find_by_argument(str(lay.containerd_config().address)):
+                    if p.pid not in pids:
+                        procs.append(p)
+                        pids.add(p.pid)
+                memory = [m for m in cgroup_mounts() if m.name == "memory"]
+                for m in memory:
+                    for f in (m / lay.cgroup.lstrip("/")).rglob("cgroup.procs"):
+                        for pid in (int(x) for x in f.read_text().split()):
+                            found = processes.by_pid(pid)
+                            if found is not None and pid not in pids:
+                                procs.append(found)
+                                pids.add(pid)
+        return processes.rss_mb(procs)
 
     # --- exec ---------------------------------------------------------------------------
     def exec_argv(self, cluster: str, pod: str, argv: list[str], namespace: str = "default"
                   ) -> list[str]:
+        """Run `argv` in the pod's (first) container: its namespaces, files and tools."""
         rec = self.pod(cluster, pod, namespace)
-        return netns.exec_argv(rec.netns, argv)
+        if not rec.pid:
+            raise LabError(f"pod {namespace}/{rec.name} of {cluster} has no running container")
+        return ["nsenter", "-t", str(rec.pid), "--net", "--mount", "--uts", "--ipc", "--pid",
+                "--", *argv]
 
     def kubectl_argv(self, cluster: str, argv: list[str]) -> list[str]:
         if cluster == "broker":

@@ -145,8 +145,8 @@ def set_sysctl(netns: str, key: str, value: str) -> None:
 
 
 def exec_argv(netns: str, argv: list[str]) -> list[str]:
-    """The argv that runs `argv` inside `netns` (`ip netns exec` also binds
-    /etc/netns/NAME/resolv.conf, which is how lab pods get their DNS server)."""
+    """The argv that runs `argv` inside `netns` (a node's or the lab's own; pods
+    are entered through `Lab.exec_argv`)."""
     return ["ip", "netns", "exec", netns, *argv]
 
 

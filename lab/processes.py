@@ -148,6 +148,14 @@ def find_by_argument(fragment: str) -> list[ManagedProcess]:
     return found
 
 
+def by_pid(pid: int) -> ManagedProcess | None:
+    """A live process by PID (its start time read now), for memory accounting."""
+    started = _start_time(pid)
+    if started is None:
+        return None
+    return ManagedProcess(str(pid), pid, started, "")
+
+
 def tail(path: str, lines: int = 5) -> str:
     try:
         return "\n".join(Path(path).read_text(errors="replace").splitlines()[-lines:])

@@ -32,6 +32,8 @@ class PodRecord:
     ip: str
     netns: str
     host_ifname: str
+    app: str = ""
+    pid: int = 0
 
 
 @dataclass

@@ -14,10 +14,10 @@ lab status
 echo
 for c in c1 c2; do
   ip=$(lab kubectl "$c" -- get service web -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
-  echo "[demo] $c: client-0 -> Service web at its ClusterIP $ip (the same address exists in both clusters):"
+  echo "[demo] $c: the client pod -> Service web at its ClusterIP $ip (the same address exists in both clusters):"
   for _ in 1 2; do
     printf '  '
-    lab exec "$c" client-0 -- curl -s --max-time 3 --retry 10 --retry-connrefused --retry-delay 1 "http://$ip/" || echo "(no answer yet)"
+    lab exec "$c" client -- curl -s --max-time 3 --retry 10 --retry-connrefused --retry-delay 1 "http://$ip/" || echo "(no answer yet)"
   done
 done
 
@@ -44,19 +44,19 @@ echo "[demo] the gateways' cable: $(lab kubectl c1 -- get gateway -n submariner-
 echo "[demo] Globalnet gave c2's web the global IP $global_ip; c2's gateway now holds:"
 $GNCTL show nat --netns "gn-$NAME-c2-n0"
 echo
-echo "[demo] c1: client-0 -> c2's web at $global_ip (c1 -> c1 gateway -> VXLAN cable -> c2 gateway -> kube-proxy):"
+echo "[demo] c1: the client pod -> c2's web at $global_ip (c1 -> c1 gateway -> VXLAN cable -> c2 gateway -> kube-proxy):"
 for _ in 1 2 3 4; do
   printf '  '
-  lab exec c1 client-0 -- curl -s --max-time 3 --retry 10 --retry-delay 1 "http://$global_ip/" || echo "(no answer yet)"
+  lab exec c1 client -- curl -s --max-time 3 --retry 10 --retry-delay 1 "http://$global_ip/" || echo "(no answer yet)"
 done
-echo "[demo] c1: client-0 -> web.default.svc.clusterset.local (answered by c1's Lighthouse DNS with $global_ip):"
+echo "[demo] c1: the client pod -> web.default.svc.clusterset.local (answered by c1's Lighthouse DNS with $global_ip):"
 for _ in 1 2; do
   printf '  '
-  lab exec c1 client-0 -- curl -s --max-time 3 --retry 10 --retry-delay 1 http://web.default.svc.clusterset.local/ || echo "(no answer yet)"
+  lab exec c1 client -- curl -s --max-time 3 --retry 10 --retry-delay 1 http://web.default.svc.clusterset.local/ || echo "(no answer yet)"
 done
 egress=$(lab kubectl c1 -- get clusterglobalegressip cluster-egress.submariner.io -o 'jsonpath={.status.allocatedIPs}')
 echo "[demo] what c2's web pods saw as the client address (c1's cluster egress IPs are $egress):"
-tail -q -n 2 "/run/globalnet/lab/$NAME/c2/pods/default-web-0.log" "/run/globalnet/lab/$NAME/c2/pods/default-web-1.log" | grep GET | sed 's/^/  /' || true
+lab kubectl c2 -- logs -l app=web --tail=2 --prefix | grep GET | sed 's/^/  /' || true
 
 cat <<MSG
 
@@ -68,6 +68,7 @@ Explore:
   $GNCTL lab kubectl --name $NAME c2 -- get globalingressips,clusterglobalegressips -A
   $GNCTL show nat --netns gn-$NAME-c1-n0                  (c1 gateway's mappings)
   ip netns exec gn-$NAME-c2-n0 nft list table inet globalnet   (c2 gateway's NAT rules)
-  $GNCTL lab exec --name $NAME c2 client-0 -- ip addr show eth0
+  $GNCTL lab kubectl --name $NAME c2 -- get pods -o wide     (real pods on real nodes)
+  $GNCTL lab exec --name $NAME c2 client -- ip addr show eth0
 Take it down:  make demo-down   (or $GNCTL lab down --name $NAME)
 MSG

@@ -5,7 +5,8 @@ Everything is real: API servers, the Broker's CIDR allocation, the Globalnet
 agent on each gateway node programming nftables, kube-proxy (iptables mode) on
 every node, the Lighthouse agent and DNS server on each gateway node (pods'
 resolv.conf names it), the gateway engine with its VXLAN cable between the
-gateways, route agents on every node, HTTP servers in pod namespaces.
+gateways, route agents on every node, kubelet and containerd on every node
+running the demo Deployments (web: gn-echo on port 80, client).
 Address conventions: lab/topology.py; global CIDRs come from the Broker's
 242.0.0.0/8 in /16 slices.
 """
@@ -62,9 +63,12 @@ def egress_ips(lab: Lab, cluster: str) -> set[str]:
 
 
 def curl(lab: Lab, cluster: str, url: str, max_time: float = 2) -> subprocess.CompletedProcess[str]:
-    client = lab.pod(cluster, "client-0")
-    argv = netns.exec_argv(client.netns, ["curl", "-s", "--max-time", str(max_time), url])
+    argv = lab.exec_argv(cluster, "client", ["curl", "-s", "--max-time", str(max_time), url])
     return subprocess.run(argv, capture_output=True, text=True, timeout=20)
+
+
+def web_pods(lab: Lab, cluster: str) -> list[str]:
+    return [p.name for p in lab.pods(cluster) if p.app == "web"]
 
 
 def cluster_ip(lab: Lab, cluster: str, service: str) -> str:
@@ -73,7 +77,14 @@ def cluster_ip(lab: Lab, cluster: str, service: str) -> str:
 
 
 def web_log(lab: Lab, cluster: str, pod: str) -> str:
-    return (lab.store.dir / cluster / "pods" / f"default-{pod}.log").read_text(errors="replace")
+    """The pod's log (`kubectl logs`): gn-echo logs `client=IP:PORT "GET ..."`."""
+    return subprocess.run(lab.kubectl_argv(cluster, ["logs", pod]), capture_output=True,
+                          text=True, timeout=30).stdout
+
+
+def clients_seen(log: str) -> set[str]:
+    return {line.split()[0].removeprefix("client=").rsplit(":", 1)[0]
+            for line in log.splitlines() if '"GET /' in line}
 
 
 def members_in(lab: Lab, cluster: str) -> set[str]:
@@ -110,29 +121,28 @@ def test_an_exported_service_answers_the_other_cluster_on_its_global_ip(
     assert netaddr.IPAddress(ip) in netaddr.IPNetwork(lab.state.global_cidrs[server])
     seen: set[str] = set()
     deadline = time.monotonic() + 60
-    # kube-proxy on the server's gateway picks a backend at random: web-0 lives on
-    # the gateway node, web-1 on the other node; both must answer.
-    while seen != {"web-0", "web-1"} and time.monotonic() < deadline:
+    # kube-proxy on the server's gateway picks a backend at random: one web pod
+    # lives on the gateway node, the other on the other node; both must answer.
+    backends = set(web_pods(lab, server))
+    while seen != backends and time.monotonic() < deadline:
         out = curl(lab, client, f"http://{ip}/").stdout
         if out.startswith(f"hello from {server}/"):
             seen.add(out.strip().rsplit("/", 1)[1])
         else:
             time.sleep(0.3)
-    assert seen == {"web-0", "web-1"}
+    assert seen == backends and len(seen) == 2
     # The backends saw the client cluster's global egress IP, not a node address
     # or the client's own (overlapping) pod IP.
-    sources = {line.split()[0] for pod in ("web-0", "web-1")
-               for line in web_log(lab, server, pod).splitlines() if '"GET /' in line}
-    client_pod_ip = lab.pod(client, "client-0").ip
+    sources = {ip for pod in backends for ip in clients_seen(web_log(lab, server, pod))}
+    client_pod_ip = lab.pod(client, "client").ip
     assert sources & egress_ips(lab, client), sources
     assert client_pod_ip not in sources
 
 
 def resolve(lab: Lab, cluster: str, name: str) -> str | None:
-    """What `client-0` of `cluster` resolves `name` to (its resolver is the
+    """What the client pod of `cluster` resolves `name` to (its resolver is the
     cluster's Lighthouse DNS server)."""
-    client = lab.pod(cluster, "client-0")
-    out = subprocess.run(netns.exec_argv(client.netns, ["getent", "ahostsv4", name]),
+    out = subprocess.run(lab.exec_argv(cluster, "client", ["getent", "ahostsv4", name]),
                          capture_output=True, text=True, timeout=20).stdout
     return out.split()[0] if out else None
 
@@ -172,8 +182,7 @@ def test_the_remote_gateway_answers_its_health_check_ip(lab: Lab) -> None:
             names.GATEWAY_GLOBAL_IP_ANNOTATION)
 
     ip = await_condition(health_ip, timeout=30, message="a health-check IP on c2's gateway")
-    client = lab.pod("c1", "client-0")
-    ping = netns.exec_argv(client.netns, ["ping", "-c", "1", "-W", "1", ip])
+    ping = lab.exec_argv("c1", "client", ["ping", "-c", "1", "-W", "1", ip])
     await_condition(lambda: subprocess.run(ping, capture_output=True).returncode == 0,
                     timeout=20, message=f"ping {ip} answered")
 
@@ -196,8 +205,7 @@ def test_lab_down_stops_the_agents(lab_root: Path) -> None:
 
 
 def pod_curl(lab: Lab, cluster: str, pod: str, url: str) -> str:
-    record = lab.pod(cluster, pod)
-    argv = netns.exec_argv(record.netns, ["curl", "-s", "--max-time", "2", url])
+    argv = lab.exec_argv(cluster, pod, ["curl", "-s", "--max-time", "2", url])
     return subprocess.run(argv, capture_output=True, text=True, timeout=20).stdout
 
 
@@ -213,12 +221,14 @@ def test_headless_pods_have_their_own_global_ips_both_ways(lab: Lab) -> None:
     c2.client(resources.SERVICE_EXPORTS).create(
         {"metadata": {"name": "webhl", "namespace": "default"}})
     giips = c2.client(resources.GLOBAL_INGRESS_IPS)
+    c2_web = web_pods(lab, "c2")
+    web0 = c2_web[0]
 
     def pod_ips() -> dict[str, str] | None:
         found = {g["metadata"]["name"]: (g.get("status") or {}).get("allocatedIP")
                  for g in giips.list(namespace="default").items
                  if g["spec"].get("target") == "HeadlessServicePod"}
-        return found if set(found) == {"pod-web-0", "pod-web-1"} and all(
+        return found if set(found) == {f"pod-{p}" for p in c2_web} and all(
             found.values()) else None
 
     ips = await_condition(pod_ips, timeout=30, message="a global IP per web pod")
@@ -226,8 +236,7 @@ def test_headless_pods_have_their_own_global_ips_both_ways(lab: Lab) -> None:
     name = "webhl.default.svc.clusterset.local"
 
     def resolved() -> set[str] | None:
-        client = lab.pod("c1", "client-0")
-        out = subprocess.run(netns.exec_argv(client.netns, ["getent", "ahostsv4", name]),
+        out = subprocess.run(lab.exec_argv("c1", "client", ["getent", "ahostsv4", name]),
                              capture_output=True, text=True, timeout=20).stdout
         got = {line.split()[0] for line in out.splitlines()}
         return got if got == set(ips.values()) else None
@@ -237,13 +246,12 @@ def test_headless_pods_have_their_own_global_ips_both_ways(lab: Lab) -> None:
         out = curl(lab, "c1", f"http://{ip}/", max_time=3).stdout
         assert out.strip() == f"hello from c2/{pod.removeprefix('pod-')}", (pod, out)
 
-    # web-0 of c2 calls c1's exported web: c1's backends see web-0's own global IP.
+    # A web pod of c2 calls c1's exported web: c1's backends see its own global IP.
     c1_web = export(lab, "c1", "web")
-    out = pod_curl(lab, "c2", "web-0", f"http://{c1_web}/")
+    out = pod_curl(lab, "c2", web0, f"http://{c1_web}/")
     assert out.startswith("hello from c1/"), out
-    seen = {line.split()[0] for pod in ("web-0", "web-1")
-            for line in web_log(lab, "c1", pod).splitlines() if '"GET /' in line}
-    assert ips["pod-web-0"] in seen, seen
+    seen = {ip for pod in web_pods(lab, "c1") for ip in clients_seen(web_log(lab, "c1", pod))}
+    assert ips[f"pod-{web0}"] in seen, seen
 
 
 def test_a_namespace_egress_ip_is_what_remote_servers_see(lab: Lab) -> None:
@@ -260,11 +268,11 @@ def test_a_namespace_egress_ip_is_what_remote_servers_see(lab: Lab) -> None:
         ns_ips = await_condition(allocated, timeout=30, message="the namespace's egress IP")
         assert ns_ips is not None and len(ns_ips) == 1
         target = export(lab, "c2", "web")
-        before = {pod: len(web_log(lab, "c2", pod)) for pod in ("web-0", "web-1")}
+        before = {pod: len(web_log(lab, "c2", pod)) for pod in web_pods(lab, "c2")}
 
         def seen_from_namespace_ip() -> bool:
             curl(lab, "c1", f"http://{target}/")
-            return any(ns_ips[0] in web_log(lab, "c2", pod)[offset:]
+            return any(f"client={ns_ips[0]}:" in web_log(lab, "c2", pod)[offset:]
                        for pod, offset in before.items())
 
         await_condition(seen_from_namespace_ip, timeout=30,

@@ -79,7 +79,10 @@ def _udp_echo(sock: socket.socket) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="gn-echo", description=__doc__.splitlines()[0])
-    parser.add_argument("--port", type=int, default=int(os.environ.get("ECHO_PORT", "8080")))
+    # Kubernetes sets ECHO_PORT=tcp://IP:PORT in every pod of a namespace with a
+    # Service named echo (service links): only a plain number counts as ours.
+    env_port = os.environ.get("ECHO_PORT", "")
+    parser.add_argument("--port", type=int, default=int(env_port) if env_port.isdigit() else 8080)
     parser.add_argument("--message", default=os.environ.get("ECHO_MESSAGE"))
     args = parser.parse_args(argv)
 
