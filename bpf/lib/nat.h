@@ -6,6 +6,8 @@
  *   GN_MAP_REVERSE  hash  gn_nat_key{target, proto, port}    -> gn_nat_value{global IP}
  *   GN_MAP_CIDRS    LPM   gn_cidr_key -> gn_cidr_value{GN_CIDR_OURS | GN_CIDR_REMOTE}
  *   GN_MAP_HEALTH   hash  __be32 global IP -> __u32 (1)
+ *   GN_MAP_PORT_HINT array __u32 word -> __u64 bits: which addresses may have
+ *                   exported-port entries (see gn_nat__maybe_ports)
  * A mapping for every port has proto 0 and port 0; a ClusterIP mapping
  * restricted to its exported ports has one key per protocol and port. A
  * headless target (pod, selector-less endpoint) has both: it is rewritten on
@@ -54,6 +56,7 @@ GN_MAP("hash", struct gn_nat_key, struct gn_nat_value, GN_MAP_REVERSE, GN_INGRES
 GN_MAP_FLAGS("lpm_trie", struct gn_cidr_key, struct gn_cidr_value, GN_MAP_CIDRS, GN_CIDRS_SIZE,
 	     GN_PIN_CIDRS, BPF_F_NO_PREALLOC);
 GN_MAP("hash", __be32, __u32, GN_MAP_HEALTH, GN_HEALTH_SIZE, GN_PIN_HEALTH);
+GN_MAP("array", __u32, __u64, GN_MAP_PORT_HINT, GN_PORT_HINT_SIZE, GN_PIN_PORT_HINT);
 
 /* GN_CIDR_OURS or GN_CIDR_REMOTE for @addr, 0 when it is neither. */
 static __always_inline __u32 gn_nat_cidr_kind(__be32 addr)
@@ -70,18 +73,50 @@ static __always_inline int gn_nat__port_proto(__u8 proto)
 }
 
 /**
+ * gn_nat__maybe_ports - whether @addr may have exported-port entries in the
+ * ingress (@reverse 0) or reverse map (@reverse 1).
+ *
+ * One bit per low 16 bits of the address (host order), GN_HINT_WORDS words
+ * per map, set by Python while any port entry of such an address is
+ * installed: 16 KiB that stay in cache, read without hashing. It only orders
+ * the lookups below (exported port's entry first, or the every-port entry
+ * first), so that a packet costs one hash lookup for either kind of mapping;
+ * the answer never depends on it (a wrong bit costs one more lookup, never
+ * a wrong translation).
+ */
+static __always_inline int gn_nat__maybe_ports(__be32 addr, __u32 reverse)
+{
+	__u32 low = bpf_ntohl(addr) & 0xffff;
+	__u32 idx = reverse * GN_HINT_WORDS + (low >> 6);
+	__u64 *word = GN_MAP_PORT_HINT.lookup(&idx);
+
+	return word && ((*word >> (low & 63)) & 1);
+}
+
+/**
  * gn_nat_ingress_lookup - the mapping of global IP @addr for a packet of
  * @proto to @port: the exported port's entry, else the every-port entry.
  * @have_port is 0 for a later fragment (no L4 header: every-port entry only).
  * Returns the value (counters updatable in place) or NULL.
+ *
+ * With the port hint set, the exported port's entry is looked up first,
+ * else the every-port entry, and the port's entry only when there is no
+ * every-port entry (a ClusterIP restricted to its ports) or that entry says
+ * port entries exist (GN_NAT_F_ADMIT_PORTS). Both orders find the port's
+ * entry when there is one, else the every-port entry: an every-port entry
+ * without GN_NAT_F_ADMIT_PORTS never has port entries beside it
+ * (datapath/ebpf/elements.py). One hash lookup per packet for either kind
+ * of mapping while the hint is right.
  */
 static __always_inline struct gn_nat_value *gn_nat_ingress_lookup(__be32 addr, __u8 proto,
 								   __be16 port, int have_port)
 {
 	struct gn_nat_key key = { .addr = addr };
-	struct gn_nat_value *v;
+	struct gn_nat_value *v, *w;
+	int ports = have_port && gn_nat__port_proto(proto);
+	int hint = ports && gn_nat__maybe_ports(addr, 0);
 
-	if (have_port && gn_nat__port_proto(proto)) {
+	if (hint) {
 		key.proto = proto;
 		key.port = port;
 		v = GN_MAP_INGRESS.lookup(&key);
@@ -90,17 +125,26 @@ static __always_inline struct gn_nat_value *gn_nat_ingress_lookup(__be32 addr, _
 		key.proto = 0;
 		key.port = 0;
 	}
-	return GN_MAP_INGRESS.lookup(&key);
+	v = GN_MAP_INGRESS.lookup(&key);
+	if (!ports || hint || (v && !(v->flags & GN_NAT_F_ADMIT_PORTS)))
+		return v;
+	key.proto = proto;
+	key.port = port;
+	w = GN_MAP_INGRESS.lookup(&key);
+	return w ? w : v;
 }
 
-/* The same for the reverse map: target @addr sending from @port. */
+/* The same for the reverse map: target @addr sending from @port. (Two copies:
+ * bcc needs each map call spelled with its map's name, not through a macro.) */
 static __always_inline struct gn_nat_value *gn_nat_reverse_lookup(__be32 addr, __u8 proto,
 								   __be16 port, int have_port)
 {
 	struct gn_nat_key key = { .addr = addr };
-	struct gn_nat_value *v;
+	struct gn_nat_value *v, *w;
+	int ports = have_port && gn_nat__port_proto(proto);
+	int hint = ports && gn_nat__maybe_ports(addr, 1);
 
-	if (have_port && gn_nat__port_proto(proto)) {
+	if (hint) {
 		key.proto = proto;
 		key.port = port;
 		v = GN_MAP_REVERSE.lookup(&key);
@@ -109,7 +153,13 @@ static __always_inline struct gn_nat_value *gn_nat_reverse_lookup(__be32 addr, _
 		key.proto = 0;
 		key.port = 0;
 	}
-	return GN_MAP_REVERSE.lookup(&key);
+	v = GN_MAP_REVERSE.lookup(&key);
+	if (!ports || hint || (v && !(v->flags & GN_NAT_F_ADMIT_PORTS)))
+		return v;
+	key.proto = proto;
+	key.port = port;
+	w = GN_MAP_REVERSE.lookup(&key);
+	return w ? w : v;
 }
 
 static __always_inline int gn_nat_is_health_check(__be32 addr)

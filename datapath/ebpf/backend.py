@@ -100,6 +100,12 @@ class EbpfDatapath:
         self._validator = IncrementalValidator()
         self._ingress = IngressIndex()
         self._installed: Elements = {}
+        # The port hint (names.PORT_HINT), derived from the installed ingress and
+        # reverse keys: how many port keys set each (word, bit), the words as
+        # written, and the words a write may have changed.
+        self._hint_counts: dict[tuple[int, int], int] = {}
+        self._hint_words: dict[int, int] = {}
+        self._hint_dirty: set[int] = set()
         self._maps: dict[str, PinnedMap] = {}  # type: ignore[type-arg]
         self._programs: loader.Programs | None = None
         self.last_operations = 0
@@ -318,10 +324,45 @@ class EbpfDatapath:
             self.need_full_sync = True
             raise MapWriteFailed(f"{n.MAP[macro].name}: {exc}") from exc
         installed = self._installed.setdefault(macro, {})
+        bit = elements.hint_bit(macro, key)
+        if bit is not None and (key in installed) != (value is not None):
+            step = 1 if value is not None else -1
+            self._hint_counts[bit] = self._hint_counts.get(bit, 0) + step
+            self._hint_dirty.add(bit[0])
         if value is None:
             installed.pop(key, None)
         else:
             installed[key] = value
+
+    def _load_hint(self) -> None:
+        """Counts from the installed keys, words as the kernel holds them."""
+        self._hint_counts = {}
+        for macro in (n.INGRESS, n.REVERSE):
+            for key in self._installed.get(macro, {}):
+                bit = elements.hint_bit(macro, key)
+                if bit is not None:
+                    self._hint_counts[bit] = self._hint_counts.get(bit, 0) + 1
+        self._hint_words = {int(k.value): int(v.value)
+                            for k, v in self._maps[n.PORT_HINT].items()}
+        self._hint_dirty = set(range(2 * n.HINT_WORDS))
+
+    def _flush_hint(self) -> int:
+        """Write the hint words that differ from the counts (after the map writes:
+        the hint orders lookups, it never decides a translation)."""
+        ops = 0
+        for word in sorted(self._hint_dirty):
+            want = sum(1 << b for b in range(64) if self._hint_counts.get((word, b), 0) > 0)
+            if self._hint_words.get(word) == want:
+                continue
+            try:
+                self._maps[n.PORT_HINT].update(s.U32(value=word), s.U64(value=want))
+            except OSError as exc:
+                self.need_full_sync = True
+                raise MapWriteFailed(f"{n.MAP[n.PORT_HINT].name}: {exc}") from exc
+            self._hint_words[word] = want
+            ops += 1
+        self._hint_dirty = set()
+        return ops
 
     def _converge_map(self, macro: str, want: dict[Key, Value]) -> int:
         have = self._installed.get(macro, {})
@@ -344,9 +385,11 @@ class EbpfDatapath:
             ops = self._ensure_programs()
             self._ingress = IngressIndex.build(intent.ingress)
             self._installed = self.read_config()
+            self._load_hint()
             desired = self._desired(intent)
             for macro in n.CONFIG_MAPS:
                 ops += self._converge_map(macro, desired[macro])
+            ops += self._flush_hint()
             ops += self._ensure_attached(intent)
             ops += int(shim.ensure(self.netns))
         except BaseException:
@@ -376,6 +419,7 @@ class EbpfDatapath:
                 if self._installed.get(macro, {}).get(key) != want:
                     self._write(macro, key, want)
                     ops += 1
+            ops += self._flush_hint()
             new_cidrs = cidrs_changed(old, new)
             if new_cidrs or old.egress != new.egress:
                 for macro, want_map in elements.egress_elements(new).items():

@@ -172,13 +172,34 @@ def cidr_elements(intent: NatIntent) -> Elements:
 KEY_TYPES: dict[str, type[ctypes.Structure]] = {
     n.INGRESS: s.NatKey, n.REVERSE: s.NatKey, n.CIDRS: s.CidrKey, n.HEALTH: s.U32,
     n.EGRESS_PODS: s.U32, n.EGRESS_CIDRS: s.CidrKey, n.CT: s.CtKey, n.STATS: s.U32,
-    n.MSS: s.U32,
+    n.MSS: s.U32, n.PORT_HINT: s.U32,
 }
 VALUE_TYPES: dict[str, type[ctypes.Structure]] = {
     n.INGRESS: s.NatValue, n.REVERSE: s.NatValue, n.CIDRS: s.CidrValue, n.HEALTH: s.U32,
     n.EGRESS_PODS: s.EgressValue, n.EGRESS_CIDRS: s.EgressValue, n.CT: s.CtValue,
-    n.STATS: s.U64, n.MSS: s.U16,
+    n.STATS: s.U64, n.MSS: s.U16, n.PORT_HINT: s.U64,
 }
+
+
+def hint_bit(macro: str, key: Key) -> tuple[int, int] | None:
+    """(word index, bit) of the port hint an `INGRESS`/`REVERSE` key sets, or None
+    for an every-port key (see `names.PORT_HINT`)."""
+    if macro not in (n.INGRESS, n.REVERSE) or key[1] == 0:
+        return None
+    low = int(netaddr.IPAddress(str(key[0]))) & 0xFFFF
+    base = 0 if macro == n.INGRESS else n.HINT_WORDS
+    return base + (low >> 6), low & 63
+
+
+def hint_words(installed: Elements) -> dict[int, int]:
+    """Every word of the port hint (index -> bits) for these ingress/reverse elements."""
+    words = dict.fromkeys(range(2 * n.HINT_WORDS), 0)
+    for macro in (n.INGRESS, n.REVERSE):
+        for key in installed.get(macro, {}):
+            bit = hint_bit(macro, key)
+            if bit is not None:
+                words[bit[0]] |= 1 << bit[1]
+    return words
 
 
 def _cidr_key(cidr: str) -> s.CidrKey:

@@ -51,6 +51,7 @@ class MapSpec:
 # Sizes: ingress covers 50,000 mappings with exported ports (several keys each).
 INGRESS_SIZE = 262_144
 CT_SIZE = 262_144
+HINT_WORDS = 1024  # 64-bit words of the port hint per map: a bit per low 16 bits
 MAPS: tuple[MapSpec, ...] = (
     MapSpec("gn_ingress", "INGRESS", INGRESS_SIZE, "GN_INGRESS_SIZE"),
     MapSpec("gn_reverse", "REVERSE", INGRESS_SIZE, "GN_INGRESS_SIZE"),
@@ -61,12 +62,18 @@ MAPS: tuple[MapSpec, ...] = (
     MapSpec("gn_ct", "CT", CT_SIZE, "GN_CT_SIZE"),
     MapSpec("gn_stats", "STATS", 32, "GN_STATS_SIZE"),
     MapSpec("gn_mss", "MSS", 64, "GN_MSS_SIZE"),
+    MapSpec("gn_port_hint", "PORT_HINT", 2 * HINT_WORDS, "GN_PORT_HINT_SIZE"),
 )
 MAP = {m.macro: m for m in MAPS}
 INGRESS, REVERSE, CIDRS, HEALTH = "INGRESS", "REVERSE", "CIDRS", "HEALTH"
 EGRESS_PODS, EGRESS_CIDRS, CT, STATS = "EGRESS_PODS", "EGRESS_CIDRS", "CT", "STATS"
 MSS = "MSS"
 """Largest TCP MSS per attached device (ifindex -> MTU - MSS_OVERHEAD)."""
+PORT_HINT = "PORT_HINT"
+"""Which addresses may have exported-port entries (bpf/lib/nat.h, gn_nat__maybe_ports):
+an array of HINT_WORDS 64-bit words for the ingress map, then as many for the reverse
+map; bit (low 16 bits of the address, host order) is set while any port entry of such
+an address is installed. Derived from the ingress and reverse maps by the backend."""
 MSS_OVERHEAD = 40  # IPv4 and TCP headers without options
 CONFIG_MAPS = (INGRESS, REVERSE, CIDRS, HEALTH, EGRESS_PODS, EGRESS_CIDRS)
 """The maps Python converges to the intent (the others are the programs' state)."""
@@ -174,5 +181,6 @@ def defines(pins: PinLayout) -> list[str]:
         "GN_PORT_MIN": str(PORT_MIN),
         "GN_PORT_MAX": str(PORT_MAX),
         "GN_PORT_TRIES": str(PORT_TRIES),
+        "GN_HINT_WORDS": str(HINT_WORDS),
     })
     return [f"-D{k}={v}" for k, v in sorted(values.items())]

@@ -46,7 +46,7 @@ class LoadedProgs:
 
     def reset(self) -> None:
         for macro, m in self.maps.items():
-            if macro == n.STATS:
+            if macro in (n.STATS, n.PORT_HINT):  # arrays: zeroed, never deleted
                 for k in list(m.walk_keys()):
                     m.update(k, elements.VALUE_TYPES[macro]())
                 continue

@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
+from datapath.ebpf import elements
 from datapath.ebpf import names as n
 from datapath.ebpf import structs as s
 from tests.netns import bpf_pkt as P
@@ -538,12 +539,29 @@ CASES: dict[str, Callable[[LoadedProgs, bytes], P.Result]] = {
 }
 
 
+def write_port_hint(lp: LoadedProgs, mode: str) -> None:
+    """The port hint (names.PORT_HINT) as the backend derives it from the maps'
+    port keys ("exact"), or wrong both ways: all bits clear or all set. It may
+    only change the order of lookups, never a verdict or a rewrite."""
+    if mode == "clear":
+        return
+    installed: elements.Elements = {macro: {elements.key_from_ctypes(macro, k): ()
+                         for k in lp.maps[macro].walk_keys()}
+                 for macro in (n.INGRESS, n.REVERSE)}
+    words = elements.hint_words(installed)
+    for word, bits in words.items():
+        value = bits if mode == "exact" else (1 << 64) - 1
+        lp.maps[n.PORT_HINT].update(s.U32(value=word), s.U64(value=value))
+
+
+@pytest.mark.parametrize("hint", ["exact", "clear", "set"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_bpf_case(bpf: LoadedProgs, case: str) -> None:
+def test_bpf_case(bpf: LoadedProgs, case: str, hint: str) -> None:
     pktgen = globals()[f"{case}_pktgen"]
     setup = globals()[f"{case}_setup"]
     check = globals()[f"{case}_check"]
     setup(bpf)
+    write_port_hint(bpf, hint)
     pkt = pktgen() or _ct_error.pop("pkt")
     res = CASES[case](bpf, pkt)
     check(bpf, res)

@@ -14,12 +14,19 @@ from pathlib import Path
 
 import pytest
 
-from datapath.ebpf import EbpfDatapath, ProgramLoadError, tc
+from datapath.ebpf import EbpfDatapath, ProgramLoadError, elements, tc
 from datapath.ebpf import names as n
 from datapath.ebpf import structs as s
 from datapath.ebpf.inspect import snapshot
 from globalnet.datapath_api import IntentRejected
-from globalnet.intent import GlobalIP, IngressMapping, IngressTarget, NatIntent
+from globalnet.intent import (
+    GlobalIP,
+    IngressMapping,
+    IngressTarget,
+    NatIntent,
+    PortSpec,
+    Protocol,
+)
 from lab import netns
 from tests.netns.conformance import ebpf_bpffs
 
@@ -83,6 +90,34 @@ def test_a_restarted_backend_adopts_everything_and_changes_nothing(gw: str) -> N
                                IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/api")
         assert second.apply(intent(extra)).operations == 2
         assert second.apply(intent()).operations == 2
+    finally:
+        EbpfDatapath(netns=gw, bpffs=ebpf_bpffs()).cleanup()
+
+
+def kernel_hint(backend: EbpfDatapath) -> dict[int, int]:
+    return {int(k.value): int(v.value) for k, v in backend.map(n.PORT_HINT).items()}
+
+
+def test_the_port_hint_follows_the_port_entries(gw: str) -> None:
+    """Set while an address has exported-port entries, clear when none is left; a
+    restarted backend finds it right and writes nothing."""
+    ported = IngressMapping(GlobalIP("242.0.10.2"), "10.96.0.11",
+                            IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/api",
+                            (PortSpec(Protocol.TCP, 443), PortSpec(Protocol.UDP, 53)))
+    backend = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+    try:
+        backend.apply(intent())
+        assert not any(kernel_hint(backend).values())  # every-port mappings only
+        # 4 port elements, and one bit each in the ingress and reverse halves.
+        assert backend.apply(intent(ported)).operations == 4 + 2
+        hint = kernel_hint(backend)
+        assert hint == elements.hint_words(backend.read_config())
+        assert sum(bin(bits).count("1") for bits in hint.values()) == 2
+        backend.close()
+        restarted = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+        assert restarted.apply(intent(ported)).operations == 0
+        assert restarted.apply(intent()).operations == 4 + 2
+        assert not any(kernel_hint(restarted).values())
     finally:
         EbpfDatapath(netns=gw, bpffs=ebpf_bpffs()).cleanup()
 

@@ -148,3 +148,18 @@ def test_connection_timeouts_per_protocol_and_closing_state() -> None:
     rk = ct.reply_key(key, value)
     assert (s.ip_of(rk.saddr), s.ip_of(rk.daddr), s.port_of(rk.sport), s.port_of(rk.dport),
             rk.dir) == ("242.1.10.1", "242.0.0.2", 80, 30000, 1)
+
+
+def test_the_port_hint_has_a_bit_for_each_address_with_port_entries() -> None:
+    web = IngressMapping(GlobalIP("242.0.10.1"), "10.96.0.10", IngressTarget.CLUSTER_IP_SERVICE,
+                         "GlobalIngressIP app/web", (PortSpec(Protocol.TCP, 80),))
+    every = IngressMapping(GlobalIP("242.0.10.2"), "10.96.0.11",
+                           IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/all")
+    installed: elements.Elements = elements.IngressIndex.build([web, every]).elements()
+    words = elements.hint_words(installed)
+    assert len(words) == 2 * n.HINT_WORDS
+    # 242.0.10.1: low 16 bits 0x0a01 -> word 40, bit 1; 10.96.0.10 -> reverse half, bit 10.
+    assert elements.hint_bit(n.INGRESS, ("242.0.10.1", 6, 80)) == (0x0A01 >> 6, 0x0A01 & 63)
+    assert elements.hint_bit(n.REVERSE, ("10.96.0.10", 6, 80)) == (n.HINT_WORDS, 10)
+    assert elements.hint_bit(n.INGRESS, ("242.0.10.2", 0, 0)) is None  # every-port key
+    assert {w: b for w, b in words.items() if b} == {40: 1 << 1, n.HINT_WORDS: 1 << 10}
