@@ -37,6 +37,13 @@ GLOBALNET_CLUSTER_SIZE_KEY: Final = "globalnetClusterSize"  # default addresses 
 # JSON list of {"cluster_id": ..., "global_cidr": [...]}: the allocations.
 GLOBALNET_CLUSTER_INFO_KEY: Final = "clusterinfo"
 
+# --- the Broker's credentials in a member (a Secret in CLUSTER_NAMESPACE) ---------------
+# A kubeconfig for the Broker's API server (its URL, CA and the member's token),
+# written by `gnctl join`; mounted by the deployed gateway engine, Broker syncer and
+# Lighthouse agent (deploy.manifests) as their --broker-kubeconfig.
+BROKER_KUBECONFIG_SECRET: Final = "globalnet-broker-kubeconfig"
+BROKER_KUBECONFIG_KEY: Final = "kubeconfig"
+
 # --- leases (in CLUSTER_NAMESPACE) ------------------------------------------------------
 # The active gateway of a cluster: held by one gateway engine at a time.
 GATEWAY_LEASE: Final = "globalnet-gateway"
