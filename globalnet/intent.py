@@ -201,6 +201,35 @@ def egress_for(intent: NatIntent, pod_ip: str) -> EgressGroup | None:
 
 
 @dataclass(frozen=True)
+class EgressAssignment:
+    """Egress precedence resolved once, for every backend alike.
+
+    `pods` gives each pod IP named by a group the group that wins it (groups in
+    precedence order, pod IPs sorted within a group); `cluster` is the fallback
+    for every other source in the local CIDRs. Groups without global IPs take
+    no part, as in `egress_for`.
+    """
+
+    pods: dict[str, EgressGroup]
+    cluster: EgressGroup | None
+
+
+def assign_egress(intent: NatIntent) -> EgressAssignment:
+    """`egress_for` for every pod at once: the first group naming a pod IP wins."""
+    pods: dict[str, EgressGroup] = {}
+    cluster: EgressGroup | None = None
+    for group in intent.egress:  # sorted: precedence order
+        if not group.global_ips:
+            continue
+        if group.kind is EgressKind.CLUSTER:
+            cluster = cluster or group
+            continue
+        for ip in sorted(group.pod_ips):
+            pods.setdefault(ip, group)
+    return EgressAssignment(pods=pods, cluster=cluster)
+
+
+@dataclass(frozen=True)
 class IntentDiff:
     """What changed between two intents, per kind of object (pure data)."""
 

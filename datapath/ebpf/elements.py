@@ -22,12 +22,12 @@ import netaddr
 from datapath.ebpf import names as n
 from datapath.ebpf import structs as s
 from globalnet.intent import (
-    EgressGroup,
     EgressKind,
     IngressMapping,
     IngressTarget,
     NatIntent,
     Protocol,
+    assign_egress,
 )
 
 log = logging.getLogger(__name__)
@@ -126,28 +126,22 @@ def contiguous_range(ips: Iterable[str], *, owner: str = "") -> tuple[str, int]:
 
 
 def egress_elements(intent: NatIntent) -> Elements:
-    """`EGRESS_PODS` and `EGRESS_CIDRS`, precedence resolved as `egress_for` does.
+    """`EGRESS_PODS` and `EGRESS_CIDRS`, precedence resolved by `assign_egress`.
 
     Headless pods get no element: their own 1:1 global IP is written statelessly
     from the reverse map of their ingress mapping.
     """
     pods: dict[Key, Value] = {}
     cidrs: dict[Key, Value] = {}
-    claimed: set[str] = set()
-    cluster: EgressGroup | None = None
-    for group in intent.egress:
-        if not group.global_ips:
-            continue
-        if group.kind is EgressKind.CLUSTER:
-            cluster = cluster or group
-            continue
-        fresh = sorted(group.pod_ips - claimed)
-        claimed.update(fresh)
+    assignment = assign_egress(intent)
+    ranges: dict[str, Value] = {}
+    for ip, group in assignment.pods.items():
         if group.kind is EgressKind.HEADLESS_POD:
             continue
-        rng = contiguous_range(group.global_ips, owner=group.owner)
-        for ip in fresh:
-            pods[(ip,)] = rng
+        if group.owner not in ranges:
+            ranges[group.owner] = contiguous_range(group.global_ips, owner=group.owner)
+        pods[(ip,)] = ranges[group.owner]
+    cluster = assignment.cluster
     if cluster is not None:
         rng = contiguous_range(cluster.global_ips, owner=cluster.owner)
         for cidr in netaddr.cidr_merge(intent.local_cidrs):

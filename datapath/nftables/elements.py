@@ -19,7 +19,7 @@ import netaddr
 
 from datapath.nftables import names as n
 from datapath.nftables.model import Element
-from globalnet.intent import EgressGroup, EgressKind, IngressMapping, IngressTarget, NatIntent
+from globalnet.intent import EgressKind, IngressMapping, IngressTarget, NatIntent, assign_egress
 
 log = logging.getLogger(__name__)
 
@@ -81,29 +81,21 @@ def ingress_elements(m: IngressMapping) -> list[tuple[str, Element]]:
 def egress_elements(intent: NatIntent) -> Elements:
     """`egress-pods`, `egress-headless` and `egress-cidrs`, precedence resolved.
 
-    `intent.egress` is sorted by kind (precedence) then owner, so the first group
-    naming a pod IP wins, exactly as `globalnet.intent.egress_for` decides.
+    Precedence is `globalnet.intent.assign_egress`'s, the same for every backend.
     """
     pods: dict[str, Element] = {}
     headless: dict[str, Element] = {}
     cidrs: dict[str, Element] = {}
-    claimed: set[str] = set()
-    cluster: EgressGroup | None = None
-    for group in intent.egress:
-        if not group.global_ips:
-            continue
-        if group.kind is EgressKind.CLUSTER:
-            cluster = cluster or group
-            continue
-        fresh = sorted(group.pod_ips - claimed)
-        claimed.update(fresh)
+    assignment = assign_egress(intent)
+    ranges: dict[str, str] = {}
+    for ip, group in assignment.pods.items():
         if group.kind is EgressKind.HEADLESS_POD:
-            for ip in fresh:
-                headless[ip] = Element(ip, min(group.global_ips), group.owner)
+            headless[ip] = Element(ip, min(group.global_ips), group.owner)
             continue
-        rng = address_range(group.global_ips, owner=group.owner)
-        for ip in fresh:
-            pods[ip] = Element(ip, rng, group.owner)
+        if group.owner not in ranges:
+            ranges[group.owner] = address_range(group.global_ips, owner=group.owner)
+        pods[ip] = Element(ip, ranges[group.owner], group.owner)
+    cluster = assignment.cluster
     if cluster is not None:
         rng = address_range(cluster.global_ips, owner=cluster.owner)
         for cidr in netaddr.cidr_merge(intent.local_cidrs):
