@@ -58,6 +58,9 @@ def register(sub: Any) -> None:
     join.add_argument("--globalnet-cidr", help="this global CIDR instead of the next free one")
     join.add_argument("--globalnet-cluster-size", type=int,
                       help="global IPs for this cluster instead of the Broker's default")
+    join.add_argument("--datapath", choices=["nftables", "ebpf"], default="nftables",
+                      help="the Globalnet agent's datapath in the printed command line "
+                           "(default nftables)")
     join.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE, help=argparse.SUPPRESS)
     join.add_argument("--cluster-namespace", default=None, help=argparse.SUPPRESS)
     join.set_defaults(func=cmd_join)
@@ -146,7 +149,8 @@ def cmd_join(args: argparse.Namespace) -> int:
                   f"  python -m globalnet.agent --kubeconfig {args.kubeconfig} "
                   f"--cluster-id {member.cluster_id} --global-cidr {member.global_cidr} "
                   + " ".join(f"--local-cidr {c}" for c in (*request.cluster_cidrs,
-                                                             *request.service_cidrs)))
+                                                             *request.service_cidrs))
+                  + f" --datapath {args.datapath}")
         else:
             print("run on the gateway node:")
         no_globalnet = "" if member.global_cidr else " --no-globalnet"

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from cli.console import console
 from lab.lab import Lab, LabError
-from lab.topology import LabSpec
+from lab.topology import DATAPATHS, LabSpec
 
 DEFAULTS = LabSpec()
 
@@ -47,6 +47,10 @@ def register(sub: Any) -> None:
                     help="join every cluster to the Broker's global CIDR and run Globalnet "
                          "and Lighthouse on each gateway node: clusters reach each other's "
                          "exported services by global IP and by <svc>.<ns>.svc.clusterset.local")
+    up.add_argument("--datapath", default=DEFAULTS.datapath, metavar="BACKEND",
+                    help="with --globalnet: the agents' datapath, "
+                         f"{' or '.join(DATAPATHS)} (default {DEFAULTS.datapath}); ebpf pins "
+                         "under a private bpffs in the lab's folder")
     up.set_defaults(func=cmd_up)
 
     down = named(lab_sub.add_parser("down", help="remove every namespace, link and process"))
@@ -84,6 +88,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     spec = LabSpec(
         name=args.name, clusters=args.clusters, nodes=args.nodes, pod_cidr=args.pod_cidr,
         service_cidr=args.service_cidr, api_port_base=args.api_port, globalnet=args.globalnet,
+        datapath=args.datapath,
     )
     try:
         Lab(args.name).up(spec, workload=not args.no_workload,
@@ -117,6 +122,10 @@ def cmd_status(args: argparse.Namespace) -> int:
     for c in status["clusters"]:
         global_cidr = f"  global {c['global_cidr']}" if c["global_cidr"] else ""
         global_cidr += f"  clusterset DNS {c['dns']}" if c["dns"] else ""
+        if c.get("datapath"):
+            global_cidr += f"\n  gateway {c['gateway']}: Globalnet datapath {c['datapath']}"
+            if c["datapath"] == "ebpf" and status.get("bpffs"):
+                global_cidr += f" (pins under {status['bpffs']})"
         out.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
                       f"services {c['service_cidr']}{global_cidr}\n"
                       f"  kubeconfig {c['kubeconfig']}")

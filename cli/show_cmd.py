@@ -29,7 +29,8 @@ def register(sub: Any) -> None:
     nat.add_argument("--datapath", choices=["nftables", "ebpf"], default="nftables",
                      help="which backend's state to read (default nftables)")
     nat.add_argument("--bpffs", type=Path, default=None,
-                     help="ebpf: the bpf filesystem the agent pins under (default /sys/fs/bpf)")
+                     help="ebpf: the bpf filesystem the agent pins under (default: /sys/fs/bpf, "
+                          "else the mounted bpffs that holds the namespace's pins)")
     nat.add_argument("-o", "--output", choices=["table", "json"], default="table")
     nat.set_defaults(func=cmd_nat)
 

@@ -129,15 +129,31 @@ def syncer_argv(kubeconfig: Path, broker_kubeconfig: Path) -> list[str]:
             "--broker-kubeconfig", str(broker_kubeconfig)]
 
 
-def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path) -> list[str]:
-    """The Globalnet agent of cluster `c`, run inside its gateway node's namespace."""
-    return [
+def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path, *,
+               datapath: str = "nftables", bpffs: Path | None = None) -> list[str]:
+    """The Globalnet agent of cluster `c`, run inside its gateway node's namespace.
+
+    With `datapath="ebpf"` it pins under the lab's own `bpffs` (per gateway: the
+    pins are scoped by the namespace named with `--netns`, so `gnctl show nat
+    --datapath ebpf --netns NODE-NS` finds them) and attaches to the VXLAN cable
+    (`datapath.vxlan.IFNAME`), the gateway's device toward the other clusters;
+    the gateway engine makes that device, possibly after the agent started (and
+    again when it is rebuilt): the agent attaches whenever it appears.
+    """
+    from datapath import vxlan
+
+    argv = [
         sys.executable, "-m", "globalnet.agent",
         "--kubeconfig", str(kubeconfig), "--cluster-id", c.name,
         "--global-cidr", global_cidr,
         "--local-cidr", c.pod_cidr, "--local-cidr", c.service_cidr,
         "--namespace", names.CLUSTER_NAMESPACE, "--identity", f"{c.gateway.name}-globalnet",
-        "--datapath", "nftables",
+        "--datapath", datapath,
         # One agent per cluster in the lab: a short lease only speeds up restarts.
         "--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5",
     ]
+    if datapath == "ebpf":
+        assert bpffs is not None, "the eBPF agents pin under the lab's bpffs"
+        argv += ["--bpffs", str(bpffs), "--tunnel-dev", vxlan.IFNAME,
+                 "--netns", c.gateway.netns]
+    return argv

@@ -36,6 +36,7 @@ from typing import Any
 from kube import crds, names, resources
 from kube.crud import ResourceClient
 from kube.resources import Resource
+from lab import bpffs as lab_bpffs
 from lab import globalnet as lab_globalnet
 from lab import netns, processes
 from lab.controlplane import (
@@ -364,13 +365,22 @@ class Lab:
         self.state.global_cidrs = cidrs
         self._save()
         broker_kubeconfig = self.store.dir / "broker" / "incluster.kubeconfig"
+        bpffs: Path | None = None
+        if plan.spec.datapath == "ebpf":
+            # Recorded first: `lab down` unmounts it even after a killed `up`.
+            bpffs = lab_bpffs.path_for(self.store.dir)
+            self.state.bpffs = str(bpffs)
+            self._save()
+            lab_bpffs.mount(bpffs)
         for c in plan.clusters:
             kubeconfig = self.cluster(c.name).incluster_kubeconfig
             for what, argv in (
                 ("syncer", lab_globalnet.syncer_argv(kubeconfig, broker_kubeconfig)),
                 ("engine", lab_globalnet.engine_argv(c, cidrs[c.name], kubeconfig,
                                                      broker_kubeconfig)),
-                ("globalnet", lab_globalnet.agent_argv(c, cidrs[c.name], kubeconfig)),
+                ("globalnet", lab_globalnet.agent_argv(c, cidrs[c.name], kubeconfig,
+                                                       datapath=plan.spec.datapath,
+                                                       bpffs=bpffs)),
                 ("lighthouse", lab_globalnet.lighthouse_argv(c, kubeconfig, broker_kubeconfig)),
             ):
                 proc, _ = processes.spawn(
@@ -660,6 +670,15 @@ class Lab:
         for n in sorted(names):
             netns.delete_netns(n)
         found = state is not None or bool(names)
+        # The lab's private bpffs (only ever a bpf mount at the recorded path or
+        # at the lab folder's own one), after the agents and namespaces are gone.
+        mounts = {lab_bpffs.path_for(self.store.dir)}
+        if state is not None and state.bpffs:
+            mounts.add(Path(state.bpffs))
+        for path in sorted(mounts):
+            if lab_bpffs.unmount(path):
+                progress(f"unmounting the lab's bpffs {path}")
+                found = True
         if self.store.dir.exists():
             import shutil
 
@@ -689,6 +708,9 @@ class Lab:
                 "cable": self._cable_status(c) if state.global_cidrs else [],
                 "dns": (f"{lab_globalnet.dns_server(c)}:{lab_globalnet.DNS_PORT}"
                         if state.global_cidrs else ""),
+                # The backend of the Globalnet agent on the gateway node.
+                "datapath": state.spec.datapath if state.spec.globalnet else "",
+                "gateway": c.gateway.name,
                 "nodes": [{"name": n.name, "ip": n.ip, "pod_cidr": n.pod_cidr,
                            "underlay_ip": n.underlay_ip, "netns": n.netns} for n in c.nodes],
                 "pods": [{"name": p.name, "namespace": p.namespace, "node": p.node, "ip": p.ip,
@@ -702,6 +724,7 @@ class Lab:
             if plan.broker_netns else None,
             "clusters": clusters,
             "processes": procs,
+            "bpffs": state.bpffs,
         }
 
     def _pods_or_none(self, cluster: str) -> list[PodRecord]:

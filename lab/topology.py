@@ -20,6 +20,8 @@ import netaddr
 
 MAX_CLUSTERS = 32
 MAX_NODES = 32
+# The Globalnet agent backends a lab can run (`globalnet.agent --datapath`).
+DATAPATHS = ("nftables", "ebpf")
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 
@@ -41,6 +43,7 @@ class LabSpec:
     api_port_base: int = 16443
     broker: bool = True
     globalnet: bool = False  # join the Broker's global CIDR and run Globalnet
+    datapath: str = "nftables"  # the Globalnet agents' backend (DATAPATHS)
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,12 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         raise TopologyError(f"--clusters must be between 1 and {MAX_CLUSTERS}, got {spec.clusters}")
     if not 1 <= spec.nodes <= MAX_NODES:
         raise TopologyError(f"--nodes must be between 1 and {MAX_NODES}, got {spec.nodes}")
+    if spec.datapath not in DATAPATHS:
+        raise TopologyError(f"unknown --datapath {spec.datapath!r}: choose "
+                            + " or ".join(DATAPATHS))
+    if spec.datapath != DATAPATHS[0] and not spec.globalnet:
+        raise TopologyError(f"--datapath {spec.datapath} needs --globalnet "
+                            "(it is the Globalnet agents' datapath)")
     pods = _network(spec.pod_cidr, "pod CIDR")
     services = _network(spec.service_cidr, "service CIDR")
     node_net = _network(spec.node_cidr, "node CIDR")

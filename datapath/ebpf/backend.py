@@ -22,6 +22,9 @@ Life cycle:
   write sets `need_full_sync`; the next apply re-reads the maps.
 * Drift (our filter detached, a pin removed, the shim table deleted):
   `check_drift()` reports, `repair()` fixes; `drift.DriftWatcher` polls both.
+  A wanted device that does not exist (yet) is no drift and no error: it is
+  attached by the first repair after it appears (a tunnel device made, or
+  rebuilt, by the gateway engine).
 * `cleanup()` detaches our filters and removes our pins and the shim table,
   nothing else.
 """
@@ -94,6 +97,7 @@ class EbpfDatapath:
         self.timeouts = timeouts
         self._fixed_devices = tuple(devices) if devices else None
         self.devices: tuple[str, ...] = ()
+        self._absent: set[str] = set()  # wanted devices not (yet) in the namespace
         self._lock = threading.RLock()
         self.intent: NatIntent | None = None
         self.need_full_sync = True
@@ -189,11 +193,17 @@ class EbpfDatapath:
                 return []
             problems = [f"pin {p} missing" for p in self._expected_pins() if not p.exists()]
             for dev in self.devices:
+                present: bool | None = None
                 for prog, direction in n.PROGRAMS.items():
                     want = int(fdinfo(self._programs.fds[prog])["prog_id"])
                     have = tc.attached(self.netns, dev, direction)
-                    if have is None or have.prog_id != want:
-                        problems.append(f"{prog} not attached at {dev} {direction}")
+                    if have is not None and have.prog_id == want:
+                        continue
+                    if have is None and present is None:
+                        present = tc.exists(self.netns, dev)
+                    if have is None and not present:
+                        continue  # absent: attached when it appears (or reappears)
+                    problems.append(f"{prog} not attached at {dev} {direction}")
             if not shim.installed(self.netns):
                 problems.append(f"table ip {shim.TABLE} missing or changed")
             return problems
@@ -281,6 +291,17 @@ class EbpfDatapath:
                 for direction in ("ingress", "egress"):
                     ops += int(tc.detach(self.netns, dev, direction))
         for dev in devices:
+            if not tc.exists(self.netns, dev):
+                # A tunnel device made later (or rebuilt) by the gateway engine:
+                # the drift watcher attaches as soon as it is there.
+                if dev not in self._absent:
+                    log.info("device %s is absent in %s: attaching when it appears", dev,
+                             self.netns or "own netns")
+                    self._absent.add(dev)
+                continue
+            if dev in self._absent:
+                log.info("device %s appeared in %s: attaching", dev, self.netns or "own netns")
+                self._absent.discard(dev)
             ops += self._ensure_mss(dev)
             for prog, direction in n.PROGRAMS.items():
                 want = int(fdinfo(self._programs.fds[prog])["prog_id"])

@@ -2,7 +2,8 @@
 and for tests: mappings with their counters, and a canonical text snapshot.
 
 Reads only pins (and `tc` for the snapshot): works from any process, changes
-nothing, needs no compiler.
+nothing, needs no compiler. Without a bpffs given, the pins are looked for in
+/sys/fs/bpf, then in every other bpffs mounted (a lab's private one, say).
 """
 
 from __future__ import annotations
@@ -34,8 +35,31 @@ def _open(pins: n.PinLayout, macro: str) -> PinnedMap:  # type: ignore[type-arg]
     return PinnedMap(pins.map(macro), elements.KEY_TYPES[macro], elements.VALUE_TYPES[macro])
 
 
+def bpf_mounts() -> list[Path]:
+    """Every bpffs mount point this process sees, in mount order."""
+    out = []
+    for line in Path("/proc/self/mounts").read_text().splitlines():
+        fields = line.split()
+        if len(fields) >= 3 and fields[2] == "bpf":
+            out.append(Path(fields[1].replace("\\040", " ")))
+    return out
+
+
+def pin_layout(netns: str | None, bpffs: Path | None) -> n.PinLayout:
+    """Where the pins of `netns` are: under `bpffs` when given, else the first
+    mounted bpffs holding them (/sys/fs/bpf first)."""
+    scope = n.scope_of(netns)
+    if bpffs is not None:
+        return n.PinLayout(bpffs, scope)
+    for candidate in [n.DEFAULT_BPFFS, *bpf_mounts()]:
+        pins = n.PinLayout(candidate, scope)
+        if pins.root.is_dir():
+            return pins
+    return n.PinLayout(n.DEFAULT_BPFFS, scope)
+
+
 def read_mappings(*, netns: str | None = None, bpffs: Path | None = None) -> list[MappingRow]:
-    pins = n.PinLayout(bpffs or n.DEFAULT_BPFFS, n.scope_of(netns))
+    pins = pin_layout(netns, bpffs)
     fwd, rev = _open(pins, n.INGRESS), _open(pins, n.REVERSE)
     try:
         reverse = {(s.ip_of(k.addr), k.proto, k.port): v for k, v in rev.items()}
@@ -55,7 +79,7 @@ def read_mappings(*, netns: str | None = None, bpffs: Path | None = None) -> lis
 
 
 def read_drops(*, netns: str | None = None, bpffs: Path | None = None) -> dict[str, int]:
-    pins = n.PinLayout(bpffs or n.DEFAULT_BPFFS, n.scope_of(netns))
+    pins = pin_layout(netns, bpffs)
     stats = _open(pins, n.STATS)
     try:
         out = {}
@@ -70,7 +94,7 @@ def read_drops(*, netns: str | None = None, bpffs: Path | None = None) -> dict[s
 def snapshot(*, netns: str | None = None, bpffs: Path | None = None) -> str:
     """Filters, pins, configuration map elements (no counters) and the shim table,
     as sorted text: equal snapshots mean equal datapath state."""
-    pins = n.PinLayout(bpffs or n.DEFAULT_BPFFS, n.scope_of(netns))
+    pins = pin_layout(netns, bpffs)
     lines: list[str] = []
     out = tc.run(netns, ["ip", "-o", "link", "show"], check=False)
     for line in out.splitlines():

@@ -105,6 +105,11 @@ def remove_empty_clsact(netns: str | None, dev: str) -> None:
     run(netns, ["tc", "qdisc", "del", "dev", dev, "clsact"], check=False)
 
 
+def exists(netns: str | None, dev: str) -> bool:
+    """Whether the namespace has a device called `dev` (now)."""
+    return bool(_json(netns, ["ip", "-j", "link", "show", "dev", dev]))
+
+
 def link(netns: str | None, dev: str) -> tuple[int, int]:
     """(ifindex, MTU) of a device."""
     rows = _json(netns, ["ip", "-j", "link", "show", "dev", dev])

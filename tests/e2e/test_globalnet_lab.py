@@ -2,7 +2,8 @@
 CIDRs reach each other's exported services by global IP and by clusterset name.
 
 Everything is real: API servers, the Broker's CIDR allocation, the Globalnet
-agent on each gateway node programming nftables, kube-proxy (iptables mode) on
+agent on each gateway node programming nftables or eBPF (every scenario runs
+against a lab of each backend: `[nftables]`, `[ebpf]`), kube-proxy (iptables mode) on
 every node, the Lighthouse agent and DNS server on each gateway node (pods'
 resolv.conf names it), the gateway engine with its VXLAN cable between the
 gateways, route agents on every node, kubelet and containerd on every node
@@ -13,7 +14,11 @@ Address conventions: lab/topology.py; global CIDRs come from the Broker's
 
 from __future__ import annotations
 
+import json
+import os
+import signal
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,24 +27,58 @@ from typing import Any
 import netaddr
 import pytest
 
+from datapath import vxlan
+from datapath.ebpf import tc
+from datapath.ebpf.inspect import bpf_mounts
+from datapath.ebpf.inspect import read_mappings as ebpf_mappings
 from datapath.nftables import read_mappings
 from globalnet.broker import BrokerGlobalnet
 from kube import names, resources
 from kube.client import new_api_client
 from kube.testing import await_condition
-from lab import netns, processes
+from lab import bpffs, netns, processes
 from lab.lab import Lab
 from lab.ports import free_port_block
-from lab.topology import LabSpec
+from lab.state import StateStore
+from lab.topology import DATAPATHS, LabSpec
 from tests.e2e.conftest import running_lab, unique_lab_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
 
 
-@pytest.fixture(scope="module")
-def lab(lab_root: Path) -> Iterator[Lab]:
-    with running_lab(lab_root, "g", globalnet=True) as running:
+@pytest.fixture(scope="module", params=DATAPATHS)
+def lab(lab_root: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """One lab per backend for the whole module (tests are grouped by it)."""
+    with running_lab(lab_root, "g", globalnet=True, datapath=request.param) as running:
         yield running
+
+
+def datapath_of(lab: Lab) -> str:
+    assert lab.state is not None
+    return lab.state.spec.datapath
+
+
+def installed_global_ips(lab: Lab, cluster: str) -> set[str]:
+    """The ingress global IPs in the kernel of `cluster`'s gateway, read the way the
+    lab's backend keeps them."""
+    gateway = lab.plan.cluster(cluster).gateway.netns
+    if datapath_of(lab) == "ebpf":
+        assert lab.state is not None
+        return {r.global_ip for r in ebpf_mappings(netns=gateway, bpffs=Path(lab.state.bpffs))}
+    return {r.global_ip for r in read_mappings(gateway) if r.direction == "ingress"}
+
+
+def gnctl(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "cli.main", *args], capture_output=True,
+                          text=True, timeout=60)
+
+
+def show_nat(lab: Lab, cluster: str) -> Any:
+    """`gnctl show nat --datapath BACKEND --netns GATEWAY -o json`, as a user runs it."""
+    res = gnctl("show", "nat", "--datapath", datapath_of(lab), "--netns",
+                lab.plan.cluster(cluster).gateway.netns, "-o", "json")
+    assert res.returncode == 0, (res.stdout, res.stderr)
+    return json.loads(res.stdout)
 
 
 def export(lab: Lab, cluster: str, service: str) -> str:
@@ -105,6 +144,19 @@ def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
     for suffix in ("/globalnet", "/lighthouse", "/syncer", "/engine"):
         agents = [p for p in status["processes"] if p["name"].endswith(suffix)]
         assert len(agents) == 2 and all(p["alive"] for p in agents), suffix
+    # Each gateway runs the lab's backend, and only that one.
+    assert {c["datapath"] for c in status["clusters"]} == {datapath_of(lab)}
+    for c in lab.plan.clusters:
+        gw = c.gateway.netns
+        nft_table = subprocess.run(netns.exec_argv(gw, ["nft", "list", "table", "inet",
+                                                        "globalnet"]), capture_output=True)
+        filters = {d: tc.attached(gw, vxlan.IFNAME, d) for d in ("ingress", "egress")}
+        if datapath_of(lab) == "ebpf":
+            assert nft_table.returncode != 0, "an eBPF gateway has no nftables NAT table"
+            assert all(f is not None for f in filters.values()), filters
+        else:
+            assert nft_table.returncode == 0
+            assert all(f is None for f in filters.values()), filters
     # c1 joined first; the Broker syncer told it of c2.
     for name in cidrs:
         def complete(cluster: str = name) -> bool:
@@ -164,11 +216,20 @@ def test_clusterset_names_resolve_to_where_the_service_is_reachable(lab: Lab) ->
 
 def test_unexporting_withdraws_the_global_ip_from_the_gateway(lab: Lab) -> None:
     ip = export(lab, "c2", "web")
-    gateway = lab.plan.cluster("c2").gateway.netns
     await_condition(lambda: curl(lab, "c1", f"http://{ip}/").stdout.startswith("hello"),
                     timeout=30, message="web reachable while exported")
+    # `gnctl show nat` on the gateway shows the mapping (eBPF: with its counters,
+    # the bpffs found without --bpffs).
+    shown = show_nat(lab, "c2")
+    if datapath_of(lab) == "ebpf":
+        rows = [r for r in shown["mappings"] if r["global_ip"] == ip]
+        assert rows and all(r["local"] == cluster_ip(lab, "c2", "web") for r in rows), shown
+        assert sum(r["packets_in"] for r in rows) > 0 and sum(
+            r["packets_out"] for r in rows) > 0, rows
+    else:
+        assert any(r["global_ip"] == ip and r["direction"] == "ingress" for r in shown), shown
     lab.cluster("c2").client(resources.SERVICE_EXPORTS).delete("web", namespace="default")
-    await_condition(lambda: all(r.global_ip != ip for r in read_mappings(gateway)),
+    await_condition(lambda: ip not in installed_global_ips(lab, "c2"),
                     timeout=30, message="the mapping gone from the gateway's kernel")
     assert curl(lab, "c1", f"http://{ip}/", max_time=1).stdout == ""
 
@@ -202,6 +263,55 @@ def test_lab_down_stops_the_agents(lab_root: Path) -> None:
         small.down(progress=lambda *_: None)
     assert not any(processes.is_alive(p) for p in agents)
     assert not netns.list_names(f"gn-{name}-")
+
+
+def test_lab_down_unmounts_the_bpffs_even_after_a_killed_up(lab_root: Path) -> None:
+    """`gnctl lab up --globalnet --datapath ebpf` killed once its agents run: `lab
+    down` stops them, deletes the namespaces and unmounts the lab's private bpffs
+    (the only bpffs it ever mounts or unmounts)."""
+    name = unique_lab_name("x")
+    env = {**os.environ, "GLOBALNET_LAB_DIR": str(lab_root)}
+    before = [m for m in bpffs_mounts() if not m.startswith(str(lab_root))]
+    up = subprocess.Popen(
+        [sys.executable, "-m", "cli.main", "lab", "up", "--name", name, "--clusters", "2",
+         "--nodes", "1", "--no-workload", "--api-port", str(free_port_block(3)),
+         "--globalnet", "--datapath", "ebpf"],
+        env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    store = StateStore(name, lab_root)
+    agents: list[processes.ManagedProcess] = []
+    try:
+        def agents_running() -> bool:
+            state = store.load()
+            found = [p for p in (state.processes if state else [])
+                     if p.name.endswith("/globalnet")]
+            agents[:] = found
+            return len(found) == 2 and all(processes.is_alive(p) for p in found)
+
+        await_condition(agents_running, timeout=240, interval=0.2,
+                        message="both eBPF agents started")
+        state = store.load()
+        assert state is not None and state.bpffs
+        assert bpffs.is_mounted(Path(state.bpffs))
+        assert any("--datapath ebpf" in " ".join(
+            Path(f"/proc/{p.pid}/cmdline").read_text().split("\0")) for p in agents)
+        up.send_signal(signal.SIGKILL)
+        up.wait()
+    finally:
+        if up.poll() is None:
+            up.kill()
+            up.wait()
+        down = subprocess.run([sys.executable, "-m", "cli.main", "lab", "down", "--name", name],
+                              env=env, capture_output=True, text=True, timeout=180)
+    assert down.returncode == 0, down.stderr
+    assert not any(processes.is_alive(p) for p in agents)
+    assert not netns.list_names(f"gn-{name}-")
+    assert not [m for m in bpffs_mounts() if m.startswith(str(lab_root / name))]
+    assert [m for m in bpffs_mounts() if not m.startswith(str(lab_root))] == before
+    assert not (lab_root / name).exists()
+
+
+def bpffs_mounts() -> list[str]:
+    return [str(p) for p in bpf_mounts()]
 
 
 def pod_curl(lab: Lab, cluster: str, pod: str, url: str) -> str:

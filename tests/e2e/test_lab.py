@@ -303,6 +303,8 @@ def test_lab_down_removes_everything_even_after_a_crash(lab_root: Path) -> None:
     [
         pytest.param(["--pod-cidr", "10.244.0.0/99"], "invalid pod CIDR", id="invalid-cidr"),
         pytest.param(["--nodes", "0"], "--nodes must be between", id="zero-nodes"),
+        pytest.param(["--globalnet", "--datapath", "bpf"], "unknown --datapath 'bpf'",
+                     id="unknown-datapath"),
     ],
 )
 def test_bad_input_fails_with_one_line_and_creates_nothing(

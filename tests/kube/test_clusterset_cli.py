@@ -85,6 +85,7 @@ def test_deploy_join_rejoin_and_leave(gnctl: Gnctl, api_client: Any) -> None:
     assert "global CIDR: 242.50.0.0/24" in east.stdout
     assert "python -m globalnet.agent" in east.stdout and "--global-cidr 242.50.0.0/24" \
         in east.stdout
+    assert "--datapath nftables" in east.stdout  # the default backend, named
     west = gnctl.join("west")
     assert "global CIDR: 242.50.1.0/24" in west.stdout, west.stderr
     assert members(api_client, gnctl.broker_ns) == {"east": ["242.50.0.0/24"],

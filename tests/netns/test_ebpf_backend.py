@@ -27,6 +27,7 @@ from globalnet.intent import (
     PortSpec,
     Protocol,
 )
+from kube.testing import await_condition
 from lab import netns
 from tests.netns.conformance import ebpf_bpffs
 
@@ -172,5 +173,42 @@ def test_drift_is_found_and_repaired(gw: str) -> None:
         assert backend.repair() == 2
         assert backend.check_drift() == []
         assert snapshot(netns=gw, bpffs=ebpf_bpffs()) == before
+    finally:
+        backend.cleanup()
+
+
+def test_a_named_device_made_later_or_rebuilt_is_attached_when_it_appears(
+        gw: str, make_netns: Callable[[str], str]) -> None:
+    """`--tunnel-dev` naming a device the gateway engine has not made yet (the
+    VXLAN cable): the apply succeeds, the drift watcher attaches the programs
+    once the device exists, and again after it is deleted and made anew."""
+    from datapath.ebpf import DriftWatcher
+
+    far = make_netns("far")
+    backend = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs(), devices=("late0",))
+
+    def make_device() -> None:
+        netns.ensure_veth(netns=gw, ifname="late0", peer_netns=far, peer_ifname="eth0",
+                          address="198.19.0.1/24", peer_address="198.19.0.2/24")
+
+    def attached_now() -> bool:
+        return all(tc.attached(gw, "late0", d) is not None for d in ("ingress", "egress"))
+
+    try:
+        backend.apply(intent())
+        assert backend.devices == ("late0",)
+        assert backend.check_drift() == []  # absent is no drift
+        with DriftWatcher(backend, interval=0.05):
+            for _ in range(2):
+                make_device()
+                await_condition(attached_now, timeout=5, interval=0.05,
+                                message="programs on late0 once it exists")
+                ifindex, mtu = tc.link(gw, "late0")
+                clamp = backend.map(n.MSS).lookup(s.U32(value=ifindex))
+                assert clamp is not None and clamp.value == mtu - 40
+                netns.run(gw, ["ip", "link", "del", "late0"])
+                await_condition(lambda: backend.check_drift() == [], timeout=5,
+                                message="a vanished device is no drift")
+        assert backend.check_drift() == []
     finally:
         backend.cleanup()

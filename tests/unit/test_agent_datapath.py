@@ -32,3 +32,23 @@ def test_netns_needs_a_kernel_backend(capsys: pytest.CaptureFixture[str]) -> Non
     with pytest.raises(SystemExit):
         agent.parse_args(["--uninstall", "--datapath", "recording", "--netns", "gw1"])
     assert "--netns needs --datapath nftables or ebpf" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("datapath", ["nftables", "ebpf"])
+def test_the_lab_starts_the_agent_with_its_backend(datapath: str) -> None:
+    """lab/globalnet.py's command line parses; eBPF pins under the lab's bpffs,
+    scoped by the gateway's namespace, on the VXLAN cable device."""
+    from lab.globalnet import agent_argv
+    from lab.topology import LabSpec, plan_lab
+
+    c = plan_lab(LabSpec(globalnet=True, datapath=datapath)).clusters[0]
+    argv = agent_argv(c, "242.0.0.0/16", Path("/k"), datapath=datapath,
+                      bpffs=Path("/run/lab/bpffs"))
+    assert argv[1:3] == ["-m", "globalnet.agent"]
+    args = agent.parse_args(argv[3:])
+    assert args.datapath == datapath
+    if datapath == "ebpf":
+        assert args.bpffs == Path("/run/lab/bpffs") and args.tunnel_dev == ["vx-globalnet"]
+        assert args.netns == c.gateway.netns
+    else:
+        assert args.bpffs is None and args.netns is None

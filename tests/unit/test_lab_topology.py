@@ -54,6 +54,9 @@ def test_names_fit_the_lab_prefix_and_host_ports_are_consecutive() -> None:
         pytest.param({"name": "Bad_Name"}, "invalid lab name", id="bad-name"),
         pytest.param({"pod_cidr": "10.244.0.0/24", "nodes": 2}, "too small", id="tiny-pods"),
         pytest.param({"api_port_base": 80}, "out of range", id="low-port"),
+        pytest.param({"globalnet": True, "datapath": "bpf"}, "unknown --datapath 'bpf'",
+                     id="unknown-datapath"),
+        pytest.param({"datapath": "ebpf"}, "needs --globalnet", id="ebpf-without-globalnet"),
     ],
 )
 def test_bad_input_is_refused_with_a_one_line_reason(
@@ -63,3 +66,8 @@ def test_bad_input_is_refused_with_a_one_line_reason(
     with pytest.raises(TopologyError, match=message) as info:
         plan_lab(spec)
     assert "\n" not in str(info.value)
+
+
+def test_either_backend_is_accepted_with_globalnet() -> None:
+    for datapath in ("nftables", "ebpf"):
+        assert plan_lab(LabSpec(globalnet=True, datapath=datapath)).spec.datapath == datapath
