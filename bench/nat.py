@@ -126,20 +126,31 @@ def intent(mappings: tuple[IngressMapping, ...]) -> NatIntent:
 
 
 @contextmanager
-def topology(role: str) -> Iterator[dict[str, str]]:
-    """client -- gateway -- server; `role` tells the namespaces of twins apart."""
+def _three_namespaces(role: str, *, underlay: str, inside: str) -> Iterator[dict[str, str]]:
+    """client (`underlay`.2) -- (`underlay`.1) gateway (`inside`.1) -- (`inside`.2)
+    server, forwarding on; removed on exit. `role` tells the namespaces of twins apart."""
     tag = uuid.uuid4().hex[:6]
     names = {k: f"gn-b{tag}-{role}-{k}" for k in ("cl", "gw", "srv")}
     try:
         for ns in names.values():
             netns.ensure_netns(ns)
         netns.ensure_veth(netns=names["cl"], ifname="eth0", peer_netns=names["gw"],
-                          peer_ifname="ul0", address="198.18.1.2/24",
-                          peer_address="198.18.1.1/24")
+                          peer_ifname="ul0", address=f"{underlay}.2/24",
+                          peer_address=f"{underlay}.1/24")
         netns.ensure_veth(netns=names["gw"], ifname="eth1", peer_netns=names["srv"],
-                          peer_ifname="eth0", address="10.10.0.1/24",
-                          peer_address="10.10.0.2/24")
+                          peer_ifname="eth0", address=f"{inside}.1/24",
+                          peer_address=f"{inside}.2/24")
         netns.set_sysctl(names["gw"], "net.ipv4.ip_forward", "1")
+        yield names
+    finally:
+        for ns in names.values():
+            netns.delete_netns(ns)
+
+
+@contextmanager
+def topology(role: str) -> Iterator[dict[str, str]]:
+    """client 198.18.1.2 -- gateway -- server 10.10.0.2, which sinks the SYNs."""
+    with _three_namespaces(role, underlay="198.18.1", inside="10.10.0") as names:
         netns.ensure_route(names["cl"], "242.0.0.0/16", gateway="198.18.1.1")
         netns.ensure_route(names["gw"], "10.96.0.0/16", gateway="10.10.0.2")
         # The server counts and drops the SYNs at ingress, before its own IP stack
@@ -148,9 +159,6 @@ def topology(role: str) -> Iterator[dict[str, str]]:
                                  "{ type filter hook ingress device eth0 priority 0; }; "
                                  "add rule netdev sink in ip daddr 10.96.0.0/16 counter drop"])
         yield names
-    finally:
-        for ns in names.values():
-            netns.delete_netns(ns)
 
 
 RECEIVER = r"""
@@ -176,18 +184,7 @@ c.close()
 def stream_topology(role: str) -> Iterator[dict[str, str]]:
     """client 242.1.0.2 (on 198.18.9.2) -- gateway -- server 10.96.0.1 (a "ClusterIP"
     behind 242.0.0.1): replies go back through the gateway toward the remote CIDR."""
-    tag = uuid.uuid4().hex[:6]
-    names = {k: f"gn-b{tag}-{role}-{k}" for k in ("cl", "gw", "srv")}
-    try:
-        for ns in names.values():
-            netns.ensure_netns(ns)
-        netns.ensure_veth(netns=names["cl"], ifname="eth0", peer_netns=names["gw"],
-                          peer_ifname="ul0", address="198.18.9.2/24",
-                          peer_address="198.18.9.1/24")
-        netns.ensure_veth(netns=names["gw"], ifname="eth1", peer_netns=names["srv"],
-                          peer_ifname="eth0", address="10.10.9.1/24",
-                          peer_address="10.10.9.2/24")
-        netns.set_sysctl(names["gw"], "net.ipv4.ip_forward", "1")
+    with _three_namespaces(role, underlay="198.18.9", inside="10.10.9") as names:
         netns.run(names["cl"], ["ip", "addr", "add", "242.1.0.2/32", "dev", "eth0"])
         netns.run(names["cl"], ["ip", "route", "add", "242.0.0.0/16", "via", "198.18.9.1",
                                 "src", "242.1.0.2"])
@@ -196,9 +193,6 @@ def stream_topology(role: str) -> Iterator[dict[str, str]]:
         netns.ensure_route(names["gw"], "242.1.0.0/16", gateway="198.18.9.2")
         netns.ensure_route(names["gw"], "10.96.0.0/16", gateway="10.10.9.2")
         yield names
-    finally:
-        for ns in names.values():
-            netns.delete_netns(ns)
 
 
 def stream_once(names: dict[str, str]) -> float:

@@ -19,7 +19,7 @@ from __future__ import annotations
 import enum
 import operator
 from collections import Counter
-from collections.abc import Hashable, Sequence
+from collections.abc import Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import NewType, TypeVar
 
@@ -198,6 +198,23 @@ def egress_for(intent: NatIntent, pod_ip: str) -> EgressGroup | None:
         elif pod_ip in group.pod_ips:
             return group
     return None
+
+
+def longest_contiguous_run(ips: Iterable[str]) -> tuple[int, int]:
+    """(first, last), as integers, of the longest run of consecutive addresses in
+    `ips` (non-empty). IPAM hands out contiguous blocks, so normally all of them;
+    should a group ever hold a gap, a backend translates to this run rather than
+    to addresses nobody owns."""
+    values = sorted({int(netaddr.IPAddress(ip)) for ip in ips})
+    best = (values[0], values[0])
+    start = prev = values[0]
+    for v in values[1:]:
+        if v != prev + 1:
+            start = v
+        prev = v
+        if prev - start > best[1] - best[0]:
+            best = (start, prev)
+    return best
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,7 @@ from globalnet.intent import (
     NatIntent,
     Protocol,
     assign_egress,
+    longest_contiguous_run,
 )
 
 log = logging.getLogger(__name__)
@@ -109,17 +110,10 @@ class IngressIndex:
 
 def contiguous_range(ips: Iterable[str], *, owner: str = "") -> tuple[str, int]:
     """(first address, count) of the longest contiguous run of a group's global IPs
-    (IPAM hands out contiguous blocks, so normally the whole group)."""
-    values = sorted({int(netaddr.IPAddress(ip)) for ip in ips})
-    best = (values[0], values[0])
-    start = prev = values[0]
-    for v in values[1:]:
-        if v != prev + 1:
-            start = v
-        prev = v
-        if prev - start > best[1] - best[0]:
-            best = (start, prev)
-    if best[1] - best[0] + 1 != len(values):
+    (`globalnet.intent.longest_contiguous_run`)."""
+    unique = set(ips)
+    best = longest_contiguous_run(unique)
+    if best[1] - best[0] + 1 != len(unique):
         log.warning("%s: global IPs are not contiguous; connections use %s-%s only", owner,
                     netaddr.IPAddress(best[0]), netaddr.IPAddress(best[1]))
     return str(netaddr.IPAddress(best[0])), best[1] - best[0] + 1

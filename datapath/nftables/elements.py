@@ -19,7 +19,14 @@ import netaddr
 
 from datapath.nftables import names as n
 from datapath.nftables.model import Element
-from globalnet.intent import EgressKind, IngressMapping, IngressTarget, NatIntent, assign_egress
+from globalnet.intent import (
+    EgressKind,
+    IngressMapping,
+    IngressTarget,
+    NatIntent,
+    assign_egress,
+    longest_contiguous_run,
+)
 
 log = logging.getLogger(__name__)
 
@@ -33,20 +40,12 @@ def cidr_key(cidr: str) -> str:
 def address_range(ips: Iterable[str], *, owner: str = "") -> str:
     """The `first-last` range SNAT uses for a group's global IPs.
 
-    IPAM hands out contiguous blocks, so this is the whole group. Should a group
-    ever hold a gap, SNAT to the longest contiguous run rather than to addresses
-    nobody owns (and say so).
+    The whole group, or its longest contiguous run should it ever hold a gap
+    (`globalnet.intent.longest_contiguous_run`; said in the log).
     """
-    values = sorted({int(netaddr.IPAddress(ip)) for ip in ips})
-    best = (values[0], values[0])
-    start = prev = values[0]
-    for v in values[1:]:
-        if v != prev + 1:
-            start = v
-        prev = v
-        if prev - start > best[1] - best[0]:
-            best = (start, prev)
-    if best[1] - best[0] + 1 != len(values):
+    unique = set(ips)
+    best = longest_contiguous_run(unique)
+    if best[1] - best[0] + 1 != len(unique):
         log.warning("%s: global IPs are not contiguous; SNAT uses %s-%s only", owner,
                     netaddr.IPAddress(best[0]), netaddr.IPAddress(best[1]))
     return f"{netaddr.IPAddress(best[0])}-{netaddr.IPAddress(best[1])}"

@@ -34,17 +34,14 @@ import re
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from datapath.ebpf import EbpfDatapath, tc
 from datapath.ebpf import names as n
@@ -53,7 +50,7 @@ from datapath.ebpf.maps import PinnedMap, fdinfo, obj_get, obj_pin
 from kube import crud, names, resources
 from kube.testing import await_condition, temporary_namespace
 from lab import netns
-from lab.ports import free_port
+from tests.kube.agent_process import AgentProcess
 from tests.netns import nat_topology as nt
 from tests.netns.conformance import ebpf_bpffs
 
@@ -65,60 +62,6 @@ LEASE_NS = "globalnet-agent-ebpf"
 TUNNEL_DEV = "ul0"  # each gateway's device toward the router (the other cluster)
 CLIENT_PORT = 700   # below names.PORT_MIN: the egress translation must pick another
 WEB_A = str(nt.global_ip("a", "10.1"))
-
-
-class Agent:
-    """One agent process programming cluster b's gateway with eBPF; stopped by PID."""
-
-    def __init__(self, kubeconfig: Path, gw: str, bpffs: Path, log_dir: Path) -> None:
-        self.kubeconfig, self.gw, self.bpffs, self.log_dir = kubeconfig, gw, bpffs, log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.count = 0
-        self.metrics_port = 0
-
-    def argv(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "globalnet.agent", "--datapath", "ebpf",
-                "--bpffs", str(self.bpffs), "--netns", self.gw, *extra]
-
-    def start(self) -> None:
-        self.count += 1
-        self.metrics_port = free_port()  # what it reports cannot come from an earlier agent
-        log = open(self.log_dir / f"agent-{self.count}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self.argv("--kubeconfig", str(self.kubeconfig), "--cluster-id", CLUSTER_B,
-                      "--global-cidr", GLOBAL_CIDR_B, "--local-cidr", nt.POD_CIDR,
-                      "--local-cidr", nt.SERVICE_CIDR, "--namespace", LEASE_NS,
-                      "--identity", f"agent-{self.count}", "--lease-duration", "2",
-                      "--renew-deadline", "1.5", "--retry-period", "0.25",
-                      "--metrics-port", str(self.metrics_port)),
-            stdout=log, stderr=subprocess.STDOUT)
-
-    def applied_intents(self) -> float:
-        """`globalnet_intent_applies_total{result="ok"}` of the running process."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                text = response.read().decode()
-        except OSError:
-            return 0.0
-        return sum(sample.value for family in text_string_to_metric_families(text)
-                   for sample in family.samples
-                   if sample.name == "globalnet_intent_applies_total"
-                   and sample.labels.get("result") == "ok")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None:
-            return
-        os.kill(self.proc.pid, sig)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        return (self.log_dir / f"agent-{self.count}.log").read_text(errors="replace")
 
 
 @dataclass
@@ -251,8 +194,11 @@ def gateway_a(topo: nt.Topology) -> Iterator[EbpfDatapath]:
 
 
 @pytest.fixture
-def agent(control_plane: Any, topo: nt.Topology, tmp_path: Path) -> Iterator[Agent]:
-    a = Agent(control_plane.kubeconfig, topo.gateway("b"), ebpf_bpffs(), tmp_path)
+def agent(control_plane: Any, topo: nt.Topology, tmp_path: Path) -> Iterator[AgentProcess]:
+    a = AgentProcess(kubeconfig=control_plane.kubeconfig, netns=topo.gateway("b"),
+                     log_dir=tmp_path, cluster_id=CLUSTER_B, global_cidr=GLOBAL_CIDR_B,
+                     local_cidrs=(nt.POD_CIDR, nt.SERVICE_CIDR), lease_namespace=LEASE_NS,
+                     datapath_args=("--datapath", "ebpf", "--bpffs", str(ebpf_bpffs())))
     try:
         yield a
     finally:
@@ -262,7 +208,7 @@ def agent(control_plane: Any, topo: nt.Topology, tmp_path: Path) -> Iterator[Age
 
 
 def test_established_flows_survive_agent_restarts_and_uninstall_removes_only_ours(
-        api_client: Any, topo: nt.Topology, gateway_a: EbpfDatapath, agent: Agent) -> None:
+        api_client: Any, topo: nt.Topology, gateway_a: EbpfDatapath, agent: AgentProcess) -> None:
     services = crud.ResourceClient(api_client, resources.SERVICES)
     exports = crud.ResourceClient(api_client, resources.SERVICE_EXPORTS)
     giips = crud.ResourceClient(api_client, resources.GLOBAL_INGRESS_IPS)

@@ -19,79 +19,22 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 
 from datapath.nftables import read_mappings
 from kube import crud, resources
 from kube.testing import await_condition, temporary_namespace
 from lab import netns
-from lab.ports import free_port
+from tests.kube.agent_process import AgentProcess
 
 pytestmark = pytest.mark.kube
 
 GLOBAL_CIDR = "242.6.0.0/24"
 LEASE_NS = "globalnet-agent-nft"
-
-
-class Agent:
-    """One agent process, programming `gw`; stopped by PID."""
-
-    def __init__(self, kubeconfig: Path, gw: str, log_dir: Path) -> None:
-        self.kubeconfig, self.gw, self.log_dir = kubeconfig, gw, log_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.count = 0
-        self.metrics_port = 0
-
-    def argv(self, *extra: str) -> list[str]:
-        return [sys.executable, "-m", "globalnet.agent", "--netns", self.gw, *extra]
-
-    def start(self) -> None:
-        self.count += 1
-        # A port per process: what it reports cannot come from an earlier agent.
-        self.metrics_port = free_port()
-        log = open(self.log_dir / f"agent-{self.count}.log", "wb")  # noqa: SIM115
-        self.proc = subprocess.Popen(
-            self.argv("--kubeconfig", str(self.kubeconfig), "--cluster-id", "gwagent",
-                      "--global-cidr", GLOBAL_CIDR, "--local-cidr", "10.244.0.0/16",
-                      "--local-cidr", "10.96.0.0/16", "--namespace", LEASE_NS,
-                      "--identity", f"agent-{self.count}", "--lease-duration", "2",
-                      "--renew-deadline", "1.5", "--retry-period", "0.25",
-                      "--metrics-port", str(self.metrics_port)),
-            stdout=log, stderr=subprocess.STDOUT)
-
-    def applied_intents(self) -> float:
-        """Intents the running agent process has applied to the kernel (its
-        `globalnet_intent_applies_total{result="ok"}`); 0 before it serves metrics."""
-        url = f"http://127.0.0.1:{self.metrics_port}/metrics"
-        try:
-            with urllib.request.urlopen(url, timeout=1) as response:
-                text = response.read().decode()
-        except OSError:
-            return 0.0
-        return sum(sample.value for family in text_string_to_metric_families(text)
-                   for sample in family.samples
-                   if sample.name == "globalnet_intent_applies_total"
-                   and sample.labels.get("result") == "ok")
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is None:
-            return
-        os.kill(self.proc.pid, sig)
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
-        self.proc = None
-
-    def log(self) -> str:
-        return (self.log_dir / f"agent-{self.count}.log").read_text(errors="replace")
 
 
 @pytest.fixture
@@ -105,8 +48,10 @@ def gw() -> Iterator[str]:
 
 
 @pytest.fixture
-def agent(control_plane: Any, gw: str, tmp_path: Path) -> Iterator[Agent]:
-    a = Agent(control_plane.kubeconfig, gw, tmp_path)
+def agent(control_plane: Any, gw: str, tmp_path: Path) -> Iterator[AgentProcess]:
+    a = AgentProcess(kubeconfig=control_plane.kubeconfig, netns=gw, log_dir=tmp_path,
+                     cluster_id="gwagent", global_cidr=GLOBAL_CIDR,
+                     local_cidrs=("10.244.0.0/16", "10.96.0.0/16"), lease_namespace=LEASE_NS)
     try:
         yield a
     finally:
@@ -163,7 +108,7 @@ class TableWatch:
 
 
 def test_agent_programs_the_gateway_and_never_lets_go_of_it(
-        api_client: Any, agent: Agent, gw: str) -> None:
+        api_client: Any, agent: AgentProcess, gw: str) -> None:
     services = crud.ResourceClient(api_client, resources.SERVICES)
     exports = crud.ResourceClient(api_client, resources.SERVICE_EXPORTS)
     giips = crud.ResourceClient(api_client, resources.GLOBAL_INGRESS_IPS)

@@ -6,6 +6,7 @@ Addresses: pods in 10.244.0.0/24 (the local CIDR), global IPs in 242.0.0.0/24.
 
 from __future__ import annotations
 
+import netaddr
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -16,6 +17,7 @@ from globalnet.intent import (
     NatIntent,
     assign_egress,
     egress_for,
+    longest_contiguous_run,
 )
 
 POD_IPS = [f"10.244.0.{i}" for i in range(1, 9)]
@@ -57,3 +59,9 @@ def test_the_pod_selector_group_beats_the_namespace_group_and_the_cluster() -> N
     assignment = assign_egress(intent_of([cluster, namespace, selector]))
     assert assignment.pods == {"10.244.0.1": selector, "10.244.0.2": namespace}
     assert assignment.cluster == cluster
+
+
+def test_a_group_with_a_gap_translates_to_its_longest_contiguous_run() -> None:
+    run = longest_contiguous_run(["242.0.0.9", "242.0.0.1", "242.0.0.2", "242.0.0.3"])
+    assert run == (int(netaddr.IPAddress("242.0.0.1")), int(netaddr.IPAddress("242.0.0.3")))
+    assert longest_contiguous_run(["242.0.0.7"]) == (int(netaddr.IPAddress("242.0.0.7")),) * 2
