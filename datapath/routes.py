@@ -17,8 +17,7 @@ import select
 import socket
 from dataclasses import dataclass, field
 
-from pyroute2 import IPRoute
-from pyroute2.netlink.rtnl import RTMGRP_IPV4_ROUTE
+from datapath.netlink import RTMGRP_IPV4_ROUTE, IPRoute
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ import socket
 from dataclasses import dataclass
 
 import netaddr
-from pyroute2 import IPRoute
 
+from datapath.netlink import IPRoute
 from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
 
 log = logging.getLogger(__name__)

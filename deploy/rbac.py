@@ -3,10 +3,13 @@
 Every rule names the code that needs it. A rule has a scope: ``CLUSTER`` rules go
 into the component's ClusterRole (objects in every namespace, or cluster-scoped
 kinds), ``NAMESPACE`` rules into its Role in the agents' namespace
-(``names.CLUSTER_NAMESPACE``), ``BROKER`` rules are what the component does with the
-Broker's credentials in the Broker's namespace (``names.BROKER_NAMESPACE``, on the
-Broker's API server): they are not part of a member cluster's manifests and are kept
-here so the Broker identity a member gets can be built from the same list.
+(``names.CLUSTER_NAMESPACE``). The ``BROKER_*`` rules are what the component does on the
+Broker's API server with its member's Broker identity: in the member's own namespace
+there (``BROKER_OWN``: what it publishes), in every member's namespace (``BROKER_MEMBERS``:
+what it imports) and in the shared Broker namespace (``BROKER_SHARED``: the Cluster
+objects join writes). They are not part of a member cluster's manifests: ``deploy.broker``
+builds the Broker's roles from them, so a member's identity can do exactly what its
+agents do and write nothing but its own namespace.
 
 No rule has a wildcard verb, resource or group. ``get`` appears wherever a write is
 retried from a fresh copy (``kube.controller.write_status`` and the create-or-update
@@ -29,7 +32,9 @@ JSON = dict[str, Any]
 class Scope(enum.Enum):
     CLUSTER = "cluster"  # ClusterRole + ClusterRoleBinding
     NAMESPACE = "namespace"  # Role + RoleBinding in the agents' namespace
-    BROKER = "broker"  # on the Broker, in its namespace; not in member manifests
+    BROKER_OWN = "broker-own"  # on the Broker, in the member's own namespace
+    BROKER_MEMBERS = "broker-members"  # on the Broker, in every member's namespace
+    BROKER_SHARED = "broker-shared"  # on the Broker, in names.BROKER_NAMESPACE
 
 
 @dataclass(frozen=True)
@@ -63,7 +68,8 @@ ROUTE_AGENT = "route-agent"
 LIGHTHOUSE_AGENT = "lighthouse-agent"
 COMPONENTS = (GATEWAY_ENGINE, BROKER_SYNCER, GLOBALNET, ROUTE_AGENT, LIGHTHOUSE_AGENT)
 
-C, N, B = Scope.CLUSTER, Scope.NAMESPACE, Scope.BROKER
+C, N = Scope.CLUSTER, Scope.NAMESPACE
+BO, BM, BS = Scope.BROKER_OWN, Scope.BROKER_MEMBERS, Scope.BROKER_SHARED
 READ = ("list", "watch")  # an informer (kube.informer): list, then watch
 # The EndpointSlice version is discovered at run time (1.20: v1beta1); RBAC ignores
 # versions, so either constant names the same resource.
@@ -89,7 +95,7 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(C, resources.NODES, ("get",)),
         # _publish(): this cluster's Endpoint on the Broker; Endpoints of its
         # earlier gateways are listed and withdrawn once per term.
-        Rule(B, resources.SUBMARINER_ENDPOINTS,
+        Rule(BO, resources.SUBMARINER_ENDPOINTS,
              ("get", "list", "create", "update", "delete")),
     ),
     # gateway/syncer.py (ClusterSyncer)
@@ -99,9 +105,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
         # reads one by name (the informer is its source).
         Rule(N, resources.CLUSTERS, (*READ, "create", "update", "delete")),
         Rule(N, resources.SUBMARINER_ENDPOINTS, (*READ, "create", "update", "delete")),
-        # self._broker: the informers over the Broker's originals.
-        Rule(B, resources.CLUSTERS, READ),
-        Rule(B, resources.SUBMARINER_ENDPOINTS, READ),
+        # self._broker: the informers over the Broker's originals: the Cluster
+        # objects (which also name the member namespaces) and every member's Endpoint.
+        Rule(BS, resources.CLUSTERS, READ),
+        Rule(BM, resources.SUBMARINER_ENDPOINTS, READ),
     ),
     # globalnet/agent.py -> globalnet/controllers/*
     GLOBALNET: (
@@ -170,12 +177,15 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(C, resources.SERVICE_IMPORTS, (*READ, "get", "create", "update", "delete")),
         Rule(C, resources.SERVICE_IMPORTS, ("update",), subresource="status"),
         Rule(C, ENDPOINTSLICES, (*READ, "get", "create", "update", "delete")),
-        # exporter + brokercache.BrokerCache: this cluster's ServiceImports and
-        # EndpointSlices on the Broker, and every member's (the imports); also
-        # agent.withdraw_cluster. agent.ensure_namespace tolerates 403, so no
-        # namespace rule.
-        Rule(B, resources.SERVICE_IMPORTS, (*READ, "get", "create", "update", "delete")),
-        Rule(B, ENDPOINTSLICES, (*READ, "get", "create", "update", "delete")),
+        # exporter: this cluster's ServiceImports and EndpointSlices on the Broker
+        # (created, updated, withdrawn; also agent.withdraw_cluster).
+        Rule(BO, resources.SERVICE_IMPORTS, (*READ, "get", "create", "update", "delete")),
+        Rule(BO, ENDPOINTSLICES, (*READ, "get", "create", "update", "delete")),
+        # brokercache.BrokerCache: every member's (the imports), in the member
+        # namespaces the Cluster objects name.
+        Rule(BS, resources.CLUSTERS, READ),
+        Rule(BM, resources.SERVICE_IMPORTS, READ),
+        Rule(BM, ENDPOINTSLICES, READ),
     ),
 }
 
@@ -183,3 +193,25 @@ RULES: dict[str, tuple[Rule, ...]] = {
 def rules_for(component: str, cluster_id: str, scope: Scope) -> list[JSON]:
     """The PolicyRules of one component in one scope, for one cluster."""
     return [rule.policy_rule(cluster_id) for rule in RULES[component] if rule.scope is scope]
+
+
+def merged_rules(scope: Scope, cluster_id: str = "") -> list[JSON]:
+    """Every component's rules of one scope as one role's PolicyRules: one rule per
+    resource (and resource names), holding the union of the verbs, in a stable order.
+    The Broker's member roles are built this way: one identity serves all of a
+    member's agents."""
+    verbs: dict[tuple[str, str, tuple[str, ...]], set[str]] = {}
+    for component in COMPONENTS:
+        for rule in RULES[component]:
+            if rule.scope is scope:
+                policy = rule.policy_rule(cluster_id)
+                key = (policy["apiGroups"][0], policy["resources"][0],
+                       tuple(policy.get("resourceNames", ())))
+                verbs.setdefault(key, set()).update(policy["verbs"])
+    out: list[JSON] = []
+    for (group, resource, resource_names), held in sorted(verbs.items()):
+        merged: JSON = {"apiGroups": [group], "resources": [resource], "verbs": sorted(held)}
+        if resource_names:
+            merged["resourceNames"] = list(resource_names)
+        out.append(merged)
+    return out

@@ -51,6 +51,9 @@ class JoinRequest:
     service_cidrs: tuple[str, ...]
     globalnet_cidr: str | None = None  # a specific CIDR instead of the next free one
     globalnet_cluster_size: int | None = None  # global IPs, instead of the Broker's default
+    # The UID of the cluster's kube-system namespace: a cluster ID held by a cluster
+    # with another UID is refused (None: not checked).
+    cluster_uid: str | None = None
 
 
 @dataclass(frozen=True)
@@ -64,10 +67,12 @@ class Membership:
 
 def validate_request(request: JoinRequest) -> None:
     """Refuse bad input before anything is written."""
-    if not _DNS_LABEL.match(request.cluster_id):
+    if not _DNS_LABEL.match(request.cluster_id) or len(names.broker_member_namespace(
+            request.cluster_id)) > names.BROKER_MEMBER_NAMESPACE_MAX:
         raise ClustersetError(
             f"cluster ID {request.cluster_id!r} is not a DNS label "
-            "(lower-case letters, digits and '-', at most 63, starting and ending alphanumeric)")
+            "(lower-case letters, digits and '-', starting and ending alphanumeric, at most "
+            f"{names.BROKER_MEMBER_NAMESPACE_MAX - len(names.broker_member_namespace(''))})")
     for what, cidrs in (("cluster CIDR", request.cluster_cidrs),
                         ("service CIDR", request.service_cidrs)):
         if not cidrs:
@@ -118,6 +123,7 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
     if not _namespace_exists(broker_api, broker_namespace):
         raise ClustersetError(f"no Broker here: namespace {broker_namespace} does not exist "
                               "(run `gnctl deploy-broker` against the Broker first)")
+    _check_cluster_id_free(broker_api, request, broker_namespace)
     broker = BrokerGlobalnet(broker_api, namespace=broker_namespace)
     info = broker.read()
     global_cidr = None
@@ -130,6 +136,8 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
     elif request.globalnet_cidr or request.globalnet_cluster_size:
         raise ClustersetError("the Broker was deployed without Globalnet: "
                               "--globalnet-cidr and --globalnet-cluster-size do not apply")
+    ensure_namespace(broker_api, names.broker_member_namespace(request.cluster_id,
+                                                               broker_namespace))
     crds.install_crds(cluster_api)
     ensure_namespace(cluster_api, cluster_namespace)
     body = cluster_object(request, global_cidr)
@@ -137,6 +145,40 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
     members = sync_cluster_objects(cluster_api, broker_api, broker_namespace=broker_namespace,
                                    cluster_namespace=cluster_namespace)
     return Membership(request.cluster_id, global_cidr, tuple(members))
+
+
+def preview_join(broker_api: Any, request: JoinRequest, *,
+                 broker_namespace: str = names.BROKER_NAMESPACE) -> str | None:
+    """The global CIDR `join` would grant, computed without writing anything (for
+    ``--dry-run``); None when the clusterset does not use Globalnet."""
+    from globalnet.cidr_allocation import allocate_cluster_cidr
+
+    validate_request(request)
+    _check_cluster_id_free(broker_api, request, broker_namespace)
+    info = BrokerGlobalnet(broker_api, namespace=broker_namespace).read()
+    if info is None or not info.enabled:
+        return None
+    try:
+        cidr, _ = allocate_cluster_cidr(info, request.cluster_id,
+                                        requested_cidr=request.globalnet_cidr,
+                                        size=request.globalnet_cluster_size)
+    except CidrAllocationError as exc:
+        raise ClustersetError(str(exc)) from None
+    return cidr
+
+
+def _check_cluster_id_free(broker_api: Any, request: JoinRequest, broker_namespace: str
+                           ) -> None:
+    """Refuse a cluster ID that another cluster (another kube-system UID) holds."""
+    if request.cluster_uid is None:
+        return
+    current = ResourceClient(broker_api, resources.CLUSTERS).get_or_none(
+        request.cluster_id, namespace=broker_namespace)
+    held_by = o.annotations_of(current).get(names.CLUSTER_UID_ANNOTATION) if current else None
+    if held_by and held_by != request.cluster_uid:
+        raise ClustersetError(
+            f"cluster ID {request.cluster_id} is already used by another cluster (kube-system "
+            f"UID {held_by}); choose another --clusterid, or `gnctl leave` that cluster first")
 
 
 def leave(cluster_api: Any | None, broker_api: Any, cluster_id: str, *,
@@ -165,9 +207,11 @@ def cluster_object(request: JoinRequest, global_cidr: str | None) -> JSON:
                   "cluster_cidr": list(request.cluster_cidrs),
                   "service_cidr": list(request.service_cidrs),
                   "global_cidr": [global_cidr] if global_cidr else []}
+    metadata: JSON = {"name": request.cluster_id}
+    if request.cluster_uid:
+        metadata["annotations"] = {names.CLUSTER_UID_ANNOTATION: request.cluster_uid}
     return {"apiVersion": resources.CLUSTERS.api_version,
-            "kind": resources.CLUSTERS.kind,
-            "metadata": {"name": request.cluster_id}, "spec": spec}
+            "kind": resources.CLUSTERS.kind, "metadata": metadata, "spec": spec}
 
 
 def sync_cluster_objects(cluster_api: Any, broker_api: Any, *,
@@ -194,8 +238,12 @@ def _upsert(client: ResourceClient, body: JSON, namespace: str) -> None:
         if client.create_if_absent(body, namespace=namespace) is not None:
             return
         current = client.get(body["metadata"]["name"], namespace=namespace)
-    if o.spec(current) != body["spec"]:
-        client.update({**current, "spec": body["spec"]}, namespace=namespace)
+    wanted = body["metadata"].get("annotations") or {}
+    merged = {**o.annotations_of(current), **wanted}
+    if o.spec(current) != body["spec"] or merged != o.annotations_of(current):
+        client.update({**current, "spec": body["spec"],
+                       "metadata": {**current["metadata"], "annotations": merged}},
+                      namespace=namespace)
 
 
 def _namespace_exists(api: Any, namespace: str) -> bool:

@@ -4,7 +4,9 @@ ends, keeps a cable to every other cluster's gateway, and checks each one.
 Every gateway node runs an engine; they elect one leader per cluster (the Lease
 `kube.names.GATEWAY_LEASE` in the cluster namespace), which is the *active* gateway:
 
-* it publishes the cluster's `Endpoint` to the Broker, withdrawing those of
+* it publishes the cluster's `Endpoint` to the Broker, into the cluster's own
+  member namespace there (`names.broker_member_namespace`, made by `gnctl
+  join`; its Broker identity may write nowhere else), withdrawing those of
   the cluster's earlier active gateways (cable end `private_ip`,
   `subnets` - the global CIDR under Globalnet - and `healthCheckIP`, the node's
   health-check global IP once Globalnet has given it one); the Broker syncer
@@ -67,11 +69,18 @@ class EngineConfig:
     private_ip: str
     subnets: tuple[str, ...]
     namespace: str = names.CLUSTER_NAMESPACE
+    # The shared Broker namespace; the Endpoint goes into this cluster's member
+    # namespace derived from it (`member_namespace`).
     broker_namespace: str = names.BROKER_NAMESPACE
     lease_duration: float = 15.0
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     health_period: float = 1.0
+
+
+def member_namespace(cfg: EngineConfig) -> str:
+    """Where this cluster's Endpoint lives on the Broker."""
+    return names.broker_member_namespace(cfg.cluster_id, cfg.broker_namespace)
 
 
 def endpoint_name(cfg: EngineConfig) -> str:
@@ -221,7 +230,7 @@ class GatewayEngine:
         return conn
 
     def _publish(self, spec: JSON) -> None:
-        name, ns = endpoint_name(self.cfg), self.cfg.broker_namespace
+        name, ns = endpoint_name(self.cfg), member_namespace(self.cfg)
         if not self._withdrawn_stale:
             # Once per term: the Endpoints of this cluster's earlier active gateways
             # would send other clusters' cables to a node that no longer carries it.
@@ -269,6 +278,19 @@ class GatewayEngine:
         controller.write_status(self._gateways, current, replace_status)
 
 
+def cable_ip(api: Any, node_name: str) -> str | None:
+    """The node's ``names.CABLE_IP_ANNOTATION``, if it has one (a transient API error
+    counts as none: the flag's address is used and the engine goes on)."""
+    try:
+        node = ResourceClient(api, resources.NODES).get_or_none(node_name)
+    except Exception as exc:  # logged; the flag's address stands
+        log.warning("cannot read node %s for its cable IP: %s", node_name, exc)
+        return None
+    if node is None:
+        return None
+    return (o.annotations_of(node).get(names.CABLE_IP_ANNOTATION) or "").strip() or None
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m gateway.engine",
                                 description="The gateway engine of one gateway node.")
@@ -276,7 +298,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--broker-kubeconfig", type=Path, required=True)
     p.add_argument("--cluster-id", required=True)
     p.add_argument("--node-name", required=True)
-    p.add_argument("--private-ip", required=True, help="this node's address the cable uses")
+    p.add_argument("--private-ip", required=True,
+                   help="this node's address the cable uses, unless the node's "
+                        f"{names.CABLE_IP_ANNOTATION} annotation names another")
     p.add_argument("--subnet", action="append", required=True,
                    help="a CIDR other clusters reach through this gateway (the global CIDR)")
     p.add_argument("--netns", help="program this named network namespace instead of our own")
@@ -295,13 +319,15 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     from kube.client import new_api_client
 
+    local_api = new_api_client(args.kubeconfig)
+    private_ip = cable_ip(local_api, args.node_name) or args.private_ip
     cfg = EngineConfig(cluster_id=args.cluster_id, node_name=args.node_name,
-                       private_ip=args.private_ip, subnets=tuple(args.subnet),
+                       private_ip=private_ip, subnets=tuple(args.subnet),
                        lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
                        retry_period=args.retry_period)
-    engine = GatewayEngine(local_api=new_api_client(args.kubeconfig),
+    engine = GatewayEngine(local_api=local_api,
                            broker_api=new_api_client(args.broker_kubeconfig), cfg=cfg,
-                           cable=VxlanCable(args.private_ip, netns=args.netns))
+                           cable=VxlanCable(private_ip, netns=args.netns))
     return daemon.serve(engine, f"gateway engine of {cfg.cluster_id} on {cfg.node_name} started")
 
 

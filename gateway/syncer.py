@@ -10,6 +10,13 @@ gateway engine the remote cable ends. Copies edited or deleted by hand are put
 back; objects in the cluster's namespace that the Broker does not have are
 removed.
 
+On the Broker, the `Cluster` objects are in the shared Broker namespace and
+each member's `Endpoint` in that member's own namespace
+(`names.broker_member_namespace`): the Endpoints are read from every member
+namespace the Cluster objects name (`InformerSet.across_members`), so a cluster
+that leaves loses its Endpoint copies at once, and an Endpoint counts only in the
+namespace of the cluster its `cluster_id` names (a member cannot publish another's).
+
 One informer per kind on each side, a `kube.controller` work queue keyed
 "<plural>/<name>", and a reconcile that compares specs: idempotent, so two
 syncers of one cluster (an old and a new gateway during a failover) agree. Run
@@ -28,8 +35,8 @@ from typing import Any, Self
 from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
-from kube.informer import Informer
-from kube.informers import InformerSet
+from kube.informer import Cache
+from kube.informers import Index, InformerSet
 from kube.resources import Resource
 
 log = logging.getLogger(__name__)
@@ -60,14 +67,37 @@ class ClusterSyncer(controller.Controller):
         self.cluster_namespace = cluster_namespace
         self._broker = InformerSet(broker_api, name="broker", resync_period=resync_period)
         self._local = InformerSet(local_api, name="local", resync_period=resync_period)
-        self._kinds: dict[str, tuple[Resource, Informer, Informer, ResourceClient]] = {}
+        clusters = self._broker.get(resources.CLUSTERS, namespace=broker_namespace)
+        endpoints = self._broker.across_members(resources.SUBMARINER_ENDPOINTS,
+                                                broker_namespace=broker_namespace)
+        # Before the watch below, so that a queued name already finds its Endpoint.
+        self._endpoints_by_name = Index(endpoints, lambda ep: [o.name(ep)])
+        sources: dict[str, tuple[Cache, Callable[[str], JSON | None]]] = {
+            resources.CLUSTERS.plural: (
+                clusters, lambda name: clusters.get(f"{broker_namespace}/{name}")),
+            resources.SUBMARINER_ENDPOINTS.plural: (endpoints, self._published_endpoint),
+        }
+        self._kinds: dict[str, tuple[Resource, Callable[[str], JSON | None], Cache,
+                                     ResourceClient]] = {}
         for resource in MIRRORED:
-            published = self._broker.get(resource, namespace=broker_namespace)
+            published, lookup = sources[resource.plural]
             mirrored = self._local.get(resource, namespace=cluster_namespace)
-            self._kinds[resource.plural] = (resource, published, mirrored,
+            self._kinds[resource.plural] = (resource, lookup, mirrored,
                                             ResourceClient(local_api, resource))
             for informer in (published, mirrored):
                 self.watch(informer, _key(resource.plural))
+
+    def _published_endpoint(self, name: str) -> JSON | None:
+        """The Broker's Endpoint ``name``, from the member namespace of the cluster it
+        names; one elsewhere is another member's claim to it and is ignored."""
+        for ep in self._endpoints_by_name.objects(name):
+            cluster = str(o.spec(ep).get("cluster_id") or "")
+            if cluster and o.namespace(ep) == names.broker_member_namespace(
+                    cluster, self.broker_namespace):
+                return ep
+            log.warning("Endpoint %s in %s claims cluster %r: ignored", name, o.namespace(ep),
+                        cluster)
+        return None
 
     def start(self) -> Self:
         self._broker.start()
@@ -85,7 +115,7 @@ class ClusterSyncer(controller.Controller):
         """Make the local copy of one object the Broker's (or remove it)."""
         plural, name = key.split("/", 1)
         resource, published, mirrored, client = self._kinds[plural]
-        want = published.get(f"{self.broker_namespace}/{name}")
+        want = published(name)
         have = mirrored.get(f"{self.cluster_namespace}/{name}")
         ns = self.cluster_namespace
         if want is None:

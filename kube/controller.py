@@ -30,7 +30,7 @@ from typing import Self
 from kube import errors
 from kube import objects as o
 from kube.crud import ResourceClient
-from kube.informer import Informer
+from kube.informer import Cache
 from kube.reconcile import Result, Workers, run_workers
 from kube.workqueue import WorkQueue
 
@@ -85,7 +85,7 @@ class Controller:
 
     def watch(
         self,
-        informer: Informer,
+        informer: Cache,
         to_keys: KeysOf | None = None,
         *,
         notify: Callable[[], None] | None = None,

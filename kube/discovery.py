@@ -11,10 +11,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from kubernetes.client import ApiClient
-
 from kube import errors, rest
 from kube.resources import ENDPOINTSLICE_GROUP, ENDPOINTSLICES_V1BETA1, Resource
+from kube.rest import ApiClient
 
 
 @dataclass(frozen=True)

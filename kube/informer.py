@@ -13,6 +13,8 @@ Guarantees (what controllers rely on):
   handler delays later events but never the watch itself.
 * ``on_update(old, new)`` is also called with ``old is new`` for every cached object each
   ``resync_period`` (level-triggered controllers re-check their world).
+* ``on_synced()`` is called once, on the dispatcher thread, right after the initial
+  list's events (what an informer built on other informers waits for).
 
 Objects are plain dicts decoded from the server's JSON, unknown fields included; they are
 shared with the cache, so do not modify them.
@@ -28,14 +30,14 @@ import random
 import threading
 import time
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
-from kubernetes.client import ApiClient
 from urllib3 import BaseHTTPResponse
 
 from kube import crud, errors, rest
 from kube.backoff import Backoff
 from kube.resources import Resource
+from kube.rest import ApiClient
 from kube.store import JSON, JSONList, Store, object_key, resource_version
 
 log = logging.getLogger(__name__)
@@ -43,6 +45,28 @@ log = logging.getLogger(__name__)
 OnAdd = Callable[[JSON], None]
 OnUpdate = Callable[[JSON, JSON], None]
 OnDelete = Callable[[JSON], None]
+OnSynced = Callable[[], None]
+
+
+class Cache(Protocol):
+    """What controllers, indexes and handlers use of an informer: a cache of objects by
+    key and events about it. ``Informer`` is one, and so is
+    ``kube.multinamespace.MultiNamespaceInformer`` (one resource over many namespaces)."""
+
+    name: str
+
+    def add_handler(self, *, on_add: OnAdd | None = None, on_update: OnUpdate | None = None,
+                    on_delete: OnDelete | None = None) -> None: ...
+
+    def start(self) -> None: ...
+
+    def stop(self, timeout: float = 5.0) -> None: ...
+
+    def wait_for_sync(self, timeout: float | None = None) -> bool: ...
+
+    def list(self) -> JSONList: ...
+
+    def get(self, key: str) -> JSON | None: ...
 
 # Seconds added to the server-side watch timeout to get the client read timeout: the
 # server ends a healthy watch itself; the client only gives up on a half-open connection.
@@ -75,6 +99,7 @@ class _Handlers:
     on_add: OnAdd | None
     on_update: OnUpdate | None
     on_delete: OnDelete | None
+    on_synced: OnSynced | None = None
 
 
 # Items on the dispatch queue: ("add", obj) | ("update", old, new) | ("delete", obj) |
@@ -136,11 +161,12 @@ class Informer:
         on_add: OnAdd | None = None,
         on_update: OnUpdate | None = None,
         on_delete: OnDelete | None = None,
+        on_synced: OnSynced | None = None,
     ) -> None:
         """Register callbacks; only before ``start()`` so no handler misses initial events."""
         if self._threads:
             raise RuntimeError("register handlers before start()")
-        self._handlers.append(_Handlers(on_add, on_update, on_delete))
+        self._handlers.append(_Handlers(on_add, on_update, on_delete, on_synced))
 
     def start(self) -> None:
         """Start the list/watch and dispatcher threads (daemons); returns immediately."""
@@ -391,6 +417,12 @@ class Informer:
         kind = notification[0]
         if kind == "synced":
             self._synced.set()
+            for handlers in self._handlers:
+                if handlers.on_synced is not None:
+                    try:
+                        handlers.on_synced()
+                    except Exception:
+                        log.exception("%s: synced handler failed", self.name)
             return
         for handlers in self._handlers:
             try:

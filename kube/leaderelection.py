@@ -33,10 +33,9 @@ import time
 from collections.abc import Callable
 from typing import Any
 
-from kubernetes.client import ApiClient
-
 from kube import crud, errors
 from kube.resources import LEASES
+from kube.rest import ApiClient
 
 log = logging.getLogger(__name__)
 

@@ -21,6 +21,33 @@ from typing import Final
 # record below. Written by `gnctl deploy-broker`/`join`/`leave`, the gateway engine and
 # the Lighthouse exporter; read by every member's Broker syncer and Lighthouse importer.
 BROKER_NAMESPACE: Final = "submariner-k8s-broker"
+# On the Broker: one namespace per member, holding what that member publishes (its
+# Endpoint, its ServiceImports and EndpointSlices); the member's Broker identity
+# (``broker_member_account``) may write there and nowhere else.
+# Created by `gnctl join`, deleted by `gnctl leave`; which namespaces exist follows the
+# Cluster objects in BROKER_NAMESPACE (the readers watch exactly those).
+BROKER_MEMBER_NAMESPACE_MAX: Final = 63
+
+
+def broker_member_namespace(cluster_id: str, broker_namespace: str = BROKER_NAMESPACE) -> str:
+    """The Broker namespace a member publishes into (see above)."""
+    return f"{broker_namespace}-{cluster_id}"
+
+
+# The joining identity every broker-info file carries (a ServiceAccount in
+# BROKER_NAMESPACE, made by `gnctl deploy-broker`).
+BROKER_JOIN_ACCOUNT: Final = "globalnet-broker-join"
+
+
+def broker_member_account(cluster_id: str) -> str:
+    """A member's identity on the Broker: a ServiceAccount in BROKER_NAMESPACE made by
+    `gnctl join`, deleted (revoked) by `gnctl leave`; upstream's name."""
+    return f"cluster-{cluster_id}"
+
+
+# On the Broker's Cluster objects: the UID of the member's kube-system namespace, which
+# tells a rejoin of the same cluster from another cluster claiming a used cluster ID.
+CLUSTER_UID_ANNOTATION: Final = "globalnet.io/cluster-uid"
 # In each member cluster: where the agents run and hold their leases, where the Broker
 # syncer keeps its copies of the Cluster and Endpoint objects (read by Globalnet, the
 # route agent and the gateway engine) and the gateway engine its Gateway objects (read
@@ -68,6 +95,10 @@ GATEWAY_SELECTOR: Final = f"{GATEWAY_LABEL}={GATEWAY_LABEL_VALUE}"
 # The gateway node's health-check global IP: written by Globalnet, published by the
 # gateway engine in its Endpoint, pinged by the other clusters' gateways.
 GATEWAY_GLOBAL_IP_ANNOTATION: Final = "submariner.io/globalIp"
+# On a gateway node, set by its admin (the lab sets it): the node's address the cable to
+# the other clusters uses, when that is not its InternalIP (a separate underlay
+# interface). Read by the gateway engine at start. Ours.
+CABLE_IP_ANNOTATION: Final = "gateway.globalnet.io/cable-ip"
 
 # --- who manages an object ----------------------------------------------------------------
 # The Kubernetes recommended label; each writer sets its own value and touches only

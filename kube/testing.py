@@ -5,7 +5,9 @@ until it holds or fails with a message saying what was awaited and what was last
 A check that something does *not* happen first waits for proof that the input was
 processed: ``ReconcileRecorder`` tells when a controller has reconciled a key.
 ``temporary_namespace`` gives each test its own namespace and deletes it afterwards, so
-tests sharing one API server do not see each other's objects.
+tests sharing one API server do not see each other's objects. ``broker_member`` writes
+on a Broker what ``gnctl join`` writes for a member: its member namespace and its
+``Cluster`` object (which is what makes the readers watch that namespace).
 """
 
 from __future__ import annotations
@@ -18,10 +20,9 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from kubernetes.client import ApiClient
-
-from kube import crud
-from kube.resources import NAMESPACES
+from kube import crud, names
+from kube.resources import CLUSTERS, NAMESPACES
+from kube.rest import ApiClient
 
 T = TypeVar("T")
 
@@ -118,3 +119,40 @@ def temporary_namespace(api_client: ApiClient, prefix: str = "test") -> Iterator
     finally:
         with contextlib.suppress(Exception):
             namespaces.delete_if_exists(name)
+
+
+def cluster_object(cluster_id: str, global_cidr: str | None = None) -> dict[str, Any]:
+    """A member's ``Cluster`` object, as ``gateway.clusterset.cluster_object`` makes it."""
+    return {"apiVersion": CLUSTERS.api_version, "kind": CLUSTERS.kind,
+            "metadata": {"name": cluster_id},
+            "spec": {"cluster_id": cluster_id, "cluster_cidr": ["10.244.0.0/16"],
+                     "service_cidr": ["10.96.0.0/16"],
+                     "global_cidr": [global_cidr] if global_cidr else []}}
+
+
+def join_broker(api_client: ApiClient, broker_namespace: str, cluster_id: str, *,
+                global_cidr: str | None = None) -> str:
+    """Join ``cluster_id`` on the Broker side: create the Broker namespace if missing,
+    the member's namespace and its Cluster object; return the member namespace."""
+    crud.ensure_namespace(api_client, broker_namespace)
+    member = names.broker_member_namespace(cluster_id, broker_namespace)
+    crud.ensure_namespace(api_client, member)
+    crud.ResourceClient(api_client, CLUSTERS).create(cluster_object(cluster_id, global_cidr),
+                                                     namespace=broker_namespace)
+    return member
+
+
+@contextlib.contextmanager
+def broker_member(api_client: ApiClient, broker_namespace: str, cluster_id: str, *,
+                  global_cidr: str | None = None) -> Iterator[str]:
+    """``join_broker`` for a ``with`` block: yields the member namespace; afterwards the
+    Cluster object and the member namespace are deleted (as a leave)."""
+    member = join_broker(api_client, broker_namespace, cluster_id, global_cidr=global_cidr)
+    clusters = crud.ResourceClient(api_client, CLUSTERS)
+    try:
+        yield member
+    finally:
+        with contextlib.suppress(Exception):
+            clusters.delete_if_exists(cluster_id, namespace=broker_namespace)
+        with contextlib.suppress(Exception):
+            crud.ResourceClient(api_client, NAMESPACES).delete_if_exists(member)

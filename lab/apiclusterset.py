@@ -43,7 +43,7 @@ from datapath.recording import RecordingDatapath
 from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
 from kube import crds, crud, discovery, names, resources
 from kube.client import new_api_client
-from kube.testing import await_condition, unique_name
+from kube.testing import await_condition, join_broker, unique_name
 from lab.controlplane import ControlPlane, ControlPlaneConfig
 from lab.ports import free_port
 from lighthouse.agent.agent import AgentConfig, LighthouseAgent
@@ -271,11 +271,12 @@ class ApiClusterset(Generic[ClusterT]):
 
     def broker_objects(self, resource: resources.Resource, ns: str, svc: str,
                        cluster: str) -> list[JSON]:
-        """What ``cluster`` published on the Broker for its service ``ns/svc``."""
+        """What ``cluster`` published for its service ``ns/svc``, in its member namespace."""
         selector = (f"{names.LIGHTHOUSE_SELECTOR},{names.SOURCE_CLUSTER_LABEL}={cluster},"
                     f"{names.SERVICE_NAME_LABEL}={svc},{names.SOURCE_NAMESPACE_LABEL}={ns}")
         return crud.ResourceClient(self.broker_api, resource).list(
-            namespace=self.config.broker_namespace, label_selector=selector).items
+            namespace=names.broker_member_namespace(cluster, self.config.broker_namespace),
+            label_selector=selector).items
 
     @contextlib.contextmanager
     def namespace(self, prefix: str = "ns") -> Iterator[str]:
@@ -333,6 +334,10 @@ class ApiClusterset(Generic[ClusterT]):
     def _start_member(self, name: str, global_cidr: str, api: Any) -> ClusterT:
         """The member's node, Globalnet manager (started) and cluster object."""
         cfg = self.config
+        # What `gnctl join` writes on the Broker before the member's agents run: the
+        # member namespace they publish into, the Cluster object that makes the
+        # others read it.
+        join_broker(self.broker_api, cfg.broker_namespace, name, global_cidr=global_cidr)
         # The agent gets a Broker client of its own, as it would in its own process.
         agent_broker_api = new_api_client(self.broker.kubeconfig)
         self._apis.append(agent_broker_api)

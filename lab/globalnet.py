@@ -1,62 +1,90 @@
-"""Globalnet and Lighthouse in the lab: join the Broker, run each cluster's agents,
-route global CIDRs, point pods at the clusterset DNS server.
+"""Globalnet and Lighthouse in the lab, installed as users install them.
 
-The lab Broker is deployed and every cluster joins it as `gnctl deploy-broker
---globalnet` and `gnctl join` do (`gateway.clusterset`), so each gets its slice
-of the clusterset's global range and its `Cluster` object; it then runs the real
-Globalnet agent on its gateway node - in the node's network namespace, with the
-node's in-cluster kubeconfig, programming the node's own nftables table - and
-the real Lighthouse agent beside it, which exports services through the Broker
-and serves `clusterset.local` on the gateway node's address, port 53. Every
-demo pod's `dnsConfig` (lab/lab.py) names that server, searching
-`svc.clusterset.local`.
+`gnctl lab up --globalnet` runs exactly what `gnctl deploy-broker --globalnet` and
+`gnctl join` run (`deploy.install`): the lab Broker gets its roles and join identity
+and writes the lab's broker-info file; every cluster joins with it, in parallel, so
+each gets its slice of the clusterset's global range, its own Broker identity and
+the agents' manifests, applied by server-side apply: the gateway DaemonSet (gateway
+engine, Broker syncer, Globalnet with its datapath) on the gateway node (node 0,
+labelled `submariner.io/gateway=true` by join), the route-agent DaemonSet on every
+node, and the Lighthouse agent Deployment with its DNS Service, whose ClusterIP
+(`dns_server`) every demo pod's `dnsConfig` names (lab/lab.py), searching
+`svc.clusterset.local`. Nothing runs as a bare process: the agents are pods of the
+`globalnet/globalnet:lab` image, with their own ServiceAccounts.
 
-The Broker syncer (`gateway.syncer`) runs there too, so members that joined
-first learn of the later ones (Globalnet reads the remote global CIDRs from the
-`Cluster` and `Endpoint` objects), the gateway engine (`gateway.engine`:
-Endpoint publication, a VXLAN cable over the underlay to every other gateway,
-health pings into the Gateway status), and a route agent (`gateway.routeagent`)
-on every node sends remote global CIDRs to the gateway node. Only global IPs
-cross the underlay, inside the tunnel; the overlapping pod and service CIDRs
-never appear on it.
+What the lab adds around join is plumbing a real network has anyway: the agents
+reach their API server at the control plane's node-network address, every node
+reaches the Broker (non-gateway nodes through the gateway node, which masquerades
+what it forwards onto the underlay: the pod and node networks overlap between
+clusters, so the Broker could not route answers back), and the control plane
+routes the pod ranges to their nodes. Only global IPs cross the underlay between
+gateways, inside the tunnel.
 """
 
 from __future__ import annotations
 
-import sys
+import concurrent.futures
+import ipaddress
 from pathlib import Path
 from typing import Any
 
-from kube import names
 from lab.topology import ClusterPlan, LabPlan
 
+BROKER_INFO = "broker-info.subm"
+# The Lighthouse DNS Service's ClusterIP: this offset in each cluster's service CIDR
+# (where kube-dns usually lives; the lab runs no other cluster DNS).
+DNS_SERVICE_OFFSET = 10
+# How long a join may wait for its agents (the image is imported already).
+JOIN_TIMEOUT = 180.0
 
-def join_clusterset(broker_api: Any, members: dict[str, tuple[ClusterPlan, Any]]
-                    ) -> dict[str, str]:
-    """`gnctl deploy-broker --globalnet` and `gnctl join` for every cluster, with
-    upstream's defaults (242.0.0.0/8, a /16 each); returns each global CIDR."""
-    from gateway import clusterset
+
+def deploy_broker(broker_api: Any, plan: LabPlan, out: Path, *, apiserver_port: int,
+                  progress: Any = print) -> Any:
+    """`gnctl deploy-broker --globalnet` with upstream's defaults (242.0.0.0/8, a /16
+    per cluster); writes the broker-info file to `out` and returns it."""
+    from deploy import install
     from globalnet.cidr_allocation import DEFAULT_CIDR_RANGE, DEFAULT_CLUSTER_SIZE
 
-    clusterset.deploy_broker(broker_api, globalnet=True, cidr_range=DEFAULT_CIDR_RANGE,
-                             cluster_size=DEFAULT_CLUSTER_SIZE)
-    cidrs: dict[str, str] = {}
-    for name, (c, api) in members.items():
-        member = clusterset.join(api, broker_api, clusterset.JoinRequest(
-            cluster_id=name, cluster_cidrs=(c.pod_cidr,), service_cidrs=(c.service_cidr,)))
-        assert member.global_cidr is not None, "the lab Broker runs Globalnet"
-        cidrs[name] = member.global_cidr
-    return cidrs
+    assert plan.broker_ip is not None, "a --globalnet lab has a Broker"
+    info = install.deploy_broker(broker_api, server=f"https://{plan.broker_ip}:{apiserver_port}",
+                                 globalnet=True, cidr_range=DEFAULT_CIDR_RANGE,
+                                 cluster_size=DEFAULT_CLUSTER_SIZE,
+                                 progress=lambda line: progress(f"      {line}"))
+    info.write(out)
+    return info
 
 
-def engine_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path,
-                broker_kubeconfig: Path) -> list[str]:
-    """The gateway engine of cluster `c`, on its gateway node: VXLAN over the underlay."""
-    assert c.gateway.underlay_ip is not None, "the gateway node is on the underlay"
-    return [sys.executable, "-m", "gateway.engine", "--kubeconfig", str(kubeconfig),
-            "--broker-kubeconfig", str(broker_kubeconfig), "--cluster-id", c.name,
-            "--node-name", c.gateway.name, "--private-ip", c.gateway.underlay_ip,
-            "--subnet", global_cidr]
+def join_options(c: ClusterPlan, *, datapath: str, apiserver_port: int) -> Any:
+    """What `gnctl join` is given for lab cluster `c`."""
+    from deploy import install
+
+    return install.JoinOptions(
+        cluster_id=c.name, cluster_cidrs=(c.pod_cidr,), service_cidrs=(c.service_cidr,),
+        datapath=datapath, api_server=f"https://{c.cp_ip}:{apiserver_port}",
+        dns_service_ip=dns_server(c), gateway_node=c.gateway.name,
+        wait_timeout=JOIN_TIMEOUT)
+
+
+def join_all(info: Any, members: dict[str, tuple[ClusterPlan, Any]], *, datapath: str,
+             apiserver_port: int, broker_server: str, progress: Any = print
+             ) -> dict[str, str]:
+    """`gnctl join` of every cluster at once; returns each global CIDR. The members
+    reach the Broker on the underlay (the broker-info's URL), this process through
+    the host relay (`broker_server`)."""
+    from deploy import install
+
+    def join(name: str) -> str:
+        c, api = members[name]
+        result = install.join(api, info, join_options(c, datapath=datapath,
+                                                      apiserver_port=apiserver_port),
+                              progress=lambda line: progress(f"      {name}: {line}"),
+                              broker_server=broker_server)
+        assert result.global_cidr is not None, "the lab Broker runs Globalnet"
+        return result.global_cidr
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=len(members)) as pool:
+        futures = {name: pool.submit(join, name) for name in members}
+        return {name: fut.result() for name, fut in futures.items()}
 
 
 def node_routes(plan: LabPlan, cidrs: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
@@ -102,58 +130,24 @@ def dns_answers(c: ClusterPlan) -> bool:
     return dns_query(c.gateway.netns, dns_server(c), "lab-probe.invalid") is not None
 
 
-def routeagent_argv(c: ClusterPlan, node_name: str, kubeconfig: Path) -> list[str]:
-    """The route agent of one node, run in the node's namespace."""
-    return [sys.executable, "-m", "gateway.routeagent", "--kubeconfig", str(kubeconfig),
-            "--node-name", node_name, "--cluster-id", c.name]
-
-
 DNS_PORT = 53
+
+
 def dns_server(c: ClusterPlan) -> str:
-    """Where cluster `c`'s Lighthouse DNS server listens: its gateway node."""
-    return c.gateway.ip
+    """Where cluster `c`'s Lighthouse DNS server answers: its Service's ClusterIP."""
+    return str(ipaddress.ip_network(c.service_cidr)[DNS_SERVICE_OFFSET])
 
 
-def lighthouse_argv(c: ClusterPlan, kubeconfig: Path, broker_kubeconfig: Path) -> list[str]:
-    """The Lighthouse agent of cluster `c` with its DNS server, on the gateway node."""
-    return [
-        sys.executable, "-m", "lighthouse.agent",
-        "--kubeconfig", str(kubeconfig), "--broker-kubeconfig", str(broker_kubeconfig),
-        "--cluster-id", c.name, "--dns-listen", f"{dns_server(c)}:{DNS_PORT}",
-    ]
+def underlay_access(plan: LabPlan, c: ClusterPlan) -> str:
+    """The nftables ruleset (for `nft -f`) that lets the gateway node of `c` carry the
+    other nodes' and the pods' Broker traffic onto the underlay, masqueraded."""
+    assert c.gateway.underlay_ip is not None and plan.broker_ip is not None
+    return (f"table ip lab-underlay {{\n"
+             f"  comment \"lab plumbing: nodes and pods of {c.name} reach the Broker\"\n"
+             "  chain postrouting {\n"
+             "    type nat hook postrouting priority srcnat; policy accept;\n"
+             f"    oifname \"ul0\" ip daddr {plan.broker_ip} ip saddr != "
+             f"{c.gateway.underlay_ip} masquerade\n"
+             "  }\n}\n")
 
 
-def syncer_argv(kubeconfig: Path, broker_kubeconfig: Path) -> list[str]:
-    """The Broker syncer of one cluster (Cluster objects), on its gateway node."""
-    return [sys.executable, "-m", "gateway.syncer", "--kubeconfig", str(kubeconfig),
-            "--broker-kubeconfig", str(broker_kubeconfig)]
-
-
-def agent_argv(c: ClusterPlan, global_cidr: str, kubeconfig: Path, *,
-               datapath: str = "nftables", bpffs: Path | None = None) -> list[str]:
-    """The Globalnet agent of cluster `c`, run inside its gateway node's namespace.
-
-    With `datapath="ebpf"` it pins under the lab's own `bpffs` (per gateway: the
-    pins are scoped by the namespace named with `--netns`, so `gnctl show nat
-    --datapath ebpf --netns NODE-NS` finds them) and attaches to the VXLAN cable
-    (`datapath.vxlan.IFNAME`), the gateway's device toward the other clusters;
-    the gateway engine makes that device, possibly after the agent started (and
-    again when it is rebuilt): the agent attaches whenever it appears.
-    """
-    from datapath import vxlan
-
-    argv = [
-        sys.executable, "-m", "globalnet.agent",
-        "--kubeconfig", str(kubeconfig), "--cluster-id", c.name,
-        "--global-cidr", global_cidr,
-        "--local-cidr", c.pod_cidr, "--local-cidr", c.service_cidr,
-        "--namespace", names.CLUSTER_NAMESPACE, "--identity", f"{c.gateway.name}-globalnet",
-        "--datapath", datapath,
-        # One agent per cluster in the lab: a short lease only speeds up restarts.
-        "--lease-duration", "4", "--renew-deadline", "3", "--retry-period", "0.5",
-    ]
-    if datapath == "ebpf":
-        assert bpffs is not None, "the eBPF agents pin under the lab's bpffs"
-        argv += ["--bpffs", str(bpffs), "--tunnel-dev", vxlan.IFNAME,
-                 "--netns", c.gateway.netns]
-    return argv

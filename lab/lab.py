@@ -21,8 +21,10 @@ time. `kubectl exec` works as well.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import functools
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -40,6 +42,7 @@ from lab import bpffs as lab_bpffs
 from lab import globalnet as lab_globalnet
 from lab import netns, processes
 from lab.controlplane import (
+    KCM_API_CONTROLLERS,
     KCM_DEFAULT_CONTROLLERS,
     ControlPlane,
     ControlPlaneConfig,
@@ -133,6 +136,16 @@ class Lab:
     def broker_kubeconfig(self) -> Path:
         return self.store.dir / "broker" / "host.kubeconfig"
 
+    def broker_info(self) -> Path:
+        """The broker-info file `lab up --globalnet` wrote (the members' Broker URL)."""
+        return self.store.dir / lab_globalnet.BROKER_INFO
+
+    def broker_relay_url(self) -> str:
+        """Where this machine reaches the lab Broker (`--local-broker-url`)."""
+        from kube.client import new_configuration
+
+        return str(new_configuration(self.broker_kubeconfig()).host)
+
     def node_layout(self, cluster: str, node: str) -> NodeLayout:
         c = self.plan.cluster(cluster)
         n = node_by_name(c, node)
@@ -214,6 +227,10 @@ class Lab:
                 # Keep the details for a bug report; the user gets one line.
                 log = self.store.dir.parent / f"{self.name}-failure.log"
                 log.write_text("".join(traceback.format_exception(exc)))
+                if os.environ.get("GLOBALNET_LAB_KEEP_FAILED"):  # to look at what failed
+                    progress(f"GLOBALNET_LAB_KEEP_FAILED: left as it is; `gnctl lab down "
+                             f"--name {self.name}` removes it")
+                    raise LabError(str(exc)) from None
                 self._teardown(progress=lambda *_: None)
                 if isinstance(exc, LabError | ControlPlaneError | TopologyError | NodeError):
                     raise LabError(str(exc)) from None
@@ -262,7 +279,7 @@ class Lab:
         planes: dict[str, ControlPlane] = {}
         if plan.broker_netns and plan.broker_ip:
             planes["broker"] = self._control_plane("broker", plan.broker_netns, plan.broker_ip,
-                                                   plan.spec.service_cidr, kcm=False)
+                                                   plan.spec.service_cidr, broker=True)
         for c in plan.clusters:
             planes[c.name] = self._control_plane(c.name, c.cp_netns, c.cp_ip, c.service_cidr)
         started = time.monotonic()
@@ -317,7 +334,7 @@ class Lab:
         if plan.spec.globalnet:
             progress(f"[6/{steps}] Globalnet and Lighthouse: global CIDRs from the Broker, "
                      "agents and DNS on every gateway node, routes between gateways")
-            self._enable_globalnet(plan)
+            self._enable_globalnet(plan, progress)
 
     def _build_underlay(self, plan: LabPlan) -> None:
         self._record_netns(plan.underlay_netns)
@@ -342,6 +359,9 @@ class Lab:
                 master=NODE_BRIDGE,
             )
             netns.set_sysctl(node.netns, "net.ipv4.ip_forward", "1")
+            # The node's own connections to ClusterIPs need a route before kube-proxy's
+            # DNAT rewrites them (a real node's default route; lab nodes have none).
+            netns.ensure_route(node.netns, c.service_cidr, dev="eth0")
             for other in c.nodes:
                 if other is not node:
                     netns.ensure_route(node.netns, other.pod_cidr, gateway=other.ip)
@@ -353,66 +373,55 @@ class Lab:
                     master=UNDERLAY_BRIDGE,
                 )
 
-    def _enable_globalnet(self, plan: LabPlan) -> None:
-        """See lab/globalnet.py: join, start the Broker syncer, the gateway engine,
-        the Globalnet and Lighthouse agents and the route agents, point pods at
-        the clusterset DNS."""
+    def _enable_globalnet(self, plan: LabPlan, progress: Any) -> None:
+        """See lab/globalnet.py: `gnctl deploy-broker --globalnet`, then `gnctl join`
+        of every cluster (the agents as pods), then wait until they work."""
         from kube.client import new_api_client
 
         assert self.state is not None
+        for c in plan.clusters:
+            self._plumb_broker_access(plan, c)
+        info = lab_globalnet.deploy_broker(
+            new_api_client(self.broker_kubeconfig()), plan,
+            self.store.dir / lab_globalnet.BROKER_INFO, apiserver_port=APISERVER_PORT,
+            progress=progress)
         members = {c.name: (c, self.cluster(c.name).api_client()) for c in plan.clusters}
-        cidrs = lab_globalnet.join_clusterset(new_api_client(self.broker_kubeconfig()), members)
+        started = time.monotonic()
+        cidrs = lab_globalnet.join_all(info, members, datapath=plan.spec.datapath,
+                                       apiserver_port=APISERVER_PORT,
+                                       broker_server=self.broker_relay_url(),
+                                       progress=progress)
+        self.timings["join_s"] = round(time.monotonic() - started, 1)
         self.state.global_cidrs = cidrs
         self._save()
-        broker_kubeconfig = self.store.dir / "broker" / "incluster.kubeconfig"
-        bpffs: Path | None = None
-        if plan.spec.datapath == "ebpf":
-            # Recorded first: `lab down` unmounts it even after a killed `up`.
-            bpffs = lab_bpffs.path_for(self.store.dir)
-            self.state.bpffs = str(bpffs)
-            self._save()
-            lab_bpffs.mount(bpffs)
-        for c in plan.clusters:
-            kubeconfig = self.cluster(c.name).incluster_kubeconfig
-            for what, argv in (
-                ("syncer", lab_globalnet.syncer_argv(kubeconfig, broker_kubeconfig)),
-                ("engine", lab_globalnet.engine_argv(c, cidrs[c.name], kubeconfig,
-                                                     broker_kubeconfig)),
-                ("globalnet", lab_globalnet.agent_argv(c, cidrs[c.name], kubeconfig,
-                                                       datapath=plan.spec.datapath,
-                                                       bpffs=bpffs)),
-                ("lighthouse", lab_globalnet.lighthouse_argv(c, kubeconfig, broker_kubeconfig)),
-            ):
-                proc, _ = processes.spawn(
-                    f"{c.name}/{c.gateway.name}/{what}", argv,
-                    log_path=self.store.dir / c.name / "logs" / f"{what}.log",
-                    in_netns=c.gateway.netns,
-                )
-                self._record_process(proc)
-            for node in c.nodes:
-                proc, _ = processes.spawn(
-                    f"{c.name}/{node.name}/routeagent",
-                    lab_globalnet.routeagent_argv(c, node.name, kubeconfig),
-                    log_path=self.store.dir / c.name / "logs" / f"routeagent-{node.name}.log",
-                    in_netns=node.netns,
-                )
-                self._record_process(proc)
         peers = len(plan.clusters) - 1
         for c in plan.clusters:
-            gw = f"{c.name}/{c.gateway.name}"
-            self._await(f"{gw}/globalnet",
-                        f"the Globalnet agent of {c.name} allocating the cluster egress IPs",
-                        functools.partial(self._egress_allocated, c.name), timeout=90)
-            self._await(f"{gw}/lighthouse", f"the Lighthouse DNS server of {c.name} answering",
+            self._await(None, f"the Globalnet agent of {c.name} allocating the cluster "
+                        "egress IPs", functools.partial(self._egress_allocated, c.name),
+                        timeout=90)
+            self._await(None, f"the Lighthouse DNS server of {c.name} answering",
                         functools.partial(lab_globalnet.dns_answers, c))
         wanted = lab_globalnet.node_routes(plan, cidrs)
         self._await(None, "the route agents routing the remote global CIDRs",
                     lambda: all(lab_globalnet.routes_of(ns) == routes
                                 for ns, routes in wanted.items()))
         for c in plan.clusters:
-            self._await(f"{c.name}/{c.gateway.name}/engine",
-                        f"the gateway of {c.name} connecting to the other gateways",
+            self._await(None, f"the gateway of {c.name} connecting to the other gateways",
                         functools.partial(self._cable_connected, c, peers=peers), timeout=60)
+
+    def _plumb_broker_access(self, plan: LabPlan, c: ClusterPlan) -> None:
+        """Every node and pod of `c` reaches the Broker and its own API server, and the
+        gateway's cable uses the underlay (see lab/globalnet.py)."""
+        assert plan.broker_ip is not None
+        self.cluster(c.name).client(resources.NODES).patch(c.gateway.name, {"metadata": {
+            "annotations": {names.CABLE_IP_ANNOTATION: c.gateway.underlay_ip}}})
+        rules = lab_globalnet.underlay_access(plan, c)
+        subprocess.run(netns.exec_argv(c.gateway.netns, ["nft", "-f", "-"]), input=rules,
+                       text=True, check=True, capture_output=True)
+        for node in c.nodes:
+            netns.ensure_route(c.cp_netns, node.pod_cidr, gateway=node.ip)
+            if node is not c.gateway:
+                netns.ensure_route(node.netns, f"{plan.broker_ip}/32", gateway=c.gateway.ip)
 
     def _await(self, proc_name: str | None, what: str, ready: Callable[[], bool], *,
                timeout: float = 30) -> None:
@@ -439,16 +448,19 @@ class Lab:
         return len(links) == peers and all(link["status"] == "connected" for link in links)
 
     def _control_plane(
-        self, name: str, ns: str, ip: str, service_cidr: str, *, kcm: bool = True
+        self, name: str, ns: str, ip: str, service_cidr: str, *, broker: bool = False
     ) -> ControlPlane:
         """A cluster's control plane (default controllers, a scheduler), or with
-        `kcm=False` the Broker's (API objects only)."""
+        `broker=True` the Broker's: no nodes, so no scheduler, and only the controllers
+        API objects need (the token controller issues the Broker identities' tokens,
+        the namespace controller empties a departed member's namespace)."""
         return ControlPlane(
             ControlPlaneConfig(
                 name=f"{self.name}-{name}", data_dir=self.store.dir / name,
                 advertise_address=ip, bind_address="0.0.0.0", apiserver_port=APISERVER_PORT,
-                service_cidr=service_cidr, netns=ns, controller_manager=kcm,
-                controllers=KCM_DEFAULT_CONTROLLERS, scheduler=kcm,
+                service_cidr=service_cidr, netns=ns, controller_manager=True,
+                controllers=KCM_API_CONTROLLERS if broker else KCM_DEFAULT_CONTROLLERS,
+                scheduler=not broker,
             ),
             on_spawn=self._record_process,
         )
@@ -750,26 +762,45 @@ class Lab:
         """Every process of the lab: those it started, the containerd shims and
         the pods' containers (found by the nodes' containerd sockets and cgroups)."""
         assert self.state is not None
-        from lab.containerd import cgroup_mounts
-
         procs = list(self.state.processes)
         pids = {p.pid for p in procs}
         for c in self.plan.clusters:
             for n in c.nodes:
                 lay = self.node_layout(c.name, n.name)
-                for p in processes.find_by_argument(str(lay.containerd_config().address)):
+                found = processes.find_by_argument(str(lay.containerd_config().address))
+                for p in [*found, *self._node_cgroup_processes(c.name, n.name)]:
                     if p.pid not in pids:
                         procs.append(p)
                         pids.add(p.pid)
-                memory = [m for m in cgroup_mounts() if m.name == "memory"]
-                for m in memory:
-                    for f in (m / lay.cgroup.lstrip("/")).rglob("cgroup.procs"):
-                        for pid in (int(x) for x in f.read_text().split()):
-                            found = processes.by_pid(pid)
-                            if found is not None and pid not in pids:
-                                procs.append(found)
-                                pids.add(pid)
         return processes.rss_mb(procs)
+
+    def _node_cgroup_processes(self, cluster: str, node: str) -> list[processes.ManagedProcess]:
+        """The processes in a node's cgroups: its pods' containers."""
+        from lab.containerd import cgroup_mounts
+
+        lay = self.node_layout(cluster, node)
+        out: dict[int, processes.ManagedProcess] = {}
+        for mount in (m for m in cgroup_mounts() if m.name == "memory"):
+            for f in (mount / lay.cgroup.lstrip("/")).rglob("cgroup.procs"):
+                with contextlib.suppress(OSError):
+                    for pid in (int(x) for x in f.read_text().split()):
+                        found = processes.by_pid(pid)
+                        if found is not None:
+                            out[pid] = found
+        return list(out.values())
+
+    def agent_rss_mb(self) -> dict[str, float]:
+        """The Globalnet agents' summed RSS on the busiest gateway node and on the
+        busiest other node (what a node pays for running Globalnet), in MiB."""
+        per_node: dict[tuple[bool, str], float] = {}
+        for c in self.plan.clusters:
+            for n in c.nodes:
+                agents = [p for p in self._node_cgroup_processes(c.name, n.name)
+                          if _runs_agent(p.pid)]
+                per_node[(n is c.gateway, n.name)] = processes.rss_mb(agents)
+        gateways = [v for (gw, _), v in per_node.items() if gw] or [0.0]
+        others = [v for (gw, _), v in per_node.items() if not gw] or [0.0]
+        return {"gateway_node": round(max(gateways), 1), "node": round(max(others), 1)}
 
     # --- exec ---------------------------------------------------------------------------
     def exec_argv(self, cluster: str, pod: str, argv: list[str], namespace: str = "default"
@@ -787,6 +818,19 @@ class Lab:
         else:
             kubeconfig = self.cluster(cluster).kubeconfig
         return ["kubectl", "--kubeconfig", str(kubeconfig), *argv]
+
+
+AGENT_MODULES = ("gateway.engine", "gateway.syncer", "globalnet.agent", "lighthouse.agent",
+                 "gateway.routeagent")
+
+
+def _runs_agent(pid: int) -> bool:
+    """Whether process `pid` is one of the agents (`python3 -m MODULE ...`)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return any(module.encode() in argv[:4] for module in AGENT_MODULES)
 
 
 def _port_open(port: int) -> bool:

@@ -73,10 +73,9 @@ from lab.pki import ControlPlanePKI, issue_kubelet_serving
 from lab.processes import ManagedProcess
 from lab.topology import ClusterPlan, NodePlan
 
-# The images every lab node imports: the sandbox and the test workload. The
-# Globalnet image (1.2 GB unpacked, ~10 s per node) is not needed while the
-# agents run as host processes.
-NODE_IMAGES = ("pause", "test")
+# The images every lab node has: the sandbox, the test workload and the agents'
+# (imported once into the template root, hard-linked into each node's).
+NODE_IMAGES = ("pause", "test", "globalnet")
 # How long a kubelet may take to bring its Node Ready (tests shorten it).
 READY_TIMEOUT_S = float(os.environ.get("GLOBALNET_LAB_READY_TIMEOUT", "90"))
 KUBELET_PORT = 10250
@@ -219,6 +218,13 @@ def holder_script(layout: NodeLayout) -> str:
     lines += [
         f"mkdir -p {layout.shim_dir} /run/containerd/s",
         f"mount --bind {layout.shim_dir} /run/containerd/s",
+        # The node's own bpffs where a node has it (the eBPF datapath's pins, which
+        # the agent's pod mounts from the host path): a fresh instance, private to
+        # this namespace, gone with it; /proc/HOLDER/root/sys/fs/bpf from outside.
+        "mount -t bpf bpf /sys/fs/bpf",
+        # Shared (within this namespace): kubelet refuses HostToContainer propagation
+        # from a private mount.
+        "mount --make-shared /sys/fs/bpf",
         f"touch {layout.ready_flag}",
         # One process that keeps the namespace, found again by its argument.
         f"exec tail -f {layout.ready_flag}",

@@ -9,8 +9,12 @@ if [[ -f /run/globalnet/lab/$NAME/state.json ]]; then
   echo "[demo] lab $NAME is already up; taking it down first"
   lab down
 fi
+started=$SECONDS
 lab up --clusters 2 --nodes 2 --globalnet
 lab status
+echo
+echo "[demo] Globalnet was installed by gnctl deploy-broker and gnctl join: its agents are pods"
+lab kubectl c1 -- get pods -n submariner-operator -o wide
 echo
 for c in c1 c2; do
   ip=$(lab kubectl "$c" -- get service web -o 'jsonpath={.spec.clusterIP}' 2>/dev/null)
@@ -37,7 +41,7 @@ for _ in $(seq 1 60); do
   sleep 0.5
 done
 if [[ -z $global_ip ]]; then
-  echo "[demo] Globalnet gave web no global IP; see /run/globalnet/lab/$NAME/c2/logs/globalnet.log" >&2
+  echo "[demo] Globalnet gave web no global IP; see: $GNCTL lab kubectl --name $NAME c2 -- logs -n submariner-operator ds/globalnet-gateway -c globalnet" >&2
   exit 1
 fi
 echo "[demo] the gateways' cable: $(lab kubectl c1 -- get gateway -n submariner-operator -o 'jsonpath={.items[0].status.connections[0].status} to {.items[0].status.connections[0].endpoint.cluster_id}, RTT {.items[0].status.connections[0].latencyRTT.last}')"
@@ -54,6 +58,7 @@ for _ in 1 2; do
   printf '  '
   lab exec c1 client -- curl -s --max-time 3 --retry 10 --retry-delay 1 http://web.default.svc.clusterset.local/ || echo "(no answer yet)"
 done
+echo "[demo] the first cross-cluster fetch by clusterset name came $((SECONDS - started)) s after the demo started"
 egress=$(lab kubectl c1 -- get clusterglobalegressip cluster-egress.submariner.io -o 'jsonpath={.status.allocatedIPs}')
 echo "[demo] what c2's web pods saw as the client address (c1's cluster egress IPs are $egress):"
 lab kubectl c2 -- logs -l app=web --tail=2 --prefix | grep GET | sed 's/^/  /' || true

@@ -3,7 +3,9 @@ and for tests: mappings with their counters, and a canonical text snapshot.
 
 Reads only pins (and `tc` for the snapshot): works from any process, changes
 nothing, needs no compiler. Without a bpffs given, the pins are looked for in
-/sys/fs/bpf, then in every other bpffs mounted (a lab's private one, say).
+/sys/fs/bpf, then in every other bpffs mounted (a lab's private one, say), then in
+the bpffs of an agent running inside the named network namespace in a mount
+namespace of its own (an agent pod on a lab node).
 """
 
 from __future__ import annotations
@@ -55,7 +57,34 @@ def pin_layout(netns: str | None, bpffs: Path | None) -> n.PinLayout:
         pins = n.PinLayout(candidate, scope)
         if pins.root.is_dir():
             return pins
+    if netns is not None:
+        found = _agent_pins(netns)
+        if found is not None:
+            return found
     return n.PinLayout(n.DEFAULT_BPFFS, scope)
+
+
+def _agent_pins(netns: str) -> n.PinLayout | None:
+    """The pins of an agent running *inside* network namespace `netns` with a mount
+    namespace of its own (a pod on a node: it pins as "host" under its /sys/fs/bpf),
+    reached through /proc/PID/root of a process in that network namespace."""
+    from datapath.netns import NETNS_DIR
+
+    try:
+        wanted = (NETNS_DIR / netns).stat().st_ino
+    except OSError:
+        return None
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError):
+            if (proc / "ns" / "net").stat().st_ino != wanted:
+                continue
+            pins = n.PinLayout(proc / "root" / n.DEFAULT_BPFFS.relative_to("/"),
+                               n.scope_of(None))
+            if pins.root.is_dir():
+                return pins
+    return None
 
 
 def read_mappings(*, netns: str | None = None, bpffs: Path | None = None) -> list[MappingRow]:

@@ -22,7 +22,7 @@ from globalnet.controllers.reasons import ALLOCATED, CONFLICTING_ALLOCATION, SUC
 from kube import conditions, controller, errors
 from kube import objects as o
 from kube.crud import ResourceClient
-from kube.informer import Informer
+from kube.informer import Cache, Informer
 from kube.informers import InformerSet
 
 JSON = o.JSON
@@ -111,7 +111,7 @@ class BaseController(controller.Controller):
             for obj in informer.list():
                 self.enqueue(o.key(obj))
 
-    def watch(self, informer: Informer, to_keys: controller.KeysOf | None = None, *,
+    def watch(self, informer: Cache, to_keys: controller.KeysOf | None = None, *,
               notify: Callable[[], None] | None = None, affects_intent: bool = True) -> None:
         """Queue the keys an object maps to on every event; unless the events cannot
         change the NAT intent (``affects_intent=False``), mark the intent dirty too."""

@@ -18,10 +18,10 @@ import time
 from typing import Any
 
 import yaml
-from kubernetes.client import ApiClient
 
 from kube import crud, errors
 from kube.resources import CUSTOM_RESOURCE_DEFINITIONS
+from kube.rest import ApiClient
 
 log = logging.getLogger(__name__)
 

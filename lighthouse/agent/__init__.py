@@ -18,9 +18,10 @@ Modules, one job each:
 * ``__main__``: ``python -m lighthouse.agent``.
 
 Data flows one way: ServiceExport (cluster B) -> Broker ServiceImport/EndpointSlice
--> aggregated ServiceImport and EndpointSlice copies (every cluster with the
-namespace) -> DNS records. Rules: only ``kube`` talks to the API; the DNS store is
-used through its public API only; nothing here blocks a DNS answer.
+(in B's member namespace there, ``kube.names.broker_member_namespace``) -> aggregated
+ServiceImport and EndpointSlice copies (every cluster with the namespace) -> DNS records.
+Rules: only ``kube`` talks to the API; the DNS store is used through its public API
+only; nothing here blocks a DNS answer.
 
 This module re-exports the entry points; elsewhere import the modules.
 """

@@ -7,9 +7,11 @@ informers and indexes are registered first, the caches sync, then every key is
 queued and only then do workers run, so a reconcile never acts on a half-filled
 cache (which would withdraw exports the cache has not shown yet).
 
-``withdraw_cluster`` removes everything a cluster published on the Broker;
-``LighthouseAgent.leave`` stops the agent first (so nothing is republished), then
-withdraws, then removes what it imported locally and empties its store.
+``withdraw_cluster`` removes everything a cluster published on the Broker (in its
+member namespace there, ``names.broker_member_namespace``, which ``gnctl join``
+creates: the agent creates no Broker namespace); ``LighthouseAgent.leave`` stops
+the agent first (so nothing is republished), then withdraws, then removes what it
+imported locally and empties its store.
 """
 
 from __future__ import annotations
@@ -18,13 +20,13 @@ import logging
 from dataclasses import dataclass
 from typing import Any
 
-from kube import crud, discovery, errors, names, resources
+from kube import crud, discovery, names, resources
 from kube.controller import Controller
 from kube.informers import InformerSet
 from lighthouse.agent.brokercache import BrokerCache
 from lighthouse.agent.dnsfeed import DnsFeed
 from lighthouse.agent.exporter import Exporter
-from lighthouse.agent.importer import Importer
+from lighthouse.agent.importer import Importer, is_broker_object
 from lighthouse.dns.records import ServiceRecords
 
 log = logging.getLogger(__name__)
@@ -74,7 +76,6 @@ class LighthouseAgent:
         cfg = self.config
         self.local = self._informers(self.local_api, cfg.cluster_id)
         self.broker_informers = self._informers(self.broker_api, f"broker@{cfg.cluster_id}")
-        ensure_namespace(self.broker_api, cfg.broker_namespace)
         broker_slices = discovery.endpointslices(self.broker_api)
         local_slices = discovery.endpointslices(self.local_api)
         broker = BrokerCache(self.broker_informers, namespace=cfg.broker_namespace,
@@ -132,23 +133,16 @@ class LighthouseAgent:
         return removed
 
 
-def ensure_namespace(api: Any, namespace: str) -> None:
-    """Create the Broker namespace if missing (deploy-broker normally has)."""
-    try:
-        crud.ensure_namespace(api, namespace)
-    except Exception as exc:
-        if errors.status_of(exc) != 403:  # not ours to create: the Broker's admin does
-            raise
-
-
 def withdraw_cluster(broker_api: Any, *, cluster_id: str,
                      namespace: str = names.BROKER_NAMESPACE) -> int:
-    """Delete every ServiceImport and EndpointSlice ``cluster_id`` has on the Broker.
+    """Delete every ServiceImport and EndpointSlice ``cluster_id`` has on the Broker
+    (in its member namespace of the Broker namespace ``namespace``).
 
     Reads the Broker itself (not a cache), so it works without a running agent, for
     example from ``gnctl leave``. Returns the number of objects deleted.
     """
     selector = f"{names.LIGHTHOUSE_SELECTOR},{names.SOURCE_CLUSTER_LABEL}={cluster_id}"
+    namespace = names.broker_member_namespace(cluster_id, namespace)
     removed = 0
     for resource in (discovery.endpointslices(broker_api), resources.SERVICE_IMPORTS):
         client = crud.ResourceClient(broker_api, resource)
@@ -161,14 +155,14 @@ def withdraw_cluster(broker_api: Any, *, cluster_id: str,
 def remove_imports(local_api: Any, *, broker_namespace: str = names.BROKER_NAMESPACE) -> int:
     """Delete the aggregated ServiceImports and slice copies the agent made in a cluster.
 
-    The Broker namespace is skipped: the Broker may share this API server.
+    The Broker's namespaces are skipped: the Broker may share this API server.
     """
     removed = 0
     for resource in (discovery.endpointslices(local_api), resources.SERVICE_IMPORTS):
         client = crud.ResourceClient(local_api, resource)
         for obj in client.list(label_selector=names.LIGHTHOUSE_SELECTOR).items:
             meta = obj["metadata"]
-            if meta["namespace"] == broker_namespace:
+            if is_broker_object(obj, broker_namespace):
                 continue
             if client.delete_if_exists(meta["name"], namespace=meta["namespace"]):
                 removed += 1

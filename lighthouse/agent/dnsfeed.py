@@ -35,6 +35,7 @@ from kube import objects as o
 from kube.informer import Informer
 from lighthouse.agent import reasons as r
 from lighthouse.agent import render
+from lighthouse.agent.importer import is_broker_object
 from lighthouse.agent.model import JSON
 from lighthouse.agent.publication import dns_label_or_none
 from lighthouse.dns.records import ClusterExport, Endpoint, ServicePort, ServiceRecords
@@ -97,8 +98,9 @@ class DnsFeed:
                  gateways: Informer | None = None, ignore_namespace: str | None = None,
                  services: Informer | None = None) -> None:
         """``ignore_namespace``: the Broker namespace, when the Broker shares this
-        cluster's API server (its slices are not imports). ``services``: this
-        cluster's Services, for the ClusterIPs of its own exports."""
+        cluster's API server (slices there and in its member namespaces are what
+        members published, not imports). ``services``: this cluster's Services, for
+        the ClusterIPs of its own exports."""
         self.records = records
         self.cluster_id = cluster_id
         self.ignore_namespace = ignore_namespace
@@ -120,7 +122,7 @@ class DnsFeed:
 
     # --- slices ----------------------------------------------------------------------------------
     def _identity(self, obj: JSON) -> render.Identity | None:
-        if self.ignore_namespace and o.namespace(obj) == self.ignore_namespace:
+        if self.ignore_namespace and is_broker_object(obj, self.ignore_namespace):
             return None
         return render.identity_of(obj)
 

@@ -1,5 +1,8 @@
 """Exporter: this cluster's ServiceExports -> its ServiceImport and EndpointSlice on the Broker.
 
+They go into this cluster's own member namespace there (``BrokerCache.member_namespace``,
+made by ``gnctl join``), the only Broker namespace its identity may write.
+
 Key: "<namespace>/<service>". Each reconcile reads the export, the Service, its
 Endpoints, its GlobalIngressIPs and their pods from the local caches, lets
 ``publication.decide`` choose what to publish, brings this cluster's two Broker
@@ -159,7 +162,7 @@ class Exporter(controller.Controller):
         create_or_update(
             self.slice_client,
             render.endpoint_slice(
-                name=slice_name, namespace=self.broker.namespace,
+                name=slice_name, namespace=self.broker.member_namespace(self.cluster_id),
                 api_version=self.broker.endpointslices.api_version, cluster=self.cluster_id,
                 source_namespace=ns, service=svc, publication=pub),
             next((s for s in slices if o.name(s) == slice_name), None),
@@ -169,7 +172,8 @@ class Exporter(controller.Controller):
         create_or_update(
             self.import_client,
             render.service_import(
-                name=import_name, namespace=self.broker.namespace, cluster=self.cluster_id,
+                name=import_name, namespace=self.broker.member_namespace(self.cluster_id),
+                cluster=self.cluster_id,
                 source_namespace=ns, service=svc, publication=pub),
             next((i for i in imports if o.name(i) == import_name), None),
             content=render.import_content, fields=("spec",),

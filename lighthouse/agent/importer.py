@@ -44,10 +44,18 @@ def _service_keys(obj: JSON) -> list[str]:
     return [key] if key else []
 
 
+def is_broker_namespace(namespace: str, broker_namespace: str) -> bool:
+    """Whether ``namespace`` is the Broker namespace or a member namespace of it
+    (``names.broker_member_namespace``, any member: also one that left, whose
+    namespace may outlive its Cluster object)."""
+    return namespace == broker_namespace or namespace.startswith(
+        names.broker_member_namespace("", broker_namespace))
+
+
 def is_broker_object(obj: JSON, broker_namespace: str) -> bool:
-    """Whether a local object lives in the Broker namespace (the Broker may share the
-    cluster's API server): it is a Broker copy, never one of our imports."""
-    return o.namespace(obj) == broker_namespace
+    """Whether a local object lives in a Broker namespace (the Broker may share the
+    cluster's API server): it is what a member published, never one of our imports."""
+    return is_broker_namespace(o.namespace(obj), broker_namespace)
 
 
 def _owned_by(identity: render.Identity) -> Callable[[JSON], bool]:
@@ -109,7 +117,7 @@ class Importer(controller.Controller):
     def reconcile(self, key: str) -> Result | None:
         ns, svc = split_key(key)
         assert ns is not None
-        if ns == self.broker_namespace:
+        if is_broker_namespace(ns, self.broker_namespace):
             return None
         namespace = self.namespaces.get(ns)
         if namespace is None or o.is_deleting(namespace):

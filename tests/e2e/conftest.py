@@ -27,14 +27,16 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def running_lab(lab_root: Path, tag: str, *, globalnet: bool = False,
-                datapath: str = "nftables") -> Iterator[Lab]:
-    """Two clusters of two nodes each, identical CIDRs, the demo workload; always
-    taken down. With `globalnet`, the agents run the `datapath` backend."""
+                datapath: str = "nftables", clusters: int = 2) -> Iterator[Lab]:
+    """`clusters` clusters (default 2) of two nodes each, identical CIDRs, the demo
+    workload; always taken down. With `globalnet`, the agents run the `datapath`
+    backend."""
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     name = unique_lab_name(tag)
     lab = Lab(name, root=lab_root)
-    spec = LabSpec(name=name, clusters=2, nodes=2, api_port_base=free_port_block(4),
+    spec = LabSpec(name=name, clusters=clusters, nodes=2,
+                   api_port_base=free_port_block(clusters + 2),
                    globalnet=globalnet, datapath=datapath)
     try:
         lab.up(spec, progress=lambda m: print(m, flush=True))

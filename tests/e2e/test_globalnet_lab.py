@@ -31,16 +31,18 @@ from datapath import vxlan
 from datapath.ebpf import tc
 from datapath.ebpf.inspect import bpf_mounts
 from datapath.ebpf.inspect import read_mappings as ebpf_mappings
+from datapath.netns import NETNS_DIR
 from datapath.nftables import read_mappings
+from deploy import manifests as m
 from globalnet.broker import BrokerGlobalnet
 from kube import names, resources
 from kube.client import new_api_client
 from kube.testing import await_condition
-from lab import bpffs, netns, processes
+from lab import netns
 from lab.lab import Lab
 from lab.ports import free_port_block
 from lab.state import StateStore
-from lab.topology import DATAPATHS, LabSpec
+from lab.topology import DATAPATHS, LabSpec, plan_lab
 from tests.e2e.conftest import running_lab, unique_lab_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
@@ -64,7 +66,8 @@ def installed_global_ips(lab: Lab, cluster: str) -> set[str]:
     gateway = lab.plan.cluster(cluster).gateway.netns
     if datapath_of(lab) == "ebpf":
         assert lab.state is not None
-        return {r.global_ip for r in ebpf_mappings(netns=gateway, bpffs=Path(lab.state.bpffs))}
+        # The agent pod's pins, found through a process in the gateway's namespace.
+        return {r.global_ip for r in ebpf_mappings(netns=gateway)}
     return {r.global_ip for r in read_mappings(gateway) if r.direction == "ingress"}
 
 
@@ -141,9 +144,17 @@ def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
     info = BrokerGlobalnet(new_api_client(lab.broker_kubeconfig())).read()
     assert info is not None
     assert info.clusters == {k: (v,) for k, v in cidrs.items()}
-    for suffix in ("/globalnet", "/lighthouse", "/syncer", "/engine"):
-        agents = [p for p in status["processes"] if p["name"].endswith(suffix)]
-        assert len(agents) == 2 and all(p["alive"] for p in agents), suffix
+    # gnctl join installed the agents as pods: the gateway DaemonSet's pod (engine,
+    # Broker syncer, Globalnet) on the gateway node, a route agent on every node, one
+    # Lighthouse agent; every container ready, none a bare process of the lab.
+    for c in lab.plan.clusters:
+        pods = agent_pods(lab, c.name)
+        assert sorted(pods) == sorted(
+            [(m.GATEWAY_DAEMONSET, c.gateway.name), (m.LIGHTHOUSE_DEPLOYMENT, ANY_NODE),
+             *((m.ROUTE_AGENT_DAEMONSET, n.name) for n in c.nodes)]), pods
+        bare = {"globalnet", "engine", "syncer", "lighthouse", "routeagent"}
+        assert not [p["name"] for p in status["processes"]
+                    if p["name"].rsplit("/", 1)[-1].split("-")[0] in bare]
     # Each gateway runs the lab's backend, and only that one.
     assert {c["datapath"] for c in status["clusters"]} == {datapath_of(lab)}
     for c in lab.plan.clusters:
@@ -248,52 +259,84 @@ def test_the_remote_gateway_answers_its_health_check_ip(lab: Lab) -> None:
                     timeout=20, message=f"ping {ip} answered")
 
 
+ANY_NODE = "*"
+
+
+def agent_pods(lab: Lab, cluster: str) -> list[tuple[str, str]]:
+    """(app name, node) of every agent pod whose containers are all ready ("*" for the
+    Lighthouse agent's node: the scheduler picks it)."""
+    out = []
+    for pod in lab.cluster(cluster).client(resources.PODS).list(
+            namespace=names.CLUSTER_NAMESPACE).items:
+        statuses = (pod.get("status") or {}).get("containerStatuses") or []
+        if not statuses or not all(cs.get("ready") for cs in statuses):
+            continue
+        app = pod["metadata"]["labels"][m.NAME_LABEL]
+        out.append((app, ANY_NODE if app == m.LIGHTHOUSE_DEPLOYMENT else pod["spec"]["nodeName"]))
+    return out
+
+
+def agent_pids(netns_name: str, module: str) -> list[int]:
+    """PIDs of `python3 -m MODULE` processes (agent containers) in a node's namespace."""
+    wanted = (NETNS_DIR / netns_name).stat().st_ino
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+            if module.encode() in argv and (proc / "ns" / "net").stat().st_ino == wanted:
+                found.append(int(proc.name))
+        except OSError:
+            continue
+    return found
+
+
 def test_lab_down_stops_the_agents(lab_root: Path) -> None:
-    """A separate small lab: down kills the agents by PID, leaves no table behind."""
+    """A separate small lab: down removes the agents' containers with the nodes."""
     name = unique_lab_name("h")
     small = Lab(name, root=lab_root)
     spec = LabSpec(name=name, clusters=2, nodes=1, api_port_base=free_port_block(3),
                    globalnet=True)
     try:
         small.up(spec, workload=False, progress=lambda *_: None)
-        assert small.state is not None
-        agents = [p for p in small.state.processes if p.name.endswith("/globalnet")]
-        assert len(agents) == 2 and all(processes.is_alive(p) for p in agents)
+        agents = [pid for c in small.plan.clusters
+                  for pid in agent_pids(c.gateway.netns, "globalnet.agent")]
+        assert len(agents) == 2
     finally:
         small.down(progress=lambda *_: None)
-    assert not any(processes.is_alive(p) for p in agents)
+    assert not [pid for pid in agents if Path(f"/proc/{pid}").exists()]
     assert not netns.list_names(f"gn-{name}-")
 
 
-def test_lab_down_unmounts_the_bpffs_even_after_a_killed_up(lab_root: Path) -> None:
+def test_lab_down_cleans_up_even_after_a_killed_up(lab_root: Path) -> None:
     """`gnctl lab up --globalnet --datapath ebpf` killed once its agents run: `lab
-    down` stops them, deletes the namespaces and unmounts the lab's private bpffs
-    (the only bpffs it ever mounts or unmounts)."""
+    down` stops them and deletes the namespaces; the host gains no bpffs (each node's
+    is private to the node's mount namespace and goes with it)."""
     name = unique_lab_name("x")
     env = {**os.environ, "GLOBALNET_LAB_DIR": str(lab_root)}
-    before = [m for m in bpffs_mounts() if not m.startswith(str(lab_root))]
+    before = [mnt for mnt in bpffs_mounts() if not mnt.startswith(str(lab_root))]
     up = subprocess.Popen(
         [sys.executable, "-m", "cli.main", "lab", "up", "--name", name, "--clusters", "2",
          "--nodes", "1", "--no-workload", "--api-port", str(free_port_block(3)),
          "--globalnet", "--datapath", "ebpf"],
         env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     store = StateStore(name, lab_root)
-    agents: list[processes.ManagedProcess] = []
+    agents: list[int] = []
+    gateways = [c.gateway.netns for c in plan_lab(LabSpec(
+        name=name, clusters=2, nodes=1, globalnet=True)).clusters]
     try:
         def agents_running() -> bool:
-            state = store.load()
-            found = [p for p in (state.processes if state else [])
-                     if p.name.endswith("/globalnet")]
+            found = [pid for ns in gateways if Path(NETNS_DIR / ns).exists()
+                     for pid in agent_pids(ns, "globalnet.agent")]
             agents[:] = found
-            return len(found) == 2 and all(processes.is_alive(p) for p in found)
+            return len(found) == 2
 
         await_condition(agents_running, timeout=240, interval=0.2,
                         message="both eBPF agents started")
-        state = store.load()
-        assert state is not None and state.bpffs
-        assert bpffs.is_mounted(Path(state.bpffs))
-        assert any("--datapath ebpf" in " ".join(
-            Path(f"/proc/{p.pid}/cmdline").read_text().split("\0")) for p in agents)
+        assert all("--datapath=ebpf" in Path(f"/proc/{pid}/cmdline").read_text().split("\0")
+                   for pid in agents)
+        assert store.load() is not None
         up.send_signal(signal.SIGKILL)
         up.wait()
     finally:
@@ -303,10 +346,10 @@ def test_lab_down_unmounts_the_bpffs_even_after_a_killed_up(lab_root: Path) -> N
         down = subprocess.run([sys.executable, "-m", "cli.main", "lab", "down", "--name", name],
                               env=env, capture_output=True, text=True, timeout=180)
     assert down.returncode == 0, down.stderr
-    assert not any(processes.is_alive(p) for p in agents)
+    assert not [pid for pid in agents if Path(f"/proc/{pid}").exists()]
     assert not netns.list_names(f"gn-{name}-")
-    assert not [m for m in bpffs_mounts() if m.startswith(str(lab_root / name))]
-    assert [m for m in bpffs_mounts() if not m.startswith(str(lab_root))] == before
+    assert not [mnt for mnt in bpffs_mounts() if mnt.startswith(str(lab_root / name))]
+    assert [mnt for mnt in bpffs_mounts() if not mnt.startswith(str(lab_root))] == before
     assert not (lab_root / name).exists()
 
 

@@ -1,8 +1,9 @@
 """The Broker syncer against a real API server: the cluster's Cluster objects
-follow the Broker's - joins, changes, leaves - and hand edits are undone.
+follow the Broker's - joins, changes, leaves - and hand edits are undone; the
+Endpoints come from each member's own namespace on the Broker.
 
 The session's API server plays both sides, each in a temporary namespace.
-Address conventions: global CIDRs 242.60.x.0/24.
+Address conventions: global CIDRs 242.60.x.0/24, underlay 198.18.60.x.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import pytest
 
 from gateway.syncer import ClusterSyncer
 from kube import crud, resources
-from kube.testing import await_condition, temporary_namespace
+from kube.testing import await_condition, broker_member, temporary_namespace
 
 pytestmark = pytest.mark.kube
 
@@ -67,3 +68,49 @@ def test_cluster_objects_follow_the_broker(api_client: Any, sides: tuple[str, st
         await_mirror({"west": ["242.60.2.0/24"]}, "a leave")
     finally:
         syncer.stop()
+
+
+def endpoint(name: str, cluster: str, ip: str) -> dict[str, Any]:
+    return {"apiVersion": "submariner.io/v1", "kind": "Endpoint", "metadata": {"name": name},
+            "spec": {"cluster_id": cluster, "cable_name": f"vxlan-{name}", "hostname": name,
+                     "private_ip": ip, "subnets": ["242.60.0.0/24"], "backend": "vxlan"}}
+
+
+def test_endpoints_come_from_each_members_namespace_until_it_leaves(
+        api_client: Any, sides: tuple[str, str]) -> None:
+    broker_ns, member_ns = sides
+    endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
+    clusters = crud.ResourceClient(api_client, resources.CLUSTERS)
+
+    def mirrored() -> dict[str, str]:
+        return {e["metadata"]["name"]: e["spec"]["private_ip"]
+                for e in endpoints.list(namespace=member_ns).items}
+
+    def await_mirror(expected: dict[str, str], what: str) -> None:
+        await_condition(lambda: mirrored() == expected, timeout=15, interval=0.05,
+                        message=lambda: f"{what}: have {mirrored()}")
+
+    with broker_member(api_client, broker_ns, "east", global_cidr="242.60.0.0/24") as east, \
+            broker_member(api_client, broker_ns, "west", global_cidr="242.60.1.0/24") as west:
+        endpoints.create(endpoint("east-gw", "east", "198.18.60.1"), namespace=east)
+        endpoints.create(endpoint("west-gw", "west", "198.18.60.2"), namespace=west)
+        # Not read: west claiming to be east, and the shared namespace (no member's).
+        endpoints.create(endpoint("east-gw2", "east", "198.18.60.9"), namespace=west)
+        endpoints.create(endpoint("old-gw", "east", "198.18.60.8"), namespace=broker_ns)
+        syncer = ClusterSyncer(local_api=api_client, broker_api=api_client,
+                               broker_namespace=broker_ns, cluster_namespace=member_ns).start()
+        try:
+            await_mirror({"east-gw": "198.18.60.1", "west-gw": "198.18.60.2"},
+                         "every member's own Endpoint")
+            moved = endpoints.get("east-gw", namespace=east)
+            moved["spec"]["private_ip"] = "198.18.60.3"
+            endpoints.update(moved, namespace=east)
+            await_mirror({"east-gw": "198.18.60.3", "west-gw": "198.18.60.2"}, "a gateway move")
+            # west leaves (its Cluster object goes) while its Endpoint is still there.
+            clusters.delete("west", namespace=broker_ns)
+            await_mirror({"east-gw": "198.18.60.3"}, "west's Endpoint dropped with west")
+            assert endpoints.get_or_none("west-gw", namespace=west) is not None
+            assert {c["metadata"]["name"] for c in clusters.list(namespace=member_ns).items} \
+                == {"east"}
+        finally:
+            syncer.stop()

@@ -1,11 +1,13 @@
 """The gateway engine against a real API server, its cable in a namespace.
 
 The session's API server plays the cluster and the Broker (temporary
-namespaces). Checked: the engine leads, withdraws the Endpoint an earlier
-gateway of its cluster left on the Broker, publishes its own, builds the cable
+namespaces; east joined on the Broker side as `gnctl join` does). Checked: the
+engine leads, withdraws the Endpoint an earlier gateway of its cluster left in
+its member namespace on the Broker, publishes its own there, builds the cable
 to the other cluster's Endpoint and reports the connection in its Gateway
-status - `error` while nobody answers at the far end. Addresses: underlay
-198.18.7.1 (ours) and 198.18.7.2 (remote), global CIDRs 242.80/81.0.0/16.
+status - `error` while nobody answers at the far end; another member's Broker
+syncer copies the published Endpoint in. Addresses: underlay 198.18.7.1 (ours)
+and 198.18.7.2 (remote), global CIDRs 242.80/81.0.0/16.
 """
 
 from __future__ import annotations
@@ -17,8 +19,9 @@ import pytest
 
 from datapath.vxlan import VxlanCable
 from gateway.engine import EngineConfig, GatewayEngine
+from gateway.syncer import ClusterSyncer
 from kube import crud, resources
-from kube.testing import await_condition, temporary_namespace
+from kube.testing import await_condition, broker_member, temporary_namespace
 from lab import netns
 
 pytestmark = pytest.mark.kube
@@ -37,9 +40,11 @@ def test_the_engine_publishes_cables_and_reports(
                       address="198.18.7.1/24", peer_address="198.18.7.2/24")
     endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
     with temporary_namespace(api_client, "broker") as broker_ns, \
-            temporary_namespace(api_client, "member") as member_ns:
+            temporary_namespace(api_client, "member") as member_ns, \
+            temporary_namespace(api_client, "westside") as west_side, \
+            broker_member(api_client, broker_ns, "east", global_cidr="242.80.0.0/16") as east:
         endpoints.create(endpoint("east-old-gw", "east", "198.18.7.9", "242.80.0.0/16"),
-                         namespace=broker_ns)
+                         namespace=east)
         # What the syncer would have copied in: the other cluster's Endpoint.
         endpoints.create(endpoint("west-gw", "west", "198.18.7.2", "242.81.0.0/16"),
                          namespace=member_ns)
@@ -52,10 +57,22 @@ def test_the_engine_publishes_cables_and_reports(
         try:
             def published() -> set[str] | None:
                 names = {e["metadata"]["name"]
-                         for e in endpoints.list(namespace=broker_ns).items}
+                         for e in endpoints.list(namespace=east).items}
                 return names if names == {"east-east-gw"} else None
 
             await_condition(published, timeout=20, message="ours published, the stale gone")
+            assert endpoints.list(namespace=broker_ns).items == []
+            # Another member's syncer (west's cluster namespace here) copies it in.
+            syncer = ClusterSyncer(local_api=api_client, broker_api=api_client,
+                                   broker_namespace=broker_ns, cluster_namespace=west_side)
+            syncer.start()
+            try:
+                await_condition(
+                    lambda: [e["spec"]["private_ip"] for e in endpoints.list(
+                        namespace=west_side).items] == ["198.18.7.1"],
+                    timeout=20, message="east's Endpoint copied into west")
+            finally:
+                syncer.stop()
             gateways = crud.ResourceClient(api_client, resources.GATEWAYS)
 
             def reported() -> dict[str, Any] | None:

@@ -12,7 +12,9 @@ Address conventions:
     east     242.0.0.0/16     10.244.0.0/16   10.96.0.0/16
     west     242.1.0.0/16     10.244.0.0/16   10.96.0.0/16   (the same: overlapping)
     broker   -                -               10.96.0.0/16   (Broker namespace
-                                                             kube.names.BROKER_NAMESPACE)
+                                                             kube.names.BROKER_NAMESPACE,
+                                                             members publish into
+                                                             broker_member_namespace)
 
 Pods are API objects only: a test writes their status (podIP, Ready) as kubelet
 would, with the same pod IPs in both clusters on purpose. Every test works in its
@@ -42,7 +44,12 @@ import dns.rdatatype
 import pytest
 
 from kube import crud, names, resources
-from kube.testing import ReconcileRecorder, await_condition, unique_name
+from kube.testing import (
+    ReconcileRecorder,
+    await_condition,
+    cluster_object,
+    unique_name,
+)
 from lab.apiclusterset import ApiCluster, ApiClusterset, ClustersetConfig
 from lighthouse.agent import reasons as r
 from lighthouse.dns import DnsServer, ServerConfig, ServerThread
@@ -390,7 +397,7 @@ def test_leave_withdraws_everything_the_cluster_published(
         everything = f"{names.LIGHTHOUSE_SELECTOR},{names.SOURCE_CLUSTER_LABEL}=west"
         for res in (resources.SERVICE_IMPORTS, clusterset.broker_slices):
             assert crud.ResourceClient(clusterset.broker_api, res).list(
-                namespace=BROKER_NS, label_selector=everything).items == []
+                label_selector=everything).items == []
         east.await_records(ns, "left", lambda e: not e, "west's export gone")
         assert west.local_slices(ns, "stays") == []
         assert west.local_import(ns, "stays") is None
@@ -401,6 +408,30 @@ def test_leave_withdraws_everything_the_cluster_published(
         west.start_agent()
     # Rejoining republishes what is still exported.
     east.await_records(ns, "left", lambda e: "west" in e, "west's export again")
+
+
+def test_a_cluster_leaving_the_broker_is_dropped_by_the_others_while_its_agent_runs(
+    clusterset: Clusterset, ns: str
+) -> None:
+    """west's Cluster object leaves the Broker; its agent and Broker objects stay."""
+    east, west = clusterset["east"], clusterset["west"]
+    west.service(ns, "bye")
+    west.export(ns, "bye")
+    east.await_records(ns, "bye", lambda e: "west" in e, "west's export")
+    east.await_local_import(ns, "bye", ["west"])
+    clusters = crud.ResourceClient(clusterset.broker_api, resources.CLUSTERS)
+    clusters.delete("west", namespace=BROKER_NS)
+    try:
+        east.await_records(ns, "bye", lambda e: not e, "west's export dropped with west")
+        await_condition(lambda: not east.local_slices(ns, "bye")
+                        and east.local_import(ns, "bye") is None,
+                        timeout=TIMEOUT, message="east's imports of west's export removed")
+        assert clusterset.broker_objects(resources.SERVICE_IMPORTS, ns, "bye", "west")
+        assert clusterset.broker_objects(clusterset.broker_slices, ns, "bye", "west")
+    finally:
+        clusters.create(cluster_object("west", GLOBAL_CIDRS["west"]), namespace=BROKER_NS)
+    east.await_records(ns, "bye", lambda e: "west" in e, "west's export after its rejoin")
+    east.await_local_import(ns, "bye", ["west"])
 
 
 def a_records(port: int, name: str) -> list[str]:

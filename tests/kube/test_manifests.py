@@ -324,8 +324,11 @@ def test_the_lighthouse_role_is_enough_to_export_and_import(
     token_api = agent_client(api_client, installed_rbac, rbac.LIGHTHOUSE_AGENT,
                              tmp_path / "lh")
     admin = lambda res: crud.ResourceClient(api_client, res)  # noqa: E731
+    from kube.testing import broker_member
+
     with temporary_namespace(api_client, "rbacbk") as broker_ns, \
-            temporary_namespace(api_client, "rbaclh") as ns:
+            temporary_namespace(api_client, "rbaclh") as ns, \
+            broker_member(api_client, broker_ns, "rbac-test") as member_ns:
         agent = LighthouseAgent(local_api=token_api, broker_api=api_client, config=AgentConfig(
             cluster_id="rbac-test", broker_namespace=broker_ns, globalnet=False))
         try:
@@ -348,8 +351,9 @@ def test_the_lighthouse_role_is_enough_to_export_and_import(
 
             await_condition(ready, timeout=30, interval=0.3, message="export Ready")
             await_condition(imported, timeout=30, interval=0.3, message="aggregated import")
-            published = admin(resources.SERVICE_IMPORTS).list(namespace=broker_ns).items
+            published = admin(resources.SERVICE_IMPORTS).list(namespace=member_ns).items
             assert len(published) == 1
+            assert admin(resources.SERVICE_IMPORTS).list(namespace=broker_ns).items == []
             assert not [rec.getMessage() for rec in caplog.records
                         if "(403)" in rec.getMessage() or "Forbidden" in rec.getMessage()]
         finally:

@@ -35,20 +35,30 @@ def test_netns_needs_a_kernel_backend(capsys: pytest.CaptureFixture[str]) -> Non
 
 
 @pytest.mark.parametrize("datapath", ["nftables", "ebpf"])
-def test_the_lab_starts_the_agent_with_its_backend(datapath: str) -> None:
-    """lab/globalnet.py's command line parses; eBPF pins under the lab's bpffs,
-    scoped by the gateway's namespace, on the VXLAN cable device."""
-    from lab.globalnet import agent_argv
+def test_the_lab_installs_the_agent_with_its_backend(datapath: str) -> None:
+    """What `gnctl join` applies in a lab cluster: the gateway DaemonSet's Globalnet
+    container, whose arguments the agent's own parser takes, with the lab's backend
+    (eBPF: pinned under the node's /sys/fs/bpf, mounted from the host path)."""
+    from deploy import install
+    from lab import globalnet as lab_globalnet
     from lab.topology import LabSpec, plan_lab
 
     c = plan_lab(LabSpec(globalnet=True, datapath=datapath)).clusters[0]
-    argv = agent_argv(c, "242.0.0.0/16", Path("/k"), datapath=datapath,
-                      bpffs=Path("/run/lab/bpffs"))
-    assert argv[1:3] == ["-m", "globalnet.agent"]
-    args = agent.parse_args(argv[3:])
-    assert args.datapath == datapath
+    opts = lab_globalnet.join_options(c, datapath=datapath, apiserver_port=6443)
+    objects = install.render_member(opts, global_cidr="242.0.0.0/16",
+                                    pods=opts.cluster_cidrs, services=opts.service_cidrs)
+    gateway = next(o for o in objects if o["kind"] == "DaemonSet"
+                   and o["metadata"]["name"] == "globalnet-gateway")
+    container = next(k for k in gateway["spec"]["template"]["spec"]["containers"]
+                     if k["name"] == "globalnet")
+    assert container["command"] == ["python3", "-m", "globalnet.agent"]
+    args = agent.parse_args([a.replace("$(NODE_NAME)", c.gateway.name)
+                             for a in container["args"]])
+    assert args.datapath == datapath and args.netns is None
+    assert args.kubeconfig == Path("/etc/globalnet/kube/kubeconfig")
     if datapath == "ebpf":
-        assert args.bpffs == Path("/run/lab/bpffs") and args.tunnel_dev == ["vx-globalnet"]
-        assert args.netns == c.gateway.netns
+        assert args.bpffs == Path("/sys/fs/bpf")
+        mounts = {v["mountPath"] for v in container["volumeMounts"]}
+        assert {"/sys/fs/bpf", "/lib/modules", "/usr/src"} <= mounts
     else:
-        assert args.bpffs is None and args.netns is None
+        assert args.bpffs is None

@@ -62,8 +62,10 @@ def test_the_mount_namespace_makes_the_hard_coded_paths_private() -> None:
     assert f"upperdir={BASE}/var-lib/upper" in script and script.count("-t overlay") == 2
     assert f"mount --bind {BASE}/shim-sockets /run/containerd/s" in script
     assert script.splitlines()[-1] == f"exec tail -f {BASE}/mounts.ready"
-    # Nothing in the script touches /sys (ip netns exec would remount it).
-    assert "/sys" not in script
+    # Of /sys only the node's own bpffs is mounted (a fresh, shared-in-namespace
+    # instance); /sys itself is never remounted (ip netns exec would).
+    sys_lines = [line for line in script.splitlines() if "/sys" in line]
+    assert sys_lines == ["mount -t bpf bpf /sys/fs/bpf", "mount --make-shared /sys/fs/bpf"]
 
 
 def test_kubelet_and_api_server_certificates_come_from_the_cluster_ca(tmp_path: Path) -> None:

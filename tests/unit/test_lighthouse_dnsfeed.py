@@ -155,6 +155,15 @@ def test_feed_ignores_the_broker_namespace() -> None:
     assert records.services() == []
 
 
+def test_feed_ignores_every_member_namespace_of_the_broker() -> None:
+    """What west published, seen locally because the Broker shares this API server."""
+    records, slices, _ = feed()
+    slices.put(local_slice("west", "web", publication(
+        r.CLUSTER_SET_IP, EndpointSpec(ip="242.1.0.7")),
+        namespace=names.broker_member_namespace("west")))
+    assert records.services() == []
+
+
 def test_feed_keeps_clusters_apart() -> None:
     records, slices, _ = feed()
     slices.put(local_slice("west", "web", publication(r.CLUSTER_SET_IP,

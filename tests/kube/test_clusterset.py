@@ -1,0 +1,113 @@
+"""`gateway.clusterset` (what `gnctl deploy-broker`/`join`/`leave` do with global CIDRs
+and Cluster objects) against a real API server.
+
+The session's API server plays the Broker and both members, each in its own
+namespace, so the test starts from an empty clusterset. The clusterset range is
+242.50.0.0/16 with 256 global IPs (a /24) per cluster. The installer around it
+(`deploy.install`, the CLI) is tested in tests/kube/test_install.py.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from gateway import clusterset
+from gateway.clusterset import ClustersetError, JoinRequest
+from globalnet.broker import BrokerGlobalnet
+from kube import crud, resources
+
+pytestmark = pytest.mark.kube
+
+
+class Set:
+    def __init__(self, api: Any) -> None:
+        tag = uuid.uuid4().hex[:6]
+        self.api = api
+        self.broker_ns = f"broker-{tag}"
+        self.member_ns = {"east": f"east-{tag}", "west": f"west-{tag}", "north": f"north-{tag}"}
+
+    def deploy(self, cidr_range: str = "242.50.0.0/16", *, globalnet: bool = True) -> Any:
+        return clusterset.deploy_broker(self.api, globalnet=globalnet, cidr_range=cidr_range,
+                                        cluster_size=256, namespace=self.broker_ns)
+
+    def join(self, cluster: str, **extra: Any) -> clusterset.Membership:
+        request = JoinRequest(cluster_id=cluster, cluster_cidrs=("10.244.0.0/16",),
+                              service_cidrs=("10.96.0.0/16",), **extra)
+        return clusterset.join(self.api, self.api, request, broker_namespace=self.broker_ns,
+                               cluster_namespace=self.member_ns[cluster])
+
+    def leave(self, cluster: str) -> bool:
+        return clusterset.leave(self.api, self.api, cluster, broker_namespace=self.broker_ns,
+                                cluster_namespace=self.member_ns[cluster])
+
+    def members(self, namespace: str) -> dict[str, list[str]]:
+        items = crud.ResourceClient(self.api, resources.CLUSTERS).list(namespace=namespace).items
+        return {c["metadata"]["name"]: c["spec"]["global_cidr"] for c in items}
+
+
+@pytest.fixture
+def cs(api_client: Any) -> Iterator[Set]:
+    s = Set(api_client)
+    yield s
+    namespaces = crud.ResourceClient(api_client, resources.NAMESPACES)
+    for ns in namespaces.list().items:
+        if ns["metadata"]["name"].startswith((s.broker_ns, *s.member_ns.values())):
+            namespaces.delete_if_exists(ns["metadata"]["name"])
+
+
+def test_deploy_join_rejoin_and_leave(cs: Set) -> None:
+    with pytest.raises(ClustersetError, match=r"no Broker here.*gnctl deploy-broker"):
+        cs.join("east")
+    with pytest.raises(ClustersetError):
+        cs.deploy("242.50.0.0/33")
+    assert crud.ResourceClient(cs.api, resources.NAMESPACES).get_or_none(cs.broker_ns) is None, \
+        "a refused deploy-broker must create nothing"
+    info = cs.deploy()
+    assert (info.cidr_range, info.cluster_size) == ("242.50.0.0/16", 256)
+
+    assert cs.join("east").global_cidr == "242.50.0.0/24"
+    assert cs.join("west").global_cidr == "242.50.1.0/24"
+    assert cs.members(cs.broker_ns) == {"east": ["242.50.0.0/24"], "west": ["242.50.1.0/24"]}
+    # West joined last and sees both; a rejoin of east keeps its CIDR and syncs.
+    assert set(cs.members(cs.member_ns["west"])) == {"east", "west"}
+    assert set(cs.members(cs.member_ns["east"])) == {"east"}
+    assert cs.join("east").global_cidr == "242.50.0.0/24"
+    assert set(cs.members(cs.member_ns["east"])) == {"east", "west"}
+
+    # A taken CIDR is refused with the Broker's reason, and nothing changes.
+    with pytest.raises(ClustersetError, match=r"242\.50\.1\.0/24"):
+        cs.join("north", globalnet_cidr="242.50.1.0/24")
+    assert set(cs.members(cs.broker_ns)) == {"east", "west"}
+
+    assert cs.leave("west")
+    record = BrokerGlobalnet(cs.api, namespace=cs.broker_ns).read()
+    assert record is not None and set(record.clusters) == {"east"}
+    assert set(cs.members(cs.broker_ns)) == {"east"}
+    assert cs.members(cs.member_ns["west"]) == {}
+    assert not cs.leave("west")
+    # The released CIDR is handed out again.
+    assert cs.join("west").global_cidr == "242.50.1.0/24"
+
+
+def test_requests_are_checked_before_anything_is_written(cs: Set) -> None:
+    for extra, message in (({"globalnet_cidr": "242.50.1.1/24"}, "host bits set"),
+                           ({"globalnet_cluster_size": 0}, "must be positive")):
+        with pytest.raises(ClustersetError, match=message):
+            clusterset.validate_request(JoinRequest(
+                cluster_id="east", cluster_cidrs=("10.244.0.0/16",),
+                service_cidrs=("10.96.0.0/16",), **extra))
+    with pytest.raises(ClustersetError, match="is not a DNS label"):
+        clusterset.validate_request(JoinRequest(cluster_id="East", cluster_cidrs=("10.0.0.0/8",),
+                                                service_cidrs=("10.96.0.0/16",)))
+
+
+def test_a_broker_without_globalnet_joins_clusters_by_their_own_cidrs(cs: Set) -> None:
+    cs.deploy(globalnet=False)
+    with pytest.raises(ClustersetError, match="deployed without Globalnet"):
+        cs.join("east", globalnet_cidr="242.50.0.0/24")
+    assert cs.join("east").global_cidr is None
+    assert cs.members(cs.broker_ns) == {"east": []}
