@@ -9,8 +9,9 @@
  * For a destination inside our global CIDR, in order:
  *   1. a reply to a connection we source-translated (lib/ct.h): back to the pod;
  *   2. from a remote global CIDR, a mapped global IP (lib/nat.h), the exported
- *      port's entry before the every-port entry, in one hash lookup while the
- *      port hint is right (a headless target admits new TCP/UDP/SCTP
+ *      port's entry before the every-port entry, in one lookup while the
+ *      port hint is right - the every-port entry from its slot, an array
+ *      element, not a hash lookup (a headless target admits new TCP/UDP/SCTP
  *      connections on its exported ports only: GN_DROP_NOT_EXPORTED):
  *      destination rewritten to the ClusterIP / pod IP,
  *      and GN_MARK_INGRESS set so the masquerade bit kube-proxy sets on such

@@ -8,6 +8,9 @@
  *   GN_MAP_HEALTH   hash  __be32 global IP -> __u32 (1)
  *   GN_MAP_PORT_HINT array __u32 word -> __u64 bits: which addresses may have
  *                   exported-port entries (see gn_nat__maybe_ports)
+ *   GN_MAP_INGRESS_SLOT array __u32 low 16 bits of a global IP (host order)
+ *                   -> gn_nat_slot: a copy of one every-port GN_MAP_INGRESS entry
+ *                   with those low bits, read without hashing (gn_nat__every_port)
  * A mapping for every port has proto 0 and port 0; a ClusterIP mapping
  * restricted to its exported ports has one key per protocol and port. A
  * headless target (pod, selector-less endpoint) has both: it is rewritten on
@@ -40,6 +43,16 @@ struct gn_nat_value {
 	__u64 bytes;    /* host order, counted by the programs (skb->len) */
 };                      /* 24 bytes, no implicit padding */
 
+/* One slot of GN_MAP_INGRESS_SLOT: the every-port entry of global IP `global_ip`
+ * (proto 0, port 0 in GN_MAP_INGRESS), which stays the authoritative copy;
+ * Python writes both (datapath/ebpf/backend.py). global_ip 0: an empty slot. */
+struct gn_nat_slot {
+	__be32 global_ip;           /* network order; 0: empty */
+	__u32 pad;                  /* always 0 */
+	struct gn_nat_value value;  /* addr and flags as in GN_MAP_INGRESS; the counters
+	                             * count the packets translated through the slot */
+};                                  /* 32 bytes, no implicit padding */
+
 struct gn_cidr_key {
 	__u32 prefixlen; /* host order, as BPF_MAP_TYPE_LPM_TRIE requires */
 	__be32 addr;     /* network order */
@@ -57,6 +70,8 @@ GN_MAP_FLAGS("lpm_trie", struct gn_cidr_key, struct gn_cidr_value, GN_MAP_CIDRS,
 	     GN_PIN_CIDRS, BPF_F_NO_PREALLOC);
 GN_MAP("hash", __be32, __u32, GN_MAP_HEALTH, GN_HEALTH_SIZE, GN_PIN_HEALTH);
 GN_MAP("array", __u32, __u64, GN_MAP_PORT_HINT, GN_PORT_HINT_SIZE, GN_PIN_PORT_HINT);
+GN_MAP("array", __u32, struct gn_nat_slot, GN_MAP_INGRESS_SLOT, GN_INGRESS_SLOT_SIZE,
+       GN_PIN_INGRESS_SLOT);
 
 /* GN_CIDR_OURS or GN_CIDR_REMOTE for @addr, 0 when it is neither. */
 static __always_inline __u32 gn_nat_cidr_kind(__be32 addr)
@@ -94,6 +109,31 @@ static __always_inline int gn_nat__maybe_ports(__be32 addr, __u32 reverse)
 }
 
 /**
+ * gn_nat__every_port - the every-port entry of global IP @addr in the ingress
+ * map: from its slot (GN_MAP_INGRESS_SLOT, indexed by the low 16 bits of the
+ * address, host order) when the slot holds @addr, else from the hash.
+ *
+ * The slot is a flat array (2 MiB, no buckets, no key compare beyond one
+ * word), so with 50,000 mappings a packet costs one cache line instead of a
+ * hash bucket and an element scattered over 8 MiB: what made the hash lookup's
+ * cost grow with the number of mappings. Python keeps at most one address per
+ * slot (the others, with the same low 16 bits in a global CIDR larger than a
+ * /16, stay in the hash only) and writes a slot's address last and clears it
+ * first, so a slot never claims an address whose entry it does not copy.
+ * Counters of packets translated through a slot are in the slot.
+ */
+static __always_inline struct gn_nat_value *gn_nat__every_port(__be32 addr)
+{
+	__u32 idx = bpf_ntohl(addr) & (GN_INGRESS_SLOT_SIZE - 1);
+	struct gn_nat_slot *slot = GN_MAP_INGRESS_SLOT.lookup(&idx);
+	struct gn_nat_key key = { .addr = addr };
+
+	if (slot && slot->global_ip == addr)
+		return &slot->value;
+	return GN_MAP_INGRESS.lookup(&key);
+}
+
+/**
  * gn_nat_ingress_lookup - the mapping of global IP @addr for a packet of
  * @proto to @port: the exported port's entry, else the every-port entry.
  * @have_port is 0 for a later fragment (no L4 header: every-port entry only).
@@ -106,7 +146,8 @@ static __always_inline int gn_nat__maybe_ports(__be32 addr, __u32 reverse)
  * entry when there is one, else the every-port entry: an every-port entry
  * without GN_NAT_F_ADMIT_PORTS never has port entries beside it
  * (datapath/ebpf/elements.py). One hash lookup per packet for either kind
- * of mapping while the hint is right.
+ * of mapping while the hint is right; the every-port entry comes from its
+ * slot (gn_nat__every_port) when it has one.
  */
 static __always_inline struct gn_nat_value *gn_nat_ingress_lookup(__be32 addr, __u8 proto,
 								   __be16 port, int have_port)
@@ -122,10 +163,8 @@ static __always_inline struct gn_nat_value *gn_nat_ingress_lookup(__be32 addr, _
 		v = GN_MAP_INGRESS.lookup(&key);
 		if (v)
 			return v;
-		key.proto = 0;
-		key.port = 0;
 	}
-	v = GN_MAP_INGRESS.lookup(&key);
+	v = gn_nat__every_port(addr);
 	if (!ports || hint || (v && !(v->flags & GN_NAT_F_ADMIT_PORTS)))
 		return v;
 	key.proto = proto;

@@ -110,6 +110,12 @@ class EbpfDatapath:
         self._hint_counts: dict[tuple[int, int], int] = {}
         self._hint_words: dict[int, int] = {}
         self._hint_dirty: set[int] = set()
+        # The ingress slots (names.INGRESS_SLOT), derived from the installed
+        # every-port ingress keys: their global IPs per slot, the slots as the
+        # kernel holds them (claimed ones only), and the slots a write may change.
+        self._slot_ips: dict[int, set[str]] = {}
+        self._slots: dict[int, elements.SlotEntry] = {}
+        self._slot_dirty: set[int] = set()
         self._maps: dict[str, PinnedMap] = {}  # type: ignore[type-arg]
         self._programs: loader.Programs | None = None
         self.last_operations = 0
@@ -333,9 +339,18 @@ class EbpfDatapath:
         want.update(elements.cidr_elements(intent))
         return want
 
-    def _write(self, macro: str, key: Key, value: Value | None) -> None:
+    def _write(self, macro: str, key: Key, value: Value | None) -> int:
+        """Write one element; returns the operations (2 when a slot copying the old
+        entry had to be released first)."""
         m = self._maps[macro]
         raw_key = elements.key_to_ctypes(macro, key)
+        ops = 1
+        slot = None
+        if macro == n.INGRESS and key[1] == 0:
+            slot = elements.slot_index(str(key[0]))
+            held = self._slots.get(slot)
+            if held is not None and held[0] == key[0] and value != (held[1], held[2]):
+                ops += self._set_slot(slot, None)  # never copy what the hash no longer says
         try:
             if value is None:
                 m.delete(raw_key)
@@ -350,10 +365,18 @@ class EbpfDatapath:
             step = 1 if value is not None else -1
             self._hint_counts[bit] = self._hint_counts.get(bit, 0) + step
             self._hint_dirty.add(bit[0])
+        if slot is not None:
+            ips = self._slot_ips.setdefault(slot, set())
+            if value is None:
+                ips.discard(str(key[0]))
+            else:
+                ips.add(str(key[0]))
+            self._slot_dirty.add(slot)
         if value is None:
             installed.pop(key, None)
         else:
             installed[key] = value
+        return ops
 
     def _load_hint(self) -> None:
         """Counts from the installed keys, words as the kernel holds them."""
@@ -385,16 +408,65 @@ class EbpfDatapath:
         self._hint_dirty = set()
         return ops
 
+    def _load_slots(self) -> None:
+        """Addresses per slot from the installed keys, slots as the kernel holds them."""
+        self._slot_ips = {}
+        for key in self._installed.get(n.INGRESS, {}):
+            if key[1] == 0:
+                self._slot_ips.setdefault(elements.slot_index(str(key[0])), set()).add(
+                    str(key[0]))
+        self._slots = {}
+        raw = self._maps[n.INGRESS_SLOT].read_array(n.INGRESS_SLOT_SIZE)
+        for idx, value in enumerate(raw):
+            entry = elements.slot_from_ctypes(value)
+            if entry is not None:
+                self._slots[idx] = entry
+        self._slot_dirty = set(self._slots) | set(self._slot_ips)
+
+    def _set_slot(self, idx: int, want: elements.SlotEntry | None) -> int:
+        """Make slot `idx` hold `want` (None: claim nothing): one operation, written so
+        that a program reading the slot meanwhile sees either the old or the new entry
+        whole - the address claim is released first and set last, each write changing
+        either the claim or the copy, never both."""
+        have = self._slots.get(idx)
+        if have == want:
+            return 0
+        m = self._maps[n.INGRESS_SLOT]
+        key = s.U32(value=idx)
+        try:
+            if have is not None:
+                m.update(key, elements.slot_to_ctypes(have, claimed=False))
+                del self._slots[idx]
+            if want is not None:
+                m.update(key, elements.slot_to_ctypes(want, claimed=False))
+                m.update(key, elements.slot_to_ctypes(want))
+                self._slots[idx] = want
+        except OSError as exc:
+            self.need_full_sync = True
+            raise MapWriteFailed(f"{n.MAP[n.INGRESS_SLOT].name}: {exc}") from exc
+        return 1
+
+    def _flush_slots(self) -> int:
+        """Write the slots that differ from the installed every-port ingress keys
+        (after the map writes: a slot only ever copies an installed entry)."""
+        ops = 0
+        installed = self._installed.get(n.INGRESS, {})
+        for idx in sorted(self._slot_dirty):
+            candidates = {ip: installed[(ip, 0, 0)] for ip in self._slot_ips.get(idx, ())}
+            ops += self._set_slot(idx, elements.slot_owner(self._slots.get(idx), candidates))
+            if not self._slot_ips.get(idx):
+                self._slot_ips.pop(idx, None)
+        self._slot_dirty = set()
+        return ops
+
     def _converge_map(self, macro: str, want: dict[Key, Value]) -> int:
         have = self._installed.get(macro, {})
         ops = 0
         for key, value in want.items():
             if have.get(key) != value:
-                self._write(macro, key, value)
-                ops += 1
+                ops += self._write(macro, key, value)
         for key in [k for k in have if k not in want]:
-            self._write(macro, key, None)
-            ops += 1
+            ops += self._write(macro, key, None)
         return ops
 
     def _full_sync(self, intent: NatIntent, *, fresh: bool) -> ApplyResult:
@@ -407,10 +479,12 @@ class EbpfDatapath:
             self._ingress = IngressIndex.build(intent.ingress)
             self._installed = self.read_config()
             self._load_hint()
+            self._load_slots()
             desired = self._desired(intent)
             for macro in n.CONFIG_MAPS:
                 ops += self._converge_map(macro, desired[macro])
             ops += self._flush_hint()
+            ops += self._flush_slots()
             ops += self._ensure_attached(intent)
             ops += int(shim.ensure(self.netns))
         except BaseException:
@@ -438,9 +512,9 @@ class EbpfDatapath:
             for macro, key in touched:
                 want = self._ingress.desired(macro, key)
                 if self._installed.get(macro, {}).get(key) != want:
-                    self._write(macro, key, want)
-                    ops += 1
+                    ops += self._write(macro, key, want)
             ops += self._flush_hint()
+            ops += self._flush_slots()
             new_cidrs = cidrs_changed(old, new)
             if new_cidrs or old.egress != new.egress:
                 for macro, want_map in elements.egress_elements(new).items():

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import ctypes
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 import netaddr
@@ -160,12 +160,12 @@ def cidr_elements(intent: NatIntent) -> Elements:
 KEY_TYPES: dict[str, type[ctypes.Structure]] = {
     n.INGRESS: s.NatKey, n.REVERSE: s.NatKey, n.CIDRS: s.CidrKey, n.HEALTH: s.U32,
     n.EGRESS_PODS: s.U32, n.EGRESS_CIDRS: s.CidrKey, n.CT: s.CtKey, n.STATS: s.U32,
-    n.MSS: s.U32, n.PORT_HINT: s.U32,
+    n.MSS: s.U32, n.PORT_HINT: s.U32, n.INGRESS_SLOT: s.U32,
 }
 VALUE_TYPES: dict[str, type[ctypes.Structure]] = {
     n.INGRESS: s.NatValue, n.REVERSE: s.NatValue, n.CIDRS: s.CidrValue, n.HEALTH: s.U32,
     n.EGRESS_PODS: s.EgressValue, n.EGRESS_CIDRS: s.EgressValue, n.CT: s.CtValue,
-    n.STATS: s.U64, n.MSS: s.U16, n.PORT_HINT: s.U64,
+    n.STATS: s.U64, n.MSS: s.U16, n.PORT_HINT: s.U64, n.INGRESS_SLOT: s.NatSlot,
 }
 
 
@@ -188,6 +188,58 @@ def hint_words(installed: Elements) -> dict[int, int]:
             if bit is not None:
                 words[bit[0]] |= 1 << bit[1]
     return words
+
+
+SlotEntry = tuple[str, str, int]
+"""What an ingress slot holds (names.INGRESS_SLOT): (global IP, target, flags)."""
+
+
+def slot_index(global_ip: str) -> int:
+    """The ingress slot of a global IP: its low 16 bits (bpf/lib/nat.h, gn_nat__every_port)."""
+    return int(netaddr.IPAddress(global_ip)) & (n.INGRESS_SLOT_SIZE - 1)
+
+
+def slot_owner(current: SlotEntry | None,
+               candidates: Mapping[str, Value]) -> SlotEntry | None:
+    """What one slot should hold, given its every-port ingress entries (global IP ->
+    (target, flags)): the entry it holds while that is unchanged (a restart or an
+    added neighbour rewrites nothing), else the lowest address's, else nothing."""
+    if current is not None and candidates.get(current[0]) == (current[1], current[2]):
+        return current
+    if not candidates:
+        return None
+    ip = min(candidates, key=lambda a: int(netaddr.IPAddress(a)))
+    target, flags = candidates[ip]
+    return (ip, str(target), int(str(flags)))
+
+
+def slot_entries(installed: Elements) -> dict[int, SlotEntry]:
+    """The slots of these ingress elements as they would be written from empty."""
+    by_slot: dict[int, dict[str, Value]] = {}
+    for key, value in installed.get(n.INGRESS, {}).items():
+        if key[1] == 0:
+            by_slot.setdefault(slot_index(str(key[0])), {})[str(key[0])] = value
+    out = {}
+    for idx, candidates in by_slot.items():
+        owner = slot_owner(None, candidates)
+        if owner is not None:
+            out[idx] = owner
+    return out
+
+
+def slot_to_ctypes(entry: SlotEntry | None, *, claimed: bool = True) -> s.NatSlot:
+    """A slot's value; `claimed` False writes its global IP as 0 (the slot claims
+    no address) with the rest as given."""
+    if entry is None:
+        return s.NatSlot()
+    return s.NatSlot(global_ip=s.be32(entry[0]) if claimed else 0, pad=0,
+                     value=s.NatValue(addr=s.be32(entry[1]), flags=entry[2]))
+
+
+def slot_from_ctypes(raw: s.NatSlot) -> SlotEntry | None:
+    if raw.global_ip == 0:
+        return None
+    return (s.ip_of(raw.global_ip), s.ip_of(raw.value.addr), int(raw.value.flags))
 
 
 def _cidr_key(cidr: str) -> s.CidrKey:

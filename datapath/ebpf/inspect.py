@@ -92,19 +92,40 @@ def read_mappings(*, netns: str | None = None, bpffs: Path | None = None) -> lis
     fwd, rev = _open(pins, n.INGRESS), _open(pins, n.REVERSE)
     try:
         reverse = {(s.ip_of(k.addr), k.proto, k.port): v for k, v in rev.items()}
+        slotted = _slot_counters(pins)
         rows = []
         for k, v in fwd.items():
             target = s.ip_of(v.addr)
             back = reverse.get((target, k.proto, k.port))
             ports = "all" if k.proto == 0 else (
                 f"{elements.PROTO_NAME.get(k.proto, str(k.proto))}/{s.port_of(k.port)}")
-            rows.append(MappingRow(s.ip_of(k.addr), target, ports, int(v.packets), int(v.bytes),
+            extra = slotted.get((s.ip_of(k.addr), target), (0, 0)) if k.proto == 0 else (0, 0)
+            rows.append(MappingRow(s.ip_of(k.addr), target, ports,
+                                   int(v.packets) + extra[0], int(v.bytes) + extra[1],
                                    int(back.packets) if back else 0,
                                    int(back.bytes) if back else 0))
     finally:
         fwd.close()
         rev.close()
     return sorted(rows, key=lambda r: (r.global_ip, r.ports))
+
+
+def _slot_counters(pins: n.PinLayout) -> dict[tuple[str, str], tuple[int, int]]:
+    """(global IP, target) -> (packets, bytes) counted in the ingress slots (the
+    every-port entries the programs translate from their slot, names.INGRESS_SLOT)."""
+    try:
+        slots = _open(pins, n.INGRESS_SLOT)
+    except OSError:
+        return {}
+    try:
+        out = {}
+        for raw in slots.read_array(n.INGRESS_SLOT_SIZE):
+            entry = elements.slot_from_ctypes(raw)
+            if entry is not None:
+                out[(entry[0], entry[1])] = (int(raw.value.packets), int(raw.value.bytes))
+        return out
+    finally:
+        slots.close()
 
 
 def read_drops(*, netns: str | None = None, bpffs: Path | None = None) -> dict[str, int]:

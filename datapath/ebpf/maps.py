@@ -28,6 +28,10 @@ _lib.bpf_map_update_elem.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_voi
 _lib.bpf_map_update_elem.restype = ctypes.c_int
 _lib.bpf_map_delete_elem.argtypes = [ctypes.c_int, ctypes.c_void_p]
 _lib.bpf_map_delete_elem.restype = ctypes.c_int
+_lib.bpf_map_lookup_batch.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p,
+                                      ctypes.c_void_p, ctypes.c_void_p,
+                                      ctypes.POINTER(ctypes.c_uint32), ctypes.c_void_p]
+_lib.bpf_map_lookup_batch.restype = ctypes.c_int
 
 BPF_ANY, BPF_NOEXIST = 0, 1
 
@@ -101,6 +105,23 @@ class PinnedMap(Generic[K, V]):
                 return False
             _check(ret, f"delete from {self.path.name}")
         return True
+
+    def read_array(self, size: int) -> list[V]:
+        """Every value of an array map of `size` entries, index order, in one system
+        call (BPF_MAP_LOOKUP_BATCH; element by element where the kernel lacks it)."""
+        keys = (ctypes.c_uint32 * size)()
+        values = (self.value_type * size)()
+        count, token = ctypes.c_uint32(size), ctypes.c_uint32(0)
+        ret = int(_lib.bpf_map_lookup_batch(self.fd, None, ctypes.byref(token), keys, values,
+                                            ctypes.byref(count), None))
+        err = -ret if ret < -1 else ctypes.get_errno()
+        if ret == 0 or (err == errno.ENOENT and count.value == size):
+            return list(values)
+        out = []
+        for i in range(size):
+            v = self.lookup(self.key_type.from_buffer_copy(ctypes.c_uint32(i)))
+            out.append(v if v is not None else self.value_type())
+        return out
 
     def walk_keys(self) -> Iterator[K]:
         """Every key (a snapshot walk; entries may change while it runs)."""

@@ -52,6 +52,7 @@ class MapSpec:
 INGRESS_SIZE = 262_144
 CT_SIZE = 262_144
 HINT_WORDS = 1024  # 64-bit words of the port hint per map: a bit per low 16 bits
+INGRESS_SLOT_SIZE = 1 << 16  # one slot per low 16 bits of a global IP (a power of two)
 MAPS: tuple[MapSpec, ...] = (
     MapSpec("gn_ingress", "INGRESS", INGRESS_SIZE, "GN_INGRESS_SIZE"),
     MapSpec("gn_reverse", "REVERSE", INGRESS_SIZE, "GN_INGRESS_SIZE"),
@@ -63,6 +64,7 @@ MAPS: tuple[MapSpec, ...] = (
     MapSpec("gn_stats", "STATS", 32, "GN_STATS_SIZE"),
     MapSpec("gn_mss", "MSS", 64, "GN_MSS_SIZE"),
     MapSpec("gn_port_hint", "PORT_HINT", 2 * HINT_WORDS, "GN_PORT_HINT_SIZE"),
+    MapSpec("gn_ingress_slot", "INGRESS_SLOT", INGRESS_SLOT_SIZE, "GN_INGRESS_SLOT_SIZE"),
 )
 MAP = {m.macro: m for m in MAPS}
 INGRESS, REVERSE, CIDRS, HEALTH = "INGRESS", "REVERSE", "CIDRS", "HEALTH"
@@ -74,6 +76,11 @@ PORT_HINT = "PORT_HINT"
 an array of HINT_WORDS 64-bit words for the ingress map, then as many for the reverse
 map; bit (low 16 bits of the address, host order) is set while any port entry of such
 an address is installed. Derived from the ingress and reverse maps by the backend."""
+INGRESS_SLOT = "INGRESS_SLOT"
+"""Every-port ingress entries in a flat array (bpf/lib/nat.h, gn_nat__every_port): slot
+(low 16 bits of the global IP, host order) -> a copy of the entry with its global IP,
+at most one address per slot; GN_MAP_INGRESS stays authoritative. Derived from the
+ingress map by the backend, like the port hint."""
 MSS_OVERHEAD = 40  # IPv4 and TCP headers without options
 CONFIG_MAPS = (INGRESS, REVERSE, CIDRS, HEALTH, EGRESS_PODS, EGRESS_CIDRS)
 """The maps Python converges to the intent (the others are the programs' state)."""

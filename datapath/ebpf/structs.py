@@ -46,6 +46,14 @@ class NatValue(ctypes.Structure):
                 ("packets", ctypes.c_uint64), ("bytes", ctypes.c_uint64)]
 
 
+class NatSlot(ctypes.Structure):
+    """struct gn_nat_slot (lib/nat.h), 32 bytes: global network order (0: empty),
+    pad 0, then a gn_nat_value."""
+
+    _fields_ = [("global_ip", ctypes.c_uint32), ("pad", ctypes.c_uint32),
+                ("value", NatValue)]
+
+
 class CidrKey(ctypes.Structure):
     """struct gn_cidr_key (lib/nat.h), 8 bytes: prefixlen host order, addr network."""
 
@@ -103,6 +111,7 @@ class U64(ctypes.Structure):
 LAYOUTS: dict[str, tuple[type[ctypes.Structure], int]] = {
     "gn_nat_key": (NatKey, 8),
     "gn_nat_value": (NatValue, 24),
+    "gn_nat_slot": (NatSlot, 32),
     "gn_cidr_key": (CidrKey, 8),
     "gn_cidr_value": (CidrValue, 4),
     "gn_egress_value": (EgressValue, 24),

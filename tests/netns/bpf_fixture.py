@@ -21,6 +21,7 @@ from pathlib import Path
 
 from datapath.ebpf import elements, loader
 from datapath.ebpf import names as n
+from datapath.ebpf import structs as s
 from datapath.ebpf.maps import PinnedMap
 from tests.netns.conformance import ebpf_bpffs
 
@@ -49,6 +50,11 @@ class LoadedProgs:
             if macro in (n.STATS, n.PORT_HINT):  # arrays: zeroed, never deleted
                 for k in list(m.walk_keys()):
                     m.update(k, elements.VALUE_TYPES[macro]())
+                continue
+            if macro == n.INGRESS_SLOT:  # 65,536 slots: zero the used ones only
+                for idx, raw in enumerate(m.read_array(n.INGRESS_SLOT_SIZE)):
+                    if bytes(raw) != bytes(len(bytes(raw))):
+                        m.update(s.U32(value=idx), s.NatSlot())
                 continue
             for k in list(m.walk_keys()):
                 m.delete(k)

@@ -72,9 +72,17 @@ def drops(lp: LoadedProgs, reason: n.Drop) -> int:
 
 
 def nat_counter(lp: LoadedProgs, macro: str, ip: str, proto: int, port: int) -> int:
+    """Packets counted for one element: in the hash, plus in its ingress slot when the
+    slot holds it (an every-port ingress entry)."""
     v = lp.get(macro, s.NatKey(addr=s.be32(ip), proto=proto, port=s.be16(port)))
     assert isinstance(v, s.NatValue)
-    return int(v.packets)
+    slotted = 0
+    if macro == n.INGRESS and proto == 0:
+        raw = lp.get(n.INGRESS_SLOT, s.U32(value=elements.slot_index(ip)))
+        assert isinstance(raw, s.NatSlot)
+        if raw.global_ip == s.be32(ip):
+            slotted = int(raw.value.packets)
+    return int(v.packets) + slotted
 
 
 def run_from(lp: LoadedProgs, pkt: bytes) -> P.Result:
@@ -554,14 +562,29 @@ def write_port_hint(lp: LoadedProgs, mode: str) -> None:
         lp.maps[n.PORT_HINT].update(s.U32(value=word), s.U64(value=value))
 
 
+def write_slots(lp: LoadedProgs, mode: str) -> None:
+    """The ingress slots (names.INGRESS_SLOT) as the backend derives them from the
+    every-port ingress entries ("exact"), or none: the programs then find every
+    entry in the hash, with the same verdicts and rewrites."""
+    if mode == "none":
+        return
+    installed: elements.Elements = {n.INGRESS: {
+        elements.key_from_ctypes(n.INGRESS, k): elements.value_from_ctypes(n.INGRESS, v)
+        for k, v in lp.maps[n.INGRESS].items()}}
+    for idx, entry in elements.slot_entries(installed).items():
+        lp.maps[n.INGRESS_SLOT].update(s.U32(value=idx), elements.slot_to_ctypes(entry))
+
+
+@pytest.mark.parametrize("slots", ["exact", "none"])
 @pytest.mark.parametrize("hint", ["exact", "clear", "set"])
 @pytest.mark.parametrize("case", list(CASES))
-def test_bpf_case(bpf: LoadedProgs, case: str, hint: str) -> None:
+def test_bpf_case(bpf: LoadedProgs, case: str, hint: str, slots: str) -> None:
     pktgen = globals()[f"{case}_pktgen"]
     setup = globals()[f"{case}_setup"]
     check = globals()[f"{case}_check"]
     setup(bpf)
     write_port_hint(bpf, hint)
+    write_slots(bpf, slots)
     pkt = pktgen() or _ct_error.pop("pkt")
     res = CASES[case](bpf, pkt)
     check(bpf, res)
@@ -582,3 +605,41 @@ def test_icmp_error_quoting_full_tcp_header_keeps_its_checksum(bpf: LoadedProgs)
     assert struct.unpack("!H", inner[20 + 16:20 + 18])[0] != struct.unpack(
         "!H", pkt[28 + 20 + 16:28 + 20 + 18])[0]
     P.verify(res.ip)
+
+
+def test_an_every_port_entry_is_read_from_its_slot(bpf: LoadedProgs) -> None:
+    """The program translates an every-port mapping from its ingress slot and counts
+    the packet there; the hash copy is not read (here made to disagree, to prove it)."""
+    slot = s.U32(value=elements.slot_index(HL_G))
+    bpf.maps[n.INGRESS_SLOT].update(slot, elements.slot_to_ctypes((HL_G, "10.244.9.9", 0)))
+    res = run_from(bpf, P.tcp(CLIENT, HL_G, 40000, 22))
+    assert res.verdict == P.TC_ACT_OK
+    assert P.parse(res.ip).dst == "10.244.9.9"
+    P.verify(res.ip)
+    raw = bpf.get(n.INGRESS_SLOT, slot)
+    assert isinstance(raw, s.NatSlot) and raw.value.packets == 1
+    hashed = bpf.get(n.INGRESS, s.NatKey(addr=s.be32(HL_G), proto=0, port=0))
+    assert isinstance(hashed, s.NatValue) and hashed.packets == 0
+
+
+def test_a_slot_claiming_another_address_is_passed_over(bpf: LoadedProgs) -> None:
+    """An address whose low 16 bits share a slot with another's (a global CIDR wider
+    than a /16), or an unclaimed slot, is found in the hash."""
+    other = "242.7.3.30"  # same low 16 bits as HL_G
+    slot = s.U32(value=elements.slot_index(HL_G))
+    assert elements.slot_index(other) == slot.value
+    for entry, claimed in (((other, "10.244.9.9", 0), True), ((HL_G, "10.244.9.9", 0), False)):
+        bpf.maps[n.INGRESS_SLOT].update(slot, elements.slot_to_ctypes(entry, claimed=claimed))
+        res = run_from(bpf, P.tcp(CLIENT, HL_G, 40000, 22))
+        assert res.verdict == P.TC_ACT_OK
+        assert P.parse(res.ip).dst == HL_T
+    assert nat_counter(bpf, n.INGRESS, HL_G, 0, 0) == 2
+
+
+def test_a_slotted_headless_target_still_admits_exported_ports_only(bpf: LoadedProgs) -> None:
+    """A flagged every-port entry read from its slot keeps GN_NAT_F_ADMIT_PORTS."""
+    write_slots(bpf, "exact")
+    assert run_from(bpf, P.tcp(CLIENT, HLX_G, 40000, 9999)).verdict == P.TC_ACT_SHOT
+    assert drops(bpf, n.Drop.NOT_EXPORTED) == 1
+    res = run_from(bpf, P.tcp(CLIENT, HLX_G, 40000, 7070))
+    assert res.verdict == P.TC_ACT_OK and P.parse(res.ip).dst == HLX_T

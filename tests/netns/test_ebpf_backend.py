@@ -17,7 +17,7 @@ import pytest
 from datapath.ebpf import EbpfDatapath, ProgramLoadError, elements, tc
 from datapath.ebpf import names as n
 from datapath.ebpf import structs as s
-from datapath.ebpf.inspect import snapshot
+from datapath.ebpf.inspect import read_mappings, snapshot
 from globalnet.datapath_api import IntentRejected
 from globalnet.intent import (
     GlobalIP,
@@ -86,11 +86,51 @@ def test_a_restarted_backend_adopts_everything_and_changes_nothing(gw: str) -> N
         second = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
         assert second.apply(intent()).operations == 0
         assert snapshot(netns=gw, bpffs=ebpf_bpffs()) == before
-        # Per-element updates from there on: one mapping = its two elements.
+        # Per-element updates from there on: one mapping = its two elements and
+        # its ingress slot.
         extra = IngressMapping(GlobalIP("242.0.10.2"), "10.96.0.11",
                                IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/api")
-        assert second.apply(intent(extra)).operations == 2
-        assert second.apply(intent()).operations == 2
+        assert second.apply(intent(extra)).operations == 3
+        assert second.apply(intent()).operations == 3
+    finally:
+        EbpfDatapath(netns=gw, bpffs=ebpf_bpffs()).cleanup()
+
+
+def kernel_slots(backend: EbpfDatapath) -> dict[int, elements.SlotEntry]:
+    raw = backend.map(n.INGRESS_SLOT).read_array(n.INGRESS_SLOT_SIZE)
+    return {i: e for i, v in enumerate(raw) if (e := elements.slot_from_ctypes(v)) is not None}
+
+
+def test_the_ingress_slots_copy_the_every_port_entries(gw: str) -> None:
+    """One slot per every-port ingress entry (none for port entries), released
+    before its entry is removed; a restarted backend finds them right and writes
+    nothing; packets counted in a slot show with the mapping (gnctl show nat)."""
+    ported = IngressMapping(GlobalIP("242.0.10.2"), "10.96.0.11",
+                            IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/api",
+                            (PortSpec(Protocol.TCP, 443),))
+    web = elements.slot_index("242.0.10.1")
+    backend = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+    try:
+        backend.apply(intent())
+        assert kernel_slots(backend) == {web: ("242.0.10.1", "10.96.0.10", 0)}
+        assert backend.apply(intent(ported)).operations == 2 + 2  # elements, hint words
+        assert kernel_slots(backend) == {web: ("242.0.10.1", "10.96.0.10", 0)}
+        assert kernel_slots(backend) == elements.slot_entries(backend.read_config())
+        backend.close()
+        restarted = EbpfDatapath(netns=gw, bpffs=ebpf_bpffs())
+        assert restarted.apply(intent(ported)).operations == 0
+        counted = restarted.map(n.INGRESS_SLOT).lookup(s.U32(value=web))
+        assert counted is not None
+        counted.value.packets, counted.value.bytes = 5, 500
+        restarted.map(n.INGRESS_SLOT).update(s.U32(value=web), counted)
+        row = next(r for r in read_mappings(netns=gw, bpffs=ebpf_bpffs()) if r.ports == "all")
+        assert (row.global_ip, row.packets_in, row.bytes_in) == ("242.0.10.1", 5, 500)
+        # Removed: the slot released before the elements go, nothing left.
+        empty = NatIntent.build(cluster_id="east", global_cidr="242.0.0.0/16",
+                                local_cidrs=["10.96.0.0/16"],
+                                remote_global_cidrs=["242.1.0.0/16"], ingress=[])
+        assert restarted.apply(empty).operations == (1 + 2) + (2 + 2)
+        assert kernel_slots(restarted) == {}
     finally:
         EbpfDatapath(netns=gw, bpffs=ebpf_bpffs()).cleanup()
 

@@ -163,3 +163,39 @@ def test_the_port_hint_has_a_bit_for_each_address_with_port_entries() -> None:
     assert elements.hint_bit(n.REVERSE, ("10.96.0.10", 6, 80)) == (n.HINT_WORDS, 10)
     assert elements.hint_bit(n.INGRESS, ("242.0.10.2", 0, 0)) is None  # every-port key
     assert {w: b for w, b in words.items() if b} == {40: 1 << 1, n.HINT_WORDS: 1 << 10}
+
+
+def test_every_port_ingress_entries_get_a_slot_by_their_low_16_bits() -> None:
+    web = IngressMapping(GlobalIP("242.0.10.1"), "10.96.0.10", IngressTarget.CLUSTER_IP_SERVICE,
+                         "GlobalIngressIP app/web", (PortSpec(Protocol.TCP, 80),))
+    every = IngressMapping(GlobalIP("242.0.10.2"), "10.96.0.11",
+                           IngressTarget.CLUSTER_IP_SERVICE, "GlobalIngressIP app/all")
+    pod = IngressMapping(GlobalIP("242.0.3.31"), "10.244.1.31", IngressTarget.HEADLESS_SERVICE_POD,
+                         "GlobalIngressIP app/pod", (PortSpec(Protocol.TCP, 7070),))
+    installed = elements.IngressIndex.build([web, every, pod]).elements()
+    assert n.INGRESS_SLOT_SIZE == 1 << 16
+    assert elements.slot_index("242.0.10.2") == 0x0A02 == elements.slot_index("242.7.10.2")
+    # Port entries have none; a headless target's slot keeps its flag.
+    assert elements.slot_entries(installed) == {
+        0x0A02: ("242.0.10.2", "10.96.0.11", 0),
+        0x031F: ("242.0.3.31", "10.244.1.31", n.NAT_F_ADMIT_PORTS)}
+    raw = elements.slot_to_ctypes(("242.0.10.2", "10.96.0.11", 0))
+    assert elements.slot_from_ctypes(raw) == ("242.0.10.2", "10.96.0.11", 0)
+    assert bytes(raw)[:4] == bytes([242, 0, 10, 2])  # global IP in network order first
+    unclaimed = elements.slot_to_ctypes(("242.0.10.2", "10.96.0.11", 0), claimed=False)
+    assert elements.slot_from_ctypes(unclaimed) is None and unclaimed.value.addr == raw.value.addr
+
+
+def test_a_shared_slot_keeps_its_holder_while_its_entry_is_unchanged() -> None:
+    """Two addresses with the same low 16 bits (a global CIDR wider than a /16): the
+    lowest gets the slot from empty, a holder keeps it (no rewrite on restart or on an
+    added neighbour), a changed or removed holder gives it up."""
+    low, high = ("242.0.10.2", ("10.96.0.1", 0)), ("242.1.10.2", ("10.96.0.2", 0))
+    both = dict([low, high])
+    assert elements.slot_owner(None, both) == ("242.0.10.2", "10.96.0.1", 0)
+    held = ("242.1.10.2", "10.96.0.2", 0)
+    assert elements.slot_owner(held, both) == held
+    assert elements.slot_owner(held, {**both, "242.1.10.2": ("10.96.0.9", 0)}) == (
+        "242.0.10.2", "10.96.0.1", 0)
+    assert elements.slot_owner(held, dict([low])) == ("242.0.10.2", "10.96.0.1", 0)
+    assert elements.slot_owner(held, {}) is None
