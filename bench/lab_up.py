@@ -55,7 +55,7 @@ def measure(clusters: int, root: Path) -> tuple[float, float, dict[str, float]]:
 
 def measure_demo(root: Path) -> tuple[float, dict[str, float], dict[str, float]]:
     """(first cross-cluster fetch after the start, agents' RSS, phases) of the demo."""
-    name = "benchdemo"
+    name = "bdemo"
     lab = Lab(name, root=root)
     lab.down(progress=lambda *_: None)
     spec = LabSpec(name=name, clusters=2, nodes=2, globalnet=True,

@@ -7,23 +7,28 @@ all-zero FDB entry (flooding to it resolves its tunnel address) and each remote
 cluster's subnets are routes via its tunnel address (`proto 150`, through
 `datapath.routes`, so nobody else's routes are touched). Only global IPs cross
 it under Globalnet; the overlapping pod and service CIDRs never do. No
-encryption: ESP and WireGuard are not in this kernel, and VXLAN is upstream's
-unencrypted cable.
+encryption: VXLAN is upstream's unencrypted cable (`datapath.wireguard` is the
+encrypted one).
 
 `converge()` is by difference: a restart changes nothing that is right, and a
-remote gateway gone is removed from the FDB and the routes.
+remote gateway gone is removed from the FDB and the routes. It is the `vxlan`
+driver of `datapath.cable.Cable`.
 """
 
 from __future__ import annotations
 
 import logging
 import socket
-from dataclasses import dataclass
 
 import netaddr
 
+from datapath.cable import PeerState, RemoteGateway
 from datapath.netlink import IPRoute
 from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
+
+# RemoteGateway lives in datapath.cable now, shared by every driver; still here too.
+__all__ = ["IFNAME", "OVERHEAD", "PORT", "TUNNEL_NET", "VNI", "ZERO_MAC", "RemoteGateway",
+           "VxlanCable", "tunnel_ip"]
 
 log = logging.getLogger(__name__)
 
@@ -41,14 +46,10 @@ def tunnel_ip(private_ip: str) -> str:
                                                            & 0xFFFFFF)))
 
 
-@dataclass(frozen=True)
-class RemoteGateway:
-    private_ip: str  # where the remote VTEP listens
-    subnets: tuple[str, ...]  # what is routed to it
-
-
 class VxlanCable:
     """The cable of one gateway node (a network namespace, or our own)."""
+
+    driver = "vxlan"
 
     def __init__(self, local_ip: str, *, netns: str | None = None, mtu: int = 1500) -> None:
         self.local_ip = local_ip
@@ -58,6 +59,21 @@ class VxlanCable:
 
     def _ipr(self) -> IPRoute:
         return IPRoute(netns=self.netns) if self.netns else IPRoute()
+
+    def implementation(self) -> str:
+        return "kernel"
+
+    def backend_config(self) -> dict[str, str]:
+        return {}  # the remote end needs nothing but our underlay IP
+
+    def tunnel_ip(self, private_ip: str) -> str:
+        return tunnel_ip(private_ip)
+
+    def unusable(self, remote: RemoteGateway) -> str | None:
+        return None
+
+    def peers(self) -> dict[str, PeerState]:
+        return {}  # VXLAN has no connection state; the health ping is all there is
 
     def _ensure_device(self, ipr: IPRoute) -> int:
         found = ipr.link_lookup(ifname=IFNAME)

@@ -14,7 +14,9 @@
   its component's token Secret. That is how the three agents of the gateway pod run
   as three ServiceAccounts;
 * DaemonSet ``globalnet-gateway`` on the nodes labelled ``submariner.io/gateway=true``:
-  the gateway engine, the Broker syncer and the Globalnet agent with its datapath;
+  the gateway engine (running the Broker syncer in its process, as the syncer's own
+  identity: its token is mounted beside the engine's) and the Globalnet agent with
+  its datapath;
 * DaemonSet ``globalnet-route-agent`` on every node;
 * Deployment ``globalnet-lighthouse-agent`` and Service ``globalnet-lighthouse-dns``
   (UDP and TCP 53). The clusterset DNS server runs inside the Lighthouse agent
@@ -39,7 +41,8 @@ Capabilities, per container (all others dropped, no privileged container):
   /sys/fs/bpf, as systemd mounts it) and the host's kernel headers read-only (bcc
   compiles at start);
 * route agent: NET_ADMIN (its routes, proto 149);
-* Broker syncer and Lighthouse agent: none, as a non-root user.
+* Lighthouse agent: none, as a non-root user (the Broker syncer needs none either, and
+  shares the engine's container).
 
 No container mounts ``/run/xtables.lock``: nothing here runs iptables (the datapath is
 nftables or tc BPF).
@@ -362,15 +365,18 @@ def _gateway_daemonset(opts: Options) -> JSON:
             {"name": "lib-modules", "hostPath": {"path": "/lib/modules", "type": "Directory"}},
             {"name": "usr-src", "hostPath": {"path": "/usr/src", "type": "Directory"}},
         ]
+    # The Broker syncer runs inside the engine's process (one interpreter less on
+    # every gateway node) but keeps its own identity: its token beside the engine's.
+    syncer_dir = f"{KUBE_DIR}-{rbac.BROKER_SYNCER}"
+    engine = _container(opts, rbac.GATEWAY_ENGINE, "gateway.engine", [
+        f"--cluster-id={opts.cluster_id}", "--node-name=$(NODE_NAME)",
+        "--private-ip=$(NODE_IP)", f"--subnet={opts.global_cidr}",
+        f"--syncer-kubeconfig={syncer_dir}/{KUBECONFIG_KEY}",
+    ], capabilities=["NET_ADMIN", "NET_RAW"], root=True, broker=True,
+        mounts=[{"name": f"kube-{rbac.BROKER_SYNCER}", "mountPath": syncer_dir,
+                 "readOnly": True}])
     containers = [
-        _container(opts, rbac.GATEWAY_ENGINE, "gateway.engine", [
-            f"--cluster-id={opts.cluster_id}", "--node-name=$(NODE_NAME)",
-            "--private-ip=$(NODE_IP)", f"--subnet={opts.global_cidr}",
-        ], capabilities=["NET_ADMIN", "NET_RAW"], root=True, broker=True),
-        _container(opts, rbac.BROKER_SYNCER, "gateway.syncer", [
-            f"--broker-namespace={names.BROKER_NAMESPACE}",
-            f"--cluster-namespace={opts.namespace}",
-        ], broker=True),
+        engine,
         _container(opts, rbac.GLOBALNET, "globalnet.agent", globalnet_args,
                    capabilities=capabilities, root=True, mounts=globalnet_mounts,
                    cpu="50m", memory="96Mi" if ebpf else "64Mi"),

@@ -117,10 +117,6 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(N, resources.LEASES, ("get", "update"),
              resource_names=(names.globalnet_lease("{cluster_id}"),)),
         Rule(N, resources.LEASES, ("create",)),
-        # manager.GlobalnetManager.start: kube.crud.ensure_namespace(cfg.namespace)
-        # creates the Lease's namespace and fails on 403 (409 is fine), so it needs
-        # create even though the manifests make the namespace first.
-        Rule(C, resources.NAMESPACES, ("create",)),
         # gateway_health.GatewayHealthCheckController: the informer over Nodes (the
         # publisher also reads the gateway nodes from it) and the patch that sets or
         # clears the gateway node's health-check global IP annotation.

@@ -11,12 +11,17 @@ Every gateway node runs an engine; they elect one leader per cluster (the Lease
   `subnets` - the global CIDR under Globalnet - and `healthCheckIP`, the node's
   health-check global IP once Globalnet has given it one); the Broker syncer
   copies every member's into every cluster;
-* it converges the VXLAN cable (`datapath.vxlan`) to the other clusters'
-  Endpoints: one tunnel end and one route per remote subnet;
+* it converges its cable (`--cable-driver`: `vxlan` or `wireguard`, through the
+  `datapath.cable.Cable` protocol) to the other clusters' Endpoints: one tunnel
+  end and one route per remote subnet. The driver is the Endpoint's `backend`
+  (and its `backend_config` what the remote ends need: WireGuard's public key and
+  port); an Endpoint of another driver is not connected, its connection says why;
 * every `health_period` it pings each remote gateway through the cable (its
   health-check IP, else its tunnel address) and writes the results into its
   `Gateway` object's status - `connected` with the RTT, or `error` - which is
-  what Lighthouse reads to stop answering with clusters it cannot reach.
+  what Lighthouse reads to stop answering with clusters it cannot reach, with
+  the driver's own view beside it (`cable`: WireGuard's latest handshake and
+  byte counters, and who carries the packets: kernel or wireguard-go).
 
 A passive engine says so in its Gateway status and, once another node is known
 to lead, removes this node's cable (left from when it was active). Stopping an
@@ -24,7 +29,8 @@ engine removes nothing: traffic keeps flowing until the next leader converges
 by difference.
 
     python -m gateway.engine --kubeconfig K --broker-kubeconfig B --cluster-id C \\
-        --node-name N --private-ip IP --subnet CIDR [--netns NS]
+        --node-name N --private-ip IP --subnet CIDR [--netns NS] \\
+        [--cable-driver vxlan|wireguard] [--state-dir DIR]
 """
 
 from __future__ import annotations
@@ -41,8 +47,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from datapath import netns
-from datapath.vxlan import RemoteGateway, VxlanCable, tunnel_ip
+from datapath import cable_drivers, netns
+from datapath.cable import Cable, CableError, PeerState, RemoteGateway
 from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
@@ -56,9 +62,18 @@ _RTT = re.compile(r"time=([0-9.]+) ms")
 REPORT_PERIOD = 5.0  # seconds between status writes that only refresh RTTs
 
 
+_VOLATILE_CABLE = ("latestHandshake", "handshakeAgeSeconds", "rxBytes", "txBytes")
+
+
 def _without_rtt(status: JSON) -> JSON:
-    conns = [{k: v for k, v in c.items() if k != "latencyRTT"}
-             for c in status.get("connections") or []]
+    """The status without what changes on every health ping: RTTs and the driver's
+    counters (written at most every `REPORT_PERIOD`)."""
+    conns = []
+    for c in status.get("connections") or []:
+        c = {k: v for k, v in c.items() if k != "latencyRTT"}
+        if "cable" in c:
+            c["cable"] = {k: v for k, v in c["cable"].items() if k not in _VOLATILE_CABLE}
+        conns.append(c)
     return {**status, "connections": conns}
 
 
@@ -76,6 +91,7 @@ class EngineConfig:
     renew_deadline: float = 10.0
     retry_period: float = 2.0
     health_period: float = 1.0
+    cable_driver: str = cable_drivers.DEFAULT
 
 
 def member_namespace(cfg: EngineConfig) -> str:
@@ -87,12 +103,14 @@ def endpoint_name(cfg: EngineConfig) -> str:
     return f"{cfg.cluster_id}-{cfg.node_name}"
 
 
-def endpoint_spec(cfg: EngineConfig, health_check_ip: str | None) -> JSON:
+def endpoint_spec(cfg: EngineConfig, health_check_ip: str | None,
+                  backend_config: dict[str, str] | None = None) -> JSON:
     spec: JSON = {"cluster_id": cfg.cluster_id,
-                  "cable_name": f"vxlan-{cfg.cluster_id}-{cfg.node_name}",
+                  "cable_name": f"{cfg.cable_driver}-{cfg.cluster_id}-{cfg.node_name}",
                   "hostname": cfg.node_name, "subnets": list(cfg.subnets),
                   "private_ip": cfg.private_ip, "public_ip": cfg.private_ip,
-                  "nat_enabled": False, "backend": "vxlan", "backend_config": {}}
+                  "nat_enabled": False, "backend": cfg.cable_driver,
+                  "backend_config": dict(backend_config or {})}
     if health_check_ip:
         spec["healthCheckIP"] = health_check_ip
     return spec
@@ -109,6 +127,26 @@ def remote_endpoints(cluster_id: str, endpoints: list[JSON]) -> list[JSON]:
                 o.meta(newest[cid]).get("creationTimestamp") or ""):
             newest[cid] = ep
     return [newest[c] for c in sorted(newest)]
+
+
+def remote_gateway(ep: JSON) -> RemoteGateway:
+    spec = o.spec(ep)
+    config = spec.get("backend_config") or {}
+    return RemoteGateway(str(spec["private_ip"]), tuple(spec.get("subnets") or ()),
+                         tuple(sorted((str(k), str(v)) for k, v in config.items())))
+
+
+def cable_state(cable: Cable, state: PeerState | None, now: float) -> JSON:
+    """The `cable` of one connection in the Gateway status: the driver's own view."""
+    out: JSON = {"driver": cable.driver, "implementation": cable.implementation()}
+    if state is not None:
+        out.update(rxBytes=state.rx_bytes, txBytes=state.tx_bytes,
+                   latestHandshake=(time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                  time.gmtime(state.latest_handshake))
+                                    if state.latest_handshake else ""))
+        if state.latest_handshake:
+            out["handshakeAgeSeconds"] = max(0, int(now - state.latest_handshake))
+    return out
 
 
 def ping(target: str, timeout_s: int = 1, *, netns_name: str | None = None) -> float | None:
@@ -128,7 +166,9 @@ class GatewayEngine:
     """Leader election, Endpoint publication, cable and health, for one node."""
 
     def __init__(self, *, local_api: Any, broker_api: Any, cfg: EngineConfig,
-                 cable: VxlanCable) -> None:
+                 cable: Cable) -> None:
+        if cable.driver != cfg.cable_driver:
+            raise ValueError(f"a {cable.driver} cable for an engine of {cfg.cable_driver}")
         self.cfg, self.cable = cfg, cable
         self._broker_endpoints = ResourceClient(broker_api, resources.SUBMARINER_ENDPOINTS)
         self._gateways = ResourceClient(local_api, resources.GATEWAYS)
@@ -204,26 +244,53 @@ class GatewayEngine:
         # The cable first, from the local cache alone: a Broker or API server that is
         # down for a while must not hold up the tunnels that carry traffic now.
         remotes = remote_endpoints(self.cfg.cluster_id, self.endpoints.list())
-        self.cable.converge([RemoteGateway(str(o.spec(ep)["private_ip"]),
-                                           tuple(o.spec(ep).get("subnets") or ()))
-                             for ep in remotes])
+        refused = {o.name(ep): why for ep in remotes
+                   if (why := self.refusal(ep)) is not None}
+        failure = None
+        try:
+            self.cable.converge([remote_gateway(ep) for ep in remotes
+                                 if o.name(ep) not in refused])
+        except CableError as exc:  # one line in the status; retried next round
+            failure = f"{self.cfg.cable_driver} cable: {exc}"
+            log.error("%s", failure)
         node = self._nodes.get_or_none(self.cfg.node_name) or {}
         health_ip = o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION)
-        spec = endpoint_spec(self.cfg, health_ip)
+        spec = endpoint_spec(self.cfg, health_ip, self.cable.backend_config())
         try:
             self._publish(spec)
         except Exception as exc:  # reported below; retried next round
             log.warning("could not publish the Endpoint to the Broker: %s", exc)
-        self._report({"haStatus": "active", "localEndpoint": spec,
-                      "connections": [self._check(ep) for ep in remotes]})
+        peers = self.cable.peers() if failure is None else {}
+        status: JSON = {"haStatus": "active", "localEndpoint": spec,
+                        "connections": [self._check(ep, refused.get(o.name(ep)), failure,
+                                                    peers) for ep in remotes]}
+        if failure:
+            status["statusFailure"] = failure
+        self._report(status)
 
-    def _check(self, ep: JSON) -> JSON:
+    def refusal(self, ep: JSON) -> str | None:
+        """Why the cable does not connect to this remote Endpoint, or None."""
+        remote = cable_drivers.backend_of(o.spec(ep))
+        why = cable_drivers.mismatch(self.cfg.cable_driver, remote)
+        return why or self.cable.unusable(remote_gateway(ep))
+
+    def _check(self, ep: JSON, refused: str | None, failure: str | None,
+               peers: dict[str, PeerState]) -> JSON:
         spec = o.spec(ep)
-        target = spec.get("healthCheckIP") or tunnel_ip(str(spec["private_ip"]))
-        rtt = ping(str(target), netns_name=self.cable.netns)
         conn: JSON = {"endpoint": spec, "usingIP": spec["private_ip"], "usingNAT": False}
+        if refused or failure:
+            conn.update(status="error", statusMessage=refused or failure)
+            return conn
+        target = spec.get("healthCheckIP") or self.cable.tunnel_ip(str(spec["private_ip"]))
+        rtt = ping(str(target), netns_name=self.cable.netns)
+        state = peers.get(str(spec["private_ip"]))
+        conn["cable"] = cable_state(self.cable, state, time.time())
+        handshake = ""
+        if state is not None:
+            handshake = ("; no WireGuard handshake yet" if not state.latest_handshake else
+                         f"; handshake {conn['cable']['handshakeAgeSeconds']}s ago")
         if rtt is None:
-            conn.update(status="error", statusMessage=f"no answer from {target}")
+            conn.update(status="error", statusMessage=f"no answer from {target}{handshake}")
         else:
             conn.update(status="connected", statusMessage=f"{target} answers",
                         latencyRTT={"last": f"{rtt}ms"})
@@ -304,6 +371,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--subnet", action="append", required=True,
                    help="a CIDR other clusters reach through this gateway (the global CIDR)")
     p.add_argument("--netns", help="program this named network namespace instead of our own")
+    p.add_argument("--cable-driver", choices=cable_drivers.names(),
+                   default=cable_drivers.DEFAULT,
+                   help="the tunnel to the other gateways, recorded in the Endpoint's "
+                        "backend; only gateways of the same driver connect (default "
+                        f"{cable_drivers.DEFAULT})")
+    p.add_argument("--state-dir", type=Path, default=cable_drivers.DEFAULT_STATE_DIR,
+                   help="what the cable keeps across restarts: the WireGuard key pair "
+                        f"(default {cable_drivers.DEFAULT_STATE_DIR})")
+    p.add_argument("--cable-implementation", choices=("auto", "kernel", "userspace"),
+                   default="auto",
+                   help="WireGuard: kernel, userspace (wireguard-go), or auto: the kernel's "
+                        "when `ip link add type wireguard` works (default auto)")
+    p.add_argument("--cable-run-dir", type=Path,
+                   help="a directory standing for /run of wireguard-go and wg in a private "
+                        "mount namespace (several gateways sharing one; needs "
+                        "CAP_SYS_ADMIN). Default: the system's /run/wireguard")
+    p.add_argument("--syncer-kubeconfig", type=Path,
+                   help="also run the Broker syncer (gateway.syncer) in this process, as the "
+                        "identity of this kubeconfig: one interpreter less per gateway node")
     p.add_argument("--lease-duration", type=float, default=15.0)
     p.add_argument("--renew-deadline", type=float, default=10.0)
     p.add_argument("--retry-period", type=float, default=2.0)
@@ -311,7 +397,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     daemon.setup_logging(args.verbose)
     problem = netns.missing(args.netns)
-    for path in (args.kubeconfig, args.broker_kubeconfig):
+    for path in (args.kubeconfig, args.broker_kubeconfig,
+                 *([args.syncer_kubeconfig] if args.syncer_kubeconfig else [])):
         if not path.exists():
             problem = problem or f"kubeconfig {path} not found"
     if problem:
@@ -324,11 +411,26 @@ def main(argv: list[str] | None = None) -> int:
     cfg = EngineConfig(cluster_id=args.cluster_id, node_name=args.node_name,
                        private_ip=private_ip, subnets=tuple(args.subnet),
                        lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
-                       retry_period=args.retry_period)
-    engine = GatewayEngine(local_api=local_api,
-                           broker_api=new_api_client(args.broker_kubeconfig), cfg=cfg,
-                           cable=VxlanCable(private_ip, netns=args.netns))
-    return daemon.serve(engine, f"gateway engine of {cfg.cluster_id} on {cfg.node_name} started")
+                       retry_period=args.retry_period, cable_driver=args.cable_driver)
+    try:
+        cable = cable_drivers.new_cable(args.cable_driver, cable_drivers.CableOptions(
+            private_ip, netns=args.netns, state_dir=args.state_dir,
+            run_root=args.cable_run_dir, implementation=args.cable_implementation))
+    except (CableError, OSError) as exc:
+        print(f"gateway-engine: {exc}", file=sys.stderr)
+        return 2
+    log.info("cable driver %s", args.cable_driver)
+    broker_api = new_api_client(args.broker_kubeconfig)
+    engine = GatewayEngine(local_api=local_api, broker_api=broker_api, cfg=cfg, cable=cable)
+    started = f"gateway engine of {cfg.cluster_id} on {cfg.node_name} started"
+    if args.syncer_kubeconfig is None:
+        return daemon.serve(engine, started)
+    from gateway.syncer import ClusterSyncer
+
+    # The syncer first: the engine reads the Endpoint copies it makes.
+    syncer = ClusterSyncer(local_api=new_api_client(args.syncer_kubeconfig),
+                           broker_api=broker_api)
+    return daemon.serve(daemon.Together(syncer, engine), f"{started}, with the Broker syncer")
 
 
 if __name__ == "__main__":

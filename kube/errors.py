@@ -35,6 +35,11 @@ def is_conflict(exc: BaseException) -> bool:
     return status_of(exc) == 409
 
 
+def is_forbidden(exc: BaseException) -> bool:
+    """403: the identity may not do this (RBAC), or the namespace is terminating."""
+    return status_of(exc) == 403
+
+
 def is_namespace_terminating(exc: BaseException) -> bool:
     """403 because the namespace is being deleted: nothing can be created in it any more."""
     return status_of(exc) == 403 and "NamespaceTerminating" in str(getattr(exc, "body", "") or "")

@@ -14,6 +14,11 @@ PACKAGES=(
   # Real nodes and offline images: containerd + runc + CNI plugins run the pods,
   # mmdebstrap + umoci + skopeo build the images (deploy/images/build.sh).
   containerd runc containernetworking-plugins mmdebstrap umoci skopeo
+  # The WireGuard cable (datapath/wireguard.py): wireguard-go is WireGuard in
+  # userspace over a TUN device, for kernels without the module; `wg` configures it
+  # (and kernel WireGuard where there is one). Without recommends, as below: they
+  # would pull in dkms and a module build.
+  wireguard-go wireguard-tools
 )
 say() { printf '[deps] %s\n' "$*"; }
 

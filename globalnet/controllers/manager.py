@@ -168,9 +168,18 @@ class GlobalnetManager:
             term.stop()
 
     def start(self) -> None:
+        from kube import errors
         from kube.crud import ensure_namespace
 
-        ensure_namespace(self.api_client, self.cfg.namespace)
+        try:
+            ensure_namespace(self.api_client, self.cfg.namespace)
+        except Exception as exc:
+            # Deployed with least privilege: the manifests made the namespace, and the
+            # agent may not create namespaces. Should it be missing after all, taking
+            # the lease fails and says so.
+            if not errors.is_forbidden(exc):
+                raise
+            log.debug("may not create namespace %s; it is expected to exist", self.cfg.namespace)
         self.elector.start()
 
     def stop(self) -> None:

@@ -13,11 +13,14 @@ and 198.18.7.2 (remote), global CIDRs 242.80/81.0.0/16.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from datapath.cable import RemoteGateway
 from datapath.vxlan import VxlanCable
+from datapath.wireguard import WireguardCable
 from gateway.engine import EngineConfig, GatewayEngine
 from gateway.syncer import ClusterSyncer
 from kube import crud, resources
@@ -89,3 +92,66 @@ def test_the_engine_publishes_cables_and_reports(
             assert "via 240.18.7.2 dev vx-globalnet" in route and "proto 150" in route
         finally:
             engine.stop()
+
+
+def test_a_wireguard_engine_connects_wireguard_and_refuses_vxlan(
+        api_client: Any, make_netns: Callable[[str], str], tmp_path: Path) -> None:
+    """East runs WireGuard; west's gateway (a WireGuard cable in `far`, converged to
+    east's published key) is connected through it with the driver's handshake and
+    counters in the status; north, a VXLAN cluster, is refused with the reason."""
+    gw, far = make_netns("weng"), make_netns("wfar")
+    netns.ensure_veth(netns=gw, ifname="ul0", peer_netns=far, peer_ifname="ul0",
+                      address="198.18.7.1/24", peer_address="198.18.7.2/24")
+    east_cable = WireguardCable("198.18.7.1", netns=gw, state_dir=tmp_path / "east",
+                                run_root=tmp_path / "east-run")
+    west_cable = WireguardCable("198.18.7.2", netns=far, state_dir=tmp_path / "west",
+                                run_root=tmp_path / "west-run")
+    endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
+    gateways = crud.ResourceClient(api_client, resources.GATEWAYS)
+    engine = None
+    try:
+        with temporary_namespace(api_client, "broker") as broker_ns, \
+                temporary_namespace(api_client, "member") as member_ns, \
+                broker_member(api_client, broker_ns, "east", global_cidr="242.80.0.0/16") as east:
+            west = endpoint("west-gw", "west", "198.18.7.2", "242.81.0.0/16")
+            west["spec"].update(backend="wireguard", backend_config=west_cable.backend_config())
+            endpoints.create(west, namespace=member_ns)
+            endpoints.create(endpoint("north-gw", "north", "198.18.7.3", "242.82.0.0/16"),
+                             namespace=member_ns)
+            west_cable.converge([RemoteGateway("198.18.7.1", ("242.80.0.0/16",), tuple(
+                sorted(east_cable.backend_config().items())))])
+            cfg = EngineConfig(cluster_id="east", node_name="east-gw", private_ip="198.18.7.1",
+                               subnets=("242.80.0.0/16",), namespace=member_ns,
+                               broker_namespace=broker_ns, lease_duration=2.0,
+                               renew_deadline=1.5, retry_period=0.25, health_period=0.2,
+                               cable_driver="wireguard")
+            engine = GatewayEngine(local_api=api_client, broker_api=api_client, cfg=cfg,
+                                   cable=east_cable).start()
+
+            def connections() -> dict[str, dict[str, Any]] | None:
+                obj = gateways.get_or_none("east-gw", namespace=member_ns)
+                conns = {c["endpoint"]["cluster_id"]: c
+                         for c in ((obj or {}).get("status") or {}).get("connections") or []}
+                west_conn = conns.get("west") or {}
+                return conns if west_conn.get("status") == "connected" else None
+
+            conns = await_condition(connections, timeout=30, message="west connected")
+            assert conns is not None
+            assert conns["north"]["status"] == "error"
+            assert conns["north"]["statusMessage"] == (
+                "cable driver mismatch: local wireguard, remote vxlan")
+            cable = conns["west"]["cable"]
+            assert (cable["driver"], cable["implementation"]) == ("wireguard", "wireguard-go")
+            assert cable["latestHandshake"] and cable["rxBytes"] > 0
+            assert conns["west"]["latencyRTT"]["last"].endswith("ms")
+            (published,) = endpoints.list(namespace=east).items
+            assert published["spec"]["backend"] == "wireguard"
+            assert published["spec"]["backend_config"]["publicKey"] == east_cable.public_key
+            route = netns.run(gw, ["ip", "route", "show", "proto", "150"])
+            assert "242.81.0.0/16 via 241.18.7.2 dev wg-globalnet" in route
+            assert "242.82.0.0/16" not in route  # the refused VXLAN cluster
+    finally:
+        if engine is not None:
+            engine.stop()
+        east_cable.remove()
+        west_cable.remove()

@@ -95,8 +95,12 @@ def test_gateway_daemonset_runs_on_gateway_nodes_only(rendered: list[JSON]) -> N
     gateway = one(rendered, "DaemonSet", m.GATEWAY_DAEMONSET)["spec"]["template"]["spec"]
     assert gateway["nodeSelector"] == {names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE}
     assert gateway["hostNetwork"] is True
-    assert [c["name"] for c in gateway["containers"]] == [
-        rbac.GATEWAY_ENGINE, rbac.BROKER_SYNCER, rbac.GLOBALNET]
+    assert [c["name"] for c in gateway["containers"]] == [rbac.GATEWAY_ENGINE, rbac.GLOBALNET]
+    # The Broker syncer runs in the engine's process, with its own identity mounted.
+    engine = gateway["containers"][0]
+    assert "--syncer-kubeconfig=/etc/globalnet/kube-broker-syncer/kubeconfig" in engine["args"]
+    assert {v["name"] for v in engine["volumeMounts"]} >= {
+        f"kube-{rbac.GATEWAY_ENGINE}", f"kube-{rbac.BROKER_SYNCER}", "broker-kubeconfig"}
     route = one(rendered, "DaemonSet", m.ROUTE_AGENT_DAEMONSET)["spec"]["template"]["spec"]
     assert "nodeSelector" not in route and route["hostNetwork"] is True
     assert route["tolerations"] == [{"operator": "Exists"}]
@@ -139,6 +143,15 @@ def test_every_service_account_is_bound_and_used(rendered: list[JSON]) -> None:
         secret = next(s["secret"]["name"] for s in sources if "secret" in s)
         assert secret == m.token_secret_name(container["name"])
         used.append(container["name"])
+        # A component running inside another's process (the Broker syncer in the
+        # engine's) gets its own token in a directory of its own.
+        for mount in container["volumeMounts"]:
+            if mount["mountPath"].startswith(f"{m.KUBE_DIR}-"):
+                component = mount["mountPath"].removeprefix(f"{m.KUBE_DIR}-")
+                sources = volumes[mount["name"]]["projected"]["sources"]
+                secret = next(s["secret"]["name"] for s in sources if "secret" in s)
+                assert secret == m.token_secret_name(component)
+                used.append(component)
     assert sorted(used) == sorted(rbac.COMPONENTS)
 
 
@@ -198,7 +211,6 @@ def test_capabilities_nftables() -> None:
     objects = m.render(options())
     assert capabilities(objects) == {
         rbac.GATEWAY_ENGINE: {"NET_ADMIN", "NET_RAW"},
-        rbac.BROKER_SYNCER: set(),
         rbac.GLOBALNET: {"NET_ADMIN"},
         rbac.ROUTE_AGENT: {"NET_ADMIN"},
         rbac.LIGHTHOUSE_AGENT: set(),
@@ -216,11 +228,11 @@ def test_capabilities_ebpf_add_sys_admin_and_the_host_bpffs() -> None:
     host = {v["name"]: v["hostPath"]["path"] for v in gateway["volumes"] if "hostPath" in v}
     assert host == {"bpffs": "/sys/fs/bpf", "lib-modules": "/lib/modules",
                     "usr-src": "/usr/src"}
-    globalnet = gateway["containers"][2]
+    globalnet = gateway["containers"][1]
     assert {mt["name"] for mt in globalnet["volumeMounts"]} >= set(host)
     assert "--bpffs=/sys/fs/bpf" in globalnet["args"]
     # Only the Globalnet container sees the host paths.
-    for container in gateway["containers"][:2]:
+    for container in gateway["containers"][:1]:
         assert not {mt["name"] for mt in container["volumeMounts"]} & set(host)
 
 
@@ -228,7 +240,7 @@ def test_unprivileged_components_run_as_non_root(rendered: list[JSON]) -> None:
     for _, container in containers(rendered):
         ctx = container["securityContext"]
         assert ctx["readOnlyRootFilesystem"] is True
-        if container["name"] in (rbac.BROKER_SYNCER, rbac.LIGHTHOUSE_AGENT):
+        if container["name"] == rbac.LIGHTHOUSE_AGENT:
             assert ctx["runAsNonRoot"] is True and ctx["runAsUser"] != 0
         assert container["image"] == m.DEFAULT_IMAGE
         assert container["imagePullPolicy"] == "IfNotPresent"
@@ -295,9 +307,8 @@ def test_command_lines_parse_with_the_agents_argparse(
             agent.namespace) == ("c1", "242.0.0.0/16", ["10.244.0.0/16", "10.96.0.0/16"],
                                  "gw-1", names.CLUSTER_NAMESPACE)
     assert agent.datapath in m.DATAPATHS and not agent.uninstall and agent.netns is None
-    syncer = parsed[rbac.BROKER_SYNCER]
-    assert (syncer.broker_namespace, syncer.cluster_namespace, syncer.broker_kubeconfig) == (
-        names.BROKER_NAMESPACE, names.CLUSTER_NAMESPACE, broker)
+    assert engine.syncer_kubeconfig == Path(f"{m.KUBE_DIR}-{rbac.BROKER_SYNCER}") / \
+        m.KUBECONFIG_KEY
     route = parsed[rbac.ROUTE_AGENT]
     assert (route.node_name, route.cluster_id, route.uninstall) == ("gw-1", "c1", False)
     lighthouse = parsed[rbac.LIGHTHOUSE_AGENT]

@@ -1,0 +1,83 @@
+"""What every cable driver offers the gateway engine, so that the engine knows no driver.
+
+A *cable* is the tunnel of one gateway node (a network namespace, or our own) to
+the other clusters' active gateways. The engine hands it the remote gateways it
+should reach (from their Endpoints) and asks it three things: converge to exactly
+those (by difference, so a restart changes nothing that is right), tear down
+(another gateway of the cluster is active now), and report each connection's
+state as the driver sees it (WireGuard's handshakes and counters), beside the
+engine's own ICMP health check. Drivers: `datapath.vxlan` and `datapath.wireguard`,
+chosen by name through `datapath.cable_drivers`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+from datapath.routes import ConvergeResult
+
+
+class CableError(RuntimeError):
+    """The cable cannot be built as asked (one line, for the log and the status)."""
+
+
+@dataclass(frozen=True)
+class RemoteGateway:
+    private_ip: str  # where the remote cable end listens
+    subnets: tuple[str, ...]  # what is routed to it
+    # The remote Endpoint's `backend_config` (WireGuard: its publicKey and udp-port),
+    # as sorted pairs so the value stays hashable.
+    backend_config: tuple[tuple[str, str], ...] = ()
+
+    def config(self, key: str) -> str | None:
+        return dict(self.backend_config).get(key)
+
+
+@dataclass(frozen=True)
+class PeerState:
+    """The driver's own view of one connection (WireGuard: `wg show DEV dump`)."""
+
+    latest_handshake: int  # Unix seconds; 0: never
+    rx_bytes: int
+    tx_bytes: int
+    endpoint: str  # where the driver sends to now ("" when unknown)
+
+
+class Cable(Protocol):
+    """The shape the gateway engine drives; `driver` is what the Endpoint's `backend`
+    records, and only cables of the same driver connect to each other."""
+
+    driver: str
+    netns: str | None
+
+    def implementation(self) -> str:
+        """Who carries the packets: "kernel", or the userspace daemon's name."""
+        ...
+
+    def backend_config(self) -> dict[str, str]:
+        """What the local Endpoint publishes for the remote ends (keys, ports)."""
+        ...
+
+    def tunnel_ip(self, private_ip: str) -> str:
+        """The tunnel address of the gateway whose underlay IP is `private_ip`."""
+        ...
+
+    def unusable(self, remote: RemoteGateway) -> str | None:
+        """Why this driver cannot connect to `remote` (say, no public key), or None."""
+        ...
+
+    def converge(self, remotes: list[RemoteGateway]) -> ConvergeResult:
+        """Tunnel to exactly `remotes`, routing each one's subnets through it."""
+        ...
+
+    def peers(self) -> dict[str, PeerState]:
+        """Connection state per remote private IP (empty: the driver has none)."""
+        ...
+
+    def exists(self) -> bool:
+        ...
+
+    def remove(self) -> None:
+        """Delete the device, its routes and whatever runs it."""
+        ...
