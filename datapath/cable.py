@@ -12,8 +12,9 @@ chosen by name through `datapath.cable_drivers`.
 
 from __future__ import annotations
 
+import socket
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from datapath.routes import ConvergeResult
 
@@ -81,3 +82,12 @@ class Cable(Protocol):
     def remove(self) -> None:
         """Delete the device, its routes and whatever runs it."""
         ...
+
+
+def configure_device(ipr: Any, index: int, address: str, prefixlen: int, mtu: int) -> None:
+    """Give a cable's device (by index) its tunnel address, its MTU and bring it up;
+    what every driver does once its device exists (`ipr`: a pyroute2 IPRoute)."""
+    have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index, family=socket.AF_INET)}
+    if address not in have:
+        ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
+    ipr.link("set", index=index, mtu=mtu, state="up")

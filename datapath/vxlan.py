@@ -18,11 +18,10 @@ driver of `datapath.cable.Cable`.
 from __future__ import annotations
 
 import logging
-import socket
 
 import netaddr
 
-from datapath.cable import PeerState, RemoteGateway
+from datapath.cable import PeerState, RemoteGateway, configure_device
 from datapath.netlink import IPRoute
 from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
 
@@ -83,12 +82,7 @@ class VxlanCable:
             found = ipr.link_lookup(ifname=IFNAME)
             log.info("created %s (VNI %d, UDP %d, local %s)", IFNAME, VNI, PORT, self.local_ip)
         index = int(found[0])
-        address = tunnel_ip(self.local_ip)
-        have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index,
-                                                                 family=socket.AF_INET)}
-        if address not in have:
-            ipr.addr("add", index=index, address=address, prefixlen=TUNNEL_NET.prefixlen)
-        ipr.link("set", index=index, mtu=self.mtu, state="up")
+        configure_device(ipr, index, tunnel_ip(self.local_ip), TUNNEL_NET.prefixlen, self.mtu)
         return index
 
     def _fdb(self, ipr: IPRoute, index: int) -> list[tuple[str, str]]:

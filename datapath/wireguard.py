@@ -31,7 +31,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -40,7 +39,7 @@ from pathlib import Path
 import netaddr
 
 from datapath import netns as nsutil
-from datapath.cable import CableError, PeerState, RemoteGateway
+from datapath.cable import CableError, PeerState, RemoteGateway, configure_device
 from datapath.netlink import IPRoute
 from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
 
@@ -313,12 +312,8 @@ class WireguardCable:
             if dump.private_key != self.private_key or dump.listen_port != self.port:
                 self._wg(["set", IFNAME, "private-key", "/dev/stdin",
                           "listen-port", str(self.port)], stdin=self.private_key + "\n")
-            address = tunnel_ip(self.local_ip)
-            have = {a.get_attr("IFA_ADDRESS") for a in ipr.get_addr(index=index,
-                                                                     family=socket.AF_INET)}
-            if address not in have:
-                ipr.addr("add", index=index, address=address, prefixlen=TUNNEL_NET.prefixlen)
-            ipr.link("set", index=index, mtu=self.mtu, state="up")
+            configure_device(ipr, index, tunnel_ip(self.local_ip), TUNNEL_NET.prefixlen,
+                             self.mtu)
 
     def _create(self, ipr: IPRoute) -> None:
         if self.want in ("auto", "kernel"):

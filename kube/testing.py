@@ -156,3 +156,8 @@ def broker_member(api_client: ApiClient, broker_namespace: str, cluster_id: str,
             clusters.delete_if_exists(cluster_id, namespace=broker_namespace)
         with contextlib.suppress(Exception):
             crud.ResourceClient(api_client, NAMESPACES).delete_if_exists(member)
+
+
+def configmap(namespace: str, name: str, **data: str) -> dict[str, Any]:
+    """A ConfigMap body: the plainest object to watch change."""
+    return {"metadata": {"name": name, "namespace": namespace}, "data": data}

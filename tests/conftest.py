@@ -83,3 +83,11 @@ def make_netns() -> Iterator[Callable[[str], str]]:
     finally:
         for name in made:
             netns.delete_netns(name)
+
+
+@pytest.fixture
+def configmaps(api_client: Any) -> Any:
+    """ConfigMaps of the session's API server: the plain objects informer tests watch."""
+    from kube import crud, resources
+
+    return crud.ResourceClient(api_client, resources.CONFIGMAPS)

@@ -23,7 +23,7 @@ from kubernetes.client.exceptions import ApiException
 
 from kube import crud, errors, informer, resources
 from kube.store import JSON
-from kube.testing import await_condition, temporary_namespace
+from kube.testing import await_condition, configmap, temporary_namespace
 
 pytestmark = pytest.mark.kube
 
@@ -68,15 +68,6 @@ class Recorder:
 def namespace(api_client: Any) -> Any:
     with temporary_namespace(api_client, "inf") as name:
         yield name
-
-
-@pytest.fixture
-def configmaps(api_client: Any) -> crud.ResourceClient:
-    return crud.ResourceClient(api_client, resources.CONFIGMAPS)
-
-
-def configmap(namespace: str, name: str, **data: str) -> JSON:
-    return {"metadata": {"name": name, "namespace": namespace}, "data": data}
 
 
 def cached(inf: informer.Informer, key: str) -> JSON:

@@ -27,7 +27,7 @@ import yaml
 from deploy import broker as broker_identity
 from deploy import brokerinfo, discover, install
 from globalnet.broker import BrokerGlobalnet
-from kube import crud, errors, names, resources
+from kube import crds, crud, errors, names, resources
 from kube.client import api_client_from_dict
 
 pytestmark = pytest.mark.kube
@@ -70,6 +70,7 @@ def broker(control_plane: Any, api_client: Any, tmp_path: Path) -> Iterator[Brok
     nodes.create_if_absent({"apiVersion": "v1", "kind": "Node", "metadata": {"name": NODE}})
     yield b
     install.uninstall(api_client, progress=lambda _: None)
+    crds.install_crds(api_client)  # uninstall took the CRDs; later tests share this server
     nodes.delete_if_exists(NODE)
     namespaces = crud.ResourceClient(api_client, resources.NAMESPACES)
     for ns in namespaces.list().items:
@@ -134,7 +135,9 @@ def test_join_dry_run_prints_the_objects_and_changes_nothing(
     assert ("ServiceAccount", names.broker_member_account("c1")) in kinds
     gateway = next(obj for obj in objects if obj["kind"] == "DaemonSet"
                    and obj["metadata"]["name"] == install.manifests.GATEWAY_DAEMONSET)
-    args = gateway["spec"]["template"]["spec"]["containers"][2]["args"]
+    (agent,) = [c for c in gateway["spec"]["template"]["spec"]["containers"]
+                if c["name"] == "globalnet"]
+    args = agent["args"]
     assert "--global-cidr=242.60.0.0/24" in args  # the first free /24 of the range
     assert "nothing was changed" in done.stderr
     assert nothing_installed(api_client, broker) == []

@@ -20,7 +20,13 @@ from kube import crud, names, resources
 from kube.informers import Index, InformerSet
 from kube.multinamespace import MultiNamespaceInformer
 from kube.store import JSON
-from kube.testing import await_condition, broker_member, cluster_object, temporary_namespace
+from kube.testing import (
+    await_condition,
+    broker_member,
+    cluster_object,
+    configmap,
+    temporary_namespace,
+)
 
 pytestmark = pytest.mark.kube
 
@@ -55,15 +61,6 @@ class Recorder:
 def broker_ns(api_client: Any) -> Iterator[str]:
     with temporary_namespace(api_client, "mnbk") as name:
         yield name
-
-
-@pytest.fixture
-def configmaps(api_client: Any) -> crud.ResourceClient:
-    return crud.ResourceClient(api_client, resources.CONFIGMAPS)
-
-
-def configmap(namespace: str, name: str, **data: str) -> JSON:
-    return {"metadata": {"name": name, "namespace": namespace}, "data": data}
 
 
 def members_informer(api_client: Any, broker_ns: str, **kwargs: Any
