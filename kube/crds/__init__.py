@@ -58,6 +58,11 @@ def _create_or_update(client: crud.ResourceClient, manifest: JSON) -> None:
     name = manifest["metadata"]["name"]
     for _ in range(5):
         existing = client.get_or_none(name)
+        if existing is not None and existing["metadata"].get("deletionTimestamp"):
+            # Being deleted (an uninstall just before): its replacement can only be
+            # created once it is gone.
+            _await_gone(client, name)
+            existing = None
         if existing is None:
             try:
                 client.create(manifest)
@@ -86,6 +91,14 @@ def _create_or_update(client: crud.ResourceClient, manifest: JSON) -> None:
                 continue
             raise
     raise RuntimeError(f"CRD {name} kept changing under us; gave up updating it")
+
+
+def _await_gone(client: crud.ResourceClient, name: str, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while client.get_or_none(name) is not None:
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"CRD {name} still being deleted after {timeout:.0f}s")
+        time.sleep(0.1)
 
 
 def install_crds(api_client: ApiClient, *, timeout: float = 30.0) -> None:

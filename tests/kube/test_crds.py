@@ -163,3 +163,21 @@ def test_conditions_written_by_set_condition_are_accepted(api_client: Any) -> No
         assert errors.is_invalid(caught.value)
         message = rest.status_message(caught.value)
         assert "status.conditions" in message, message
+
+
+def test_install_after_an_uninstall_waits_for_the_crd_being_deleted(api_client: Any) -> None:
+    """`gnctl uninstall` then `gnctl join` at once: the old CRD is still terminating (its
+    objects are being removed); install waits for it to go, then creates it anew."""
+    crds.install_crds(api_client)
+    definitions = crud.ResourceClient(api_client, resources.CUSTOM_RESOURCE_DEFINITIONS)
+    name = f"{resources.GATEWAYS.plural}.{resources.GATEWAYS.group}"
+    with temporary_namespace(api_client, "crd") as ns:
+        crud.ResourceClient(api_client, resources.GATEWAYS).create(
+            {"metadata": {"name": "gw", "namespace": ns}})
+        old_uid = definitions.get(name)["metadata"]["uid"]
+        definitions.delete(name)
+        assert definitions.get(name)["metadata"].get("deletionTimestamp")  # terminating
+        crds.install_crds(api_client)
+    current = definitions.get(name)
+    assert current["metadata"]["uid"] != old_uid
+    assert not current["metadata"].get("deletionTimestamp")
