@@ -245,9 +245,9 @@ def _precheck(opts: Any) -> None:
     from gateway.clusterset import JoinRequest, validate_request
 
     validate_request(JoinRequest(
-        cluster_id=opts.cluster_id, cluster_cidrs=opts.cluster_cidrs or ("10.0.0.0/8",),
-        service_cidrs=opts.service_cidrs or ("10.0.0.0/8",),
-        globalnet_cidr=opts.globalnet_cidr, globalnet_cluster_size=opts.globalnet_cluster_size))
+        cluster_id=opts.cluster_id, cluster_cidrs=opts.cluster_cidrs,
+        service_cidrs=opts.service_cidrs, globalnet_cidr=opts.globalnet_cidr,
+        globalnet_cluster_size=opts.globalnet_cluster_size), cidrs_pending=True)
     if opts.wait_timeout <= 0:
         from deploy.install import InstallError
 

@@ -124,8 +124,8 @@ def cmd_status(args: argparse.Namespace) -> int:
         global_cidr += f"  clusterset DNS {c['dns']}" if c["dns"] else ""
         if c.get("datapath"):
             global_cidr += f"\n  gateway {c['gateway']}: Globalnet datapath {c['datapath']}"
-            if c["datapath"] == "ebpf" and status.get("bpffs"):
-                global_cidr += f" (pins under {status['bpffs']})"
+            if c["datapath"] == "ebpf":
+                global_cidr += " (pins under the node's own /sys/fs/bpf)"
         out.print(f"\n[bold]{c['name']}[/]  API {c['api']}  pods {c['pod_cidr']}  "
                       f"services {c['service_cidr']}{global_cidr}\n"
                       f"  kubeconfig {c['kubeconfig']}")

@@ -218,17 +218,19 @@ def join(cluster_api: Any, info: BrokerInfo, opts: JoinOptions, *,
         opts.cluster_id, namespace=info.namespace) is not None
     applied: list[JSON] = []
     try:
-        membership = clusterset.join(cluster_api, broker_api, request,
-                                     broker_namespace=info.namespace)
-        assert membership.global_cidr is not None
-        progress(f"global CIDR {membership.global_cidr}; Cluster object published "
-                 f"(members: {', '.join(membership.members)})")
+        # The member namespace and its bindings before the Cluster object: the other
+        # members start reading that namespace as soon as the Cluster object appears.
         broker_identity.apply_all(broker_api, broker_identity.member_objects(
             opts.cluster_id, info.namespace))
         token, _ = broker_identity.account_token(
             broker_api, names.broker_member_account(opts.cluster_id), info.namespace)
         progress(f"Broker identity {names.broker_member_account(opts.cluster_id)}: writes "
                  f"only {names.broker_member_namespace(opts.cluster_id, info.namespace)}")
+        membership = clusterset.join(cluster_api, broker_api, request,
+                                     broker_namespace=info.namespace)
+        assert membership.global_cidr is not None
+        progress(f"global CIDR {membership.global_cidr}; Cluster object published "
+                 f"(members: {', '.join(membership.members)})")
         for node in gateways:
             ResourceClient(cluster_api, resources.NODES).patch(
                 node, {"metadata": {"labels": {names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE}}})

@@ -65,8 +65,9 @@ class Membership:
     members: tuple[str, ...] = field(default=())  # every cluster on the Broker, this one too
 
 
-def validate_request(request: JoinRequest) -> None:
-    """Refuse bad input before anything is written."""
+def validate_request(request: JoinRequest, *, cidrs_pending: bool = False) -> None:
+    """Refuse bad input before anything is written (``cidrs_pending``: empty CIDR lists
+    are still to be discovered, so only the given ones are checked)."""
     if not _DNS_LABEL.match(request.cluster_id) or len(names.broker_member_namespace(
             request.cluster_id)) > names.BROKER_MEMBER_NAMESPACE_MAX:
         raise ClustersetError(
@@ -75,7 +76,7 @@ def validate_request(request: JoinRequest) -> None:
             f"{names.BROKER_MEMBER_NAMESPACE_MAX - len(names.broker_member_namespace(''))})")
     for what, cidrs in (("cluster CIDR", request.cluster_cidrs),
                         ("service CIDR", request.service_cidrs)):
-        if not cidrs:
+        if not cidrs and not cidrs_pending:
             raise ClustersetError(f"a {what} is required")
         for cidr in cidrs:
             _network(cidr, what)
@@ -136,8 +137,6 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
     elif request.globalnet_cidr or request.globalnet_cluster_size:
         raise ClustersetError("the Broker was deployed without Globalnet: "
                               "--globalnet-cidr and --globalnet-cluster-size do not apply")
-    ensure_namespace(broker_api, names.broker_member_namespace(request.cluster_id,
-                                                               broker_namespace))
     crds.install_crds(cluster_api)
     ensure_namespace(cluster_api, cluster_namespace)
     body = cluster_object(request, global_cidr)

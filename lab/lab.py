@@ -38,7 +38,6 @@ from typing import Any
 from kube import crds, names, resources
 from kube.crud import ResourceClient
 from kube.resources import Resource
-from lab import bpffs as lab_bpffs
 from lab import globalnet as lab_globalnet
 from lab import netns, processes
 from lab.controlplane import (
@@ -682,15 +681,6 @@ class Lab:
         for n in sorted(names):
             netns.delete_netns(n)
         found = state is not None or bool(names)
-        # The lab's private bpffs (only ever a bpf mount at the recorded path or
-        # at the lab folder's own one), after the agents and namespaces are gone.
-        mounts = {lab_bpffs.path_for(self.store.dir)}
-        if state is not None and state.bpffs:
-            mounts.add(Path(state.bpffs))
-        for path in sorted(mounts):
-            if lab_bpffs.unmount(path):
-                progress(f"unmounting the lab's bpffs {path}")
-                found = True
         if self.store.dir.exists():
             import shutil
 
@@ -736,7 +726,6 @@ class Lab:
             if plan.broker_netns else None,
             "clusters": clusters,
             "processes": procs,
-            "bpffs": state.bpffs,
         }
 
     def _pods_or_none(self, cluster: str) -> list[PodRecord]:

@@ -47,8 +47,6 @@ class LabState:
     kubeconfigs: dict[str, str] = field(default_factory=dict)
     # Global CIDR per cluster, once the clusters joined the Broker's Globalnet.
     global_cidrs: dict[str, str] = field(default_factory=dict)
-    # The lab's private bpffs (lab/bpffs.py), recorded before it is mounted.
-    bpffs: str = ""
 
     def to_json(self) -> str:
         return json.dumps(
@@ -60,7 +58,6 @@ class LabState:
                 "pods": [asdict(p) for p in self.pods],
                 "kubeconfigs": self.kubeconfigs,
                 "global_cidrs": self.global_cidrs,
-                "bpffs": self.bpffs,
             },
             indent=2,
         )
@@ -76,7 +73,6 @@ class LabState:
             pods=[PodRecord(**p) for p in data.get("pods", [])],
             kubeconfigs=dict(data.get("kubeconfigs", {})),
             global_cidrs=dict(data.get("global_cidrs", {})),
-            bpffs=str(data.get("bpffs", "")),
         )
 
 

@@ -31,7 +31,6 @@ Life cycle:
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import subprocess
 import threading
@@ -139,16 +138,7 @@ class EbpfDatapath:
                     tc.remove_empty_clsact(self.netns, dev)
             shim.remove(self.netns)
             self.close()
-            root = self.pins.root
-            if root.exists():
-                for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-                    if path.is_dir():
-                        path.rmdir()
-                    else:
-                        path.unlink()
-                root.rmdir()
-                with contextlib.suppress(OSError):
-                    root.parent.rmdir()  # our top folder, if no other scope uses it
+            self.pins.remove()
             self.intent = None
             self._validator.reset()
             self._installed = {}

@@ -163,6 +163,16 @@ class PinLayout:
     def prog(self, build: str, program: str) -> Path:
         return self.progs / build / program
 
+    def remove(self) -> None:
+        """Unpin everything of this scope, and our top folder if no other scope uses it."""
+        import contextlib
+        import shutil
+
+        if self.root.exists():
+            shutil.rmtree(self.root)
+        with contextlib.suppress(OSError):
+            self.root.parent.rmdir()
+
 
 def scope_of(netns: str | None) -> str:
     return netns or "host"

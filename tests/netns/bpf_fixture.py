@@ -17,7 +17,6 @@ import ctypes
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
 from datapath.ebpf import elements, loader
 from datapath.ebpf import names as n
@@ -72,15 +71,4 @@ def loaded() -> Iterator[LoadedProgs]:
         for m in maps.values():
             m.close()
         programs.close()
-        _rmtree(pins.root)
-
-
-def _rmtree(root: Path) -> None:
-    if not root.exists():
-        return
-    for path in sorted(root.rglob("*"), key=lambda p: len(p.parts), reverse=True):
-        if path.is_dir():
-            path.rmdir()
-        else:
-            path.unlink()
-    root.rmdir()
+        pins.remove()
