@@ -19,7 +19,8 @@ help:
 	@echo "make bench-lab  time 'lab up' for 2 and 3 clusters"
 	@echo "make bench-globalnet  IPAM and controller reconcile figures"
 	@echo "make bench-dns  our clusterset.local server against NSD, with dnsperf"
-	@echo "make bench-e2e  export to allocated/programmed/resolvable/reachable in a Globalnet lab"
+	@echo "make bench-e2e  export to allocated/programmed/resolvable/reachable in a Globalnet lab,"
+	@echo "                then gateway failover gaps per cable driver (ARGS=\"--drivers vxlan\")"
 	@echo "make bench-nat  connection rate and update latency: our maps vs rule-per-IP chains"
 	@echo "                (DATAPATH=nftables|ebpf|both)"
 	@echo "make test-bpf   the eBPF programs on hand-built packets (BPF_PROG_TEST_RUN) and the"
@@ -81,7 +82,7 @@ bench-nat: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.nat --datapath $(DATAPATH)'
 
 bench-e2e: setup
-	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.e2e'
+	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.e2e $(ARGS)'
 
 bench-dns: setup
 	@unshare --net --fork -- bash -c 'ip link set lo up && exec $(PY) -m bench.dns'

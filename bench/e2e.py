@@ -15,8 +15,10 @@ from the moment the ServiceExport is created, until:
 
 Figures are per stage, median and worst over the services, polled every 5 ms.
 Design goal (DESIGN.md section 4.5): export-to-resolvable under 1 s; upstream's
-Lighthouse waits for its syncer and CoreDNS plugin, seconds in practice. The
-last line printed is one JSON object.
+Lighthouse waits for its syncer and CoreDNS plugin, seconds in practice. Then the
+gateway failover figures of `bench.failover` (its flags pass through: `make
+bench-e2e ARGS="--drivers vxlan --rounds 3"`). The last line printed is one JSON
+object.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import socket
 import statistics
+import sys
 import tempfile
 import time
 from collections.abc import Callable
@@ -132,7 +135,11 @@ def main() -> None:
         result[f"{stage}_p50_ms"] = round(statistics.median(values), 1)
         result[f"{stage}_max_ms"] = round(max(values), 1)
     print(f"export to resolvable: median {result['resolvable_p50_ms']} ms "
-          f"(goal < 1000 ms); export to reachable: median {result['reachable_p50_ms']} ms")
+          f"(goal < 1000 ms); export to reachable: median {result['reachable_p50_ms']} ms",
+          flush=True)
+    from bench import failover
+
+    result.update(failover.main(sys.argv[1:]))
     print(json.dumps(result))
 
 

@@ -11,28 +11,46 @@ deploy/install.py.
 from __future__ import annotations
 
 import argparse
+import ipaddress
+import math
 import os
+import re
 import sys
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
+from cli import kubeargs
+from datapath import cable_drivers
 from globalnet.cidr_allocation import DEFAULT_CIDR_RANGE, DEFAULT_CLUSTER_SIZE
 from kube import names
 
-CABLE_DRIVERS = ("vxlan",)
+# A Kubernetes namespace name (RFC 1123 label), checked before the Broker is touched.
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+# A node name (RFC 1123 subdomain).
+_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
+_NODE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
+# An image reference as the distribution spec writes it: an optional registry (with a
+# dot or a port, or localhost), lower-case path components, then a tag and/or digest.
+_IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_IMAGE = re.compile(
+    r"^(?:(?:localhost|[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)+)(?::[0-9]+)?/|[A-Za-z0-9-]+:[0-9]+/)?"
+    rf"{_IMAGE_PATH}(?:/{_IMAGE_PATH})*"
+    r"(?::[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?(?:@sha256:[0-9a-f]{64})?$")
 
 
-def _kubeconfig_default() -> Path:
-    return Path(os.environ.get("KUBECONFIG", "~/.kube/config").split(os.pathsep)[0]
-                ).expanduser()
-
-
-def _cluster_flags(parser: argparse.ArgumentParser, what: str) -> None:
-    parser.add_argument("--kubeconfig", type=Path, default=_kubeconfig_default(),
-                        help=f"kubeconfig of {what} (default: $KUBECONFIG, then ~/.kube/config)")
-    parser.add_argument("--context", help="the kubeconfig context to use (default: its "
-                                          "current context)")
+def https_url(value: str) -> str:
+    """An argparse type: an https:// URL with a host and nothing odd (spaces, a query,
+    credentials), refused as a usage error before anything is contacted."""
+    try:
+        parts = urlsplit(value)
+        _ = parts.port  # raises ValueError for a port that is not a number or too big
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(f"{value!r}: {exc}") from None
+    if parts.scheme != "https" or not parts.hostname or any(c.isspace() for c in value) \
+            or parts.query or parts.fragment or parts.username:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected an https://HOST[:PORT] URL")
+    return value
 
 
 def register(sub: Any) -> None:
@@ -45,7 +63,7 @@ def register(sub: Any) -> None:
                     "API server, record the clusterset's global range (with --globalnet) and "
                     "write the broker-info file members join with. Running it again keeps "
                     "what is recorded and writes the file again.")
-    _cluster_flags(broker, "the Broker cluster")
+    kubeargs.add_flags(broker, "the Broker cluster")
     broker.add_argument("--globalnet", action="store_true",
                         help="clusters get global CIDRs: for overlapping pod/service CIDRs")
     broker.add_argument("--globalnet-cidr-range", default=DEFAULT_CIDR_RANGE,
@@ -54,7 +72,7 @@ def register(sub: Any) -> None:
                         default=DEFAULT_CLUSTER_SIZE,
                         help="global IPs per cluster, rounded up to a power of two "
                              f"(default {DEFAULT_CLUSTER_SIZE})")
-    broker.add_argument("--broker-api-server", metavar="URL",
+    broker.add_argument("--broker-api-server", metavar="URL", type=https_url,
                         help="the Broker's API URL as the members reach it (default: the "
                              "kubeconfig's server)")
     broker.add_argument("--out", type=Path, default=Path(DEFAULT_FILE),
@@ -71,7 +89,7 @@ def register(sub: Any) -> None:
                     "join that fails is undone entirely.")
     join.add_argument("broker_info", type=Path, metavar="BROKER_INFO",
                       help="the broker-info file `gnctl deploy-broker` wrote")
-    _cluster_flags(join, "the joining cluster")
+    kubeargs.add_flags(join, "the joining cluster")
     join.add_argument("--clusterid", "--cluster-id", dest="cluster_id", required=True,
                       help="the cluster's ID in the clusterset (a DNS label)")
     join.add_argument("--clustercidr", "--cluster-cidr", dest="cluster_cidr", action="append",
@@ -82,16 +100,20 @@ def register(sub: Any) -> None:
     join.add_argument("--globalnet-cidr", help="this global CIDR instead of the next free one")
     join.add_argument("--globalnet-cluster-size", type=int,
                       help="global IPs for this cluster instead of the Broker's default")
-    join.add_argument("--cable-driver", choices=CABLE_DRIVERS, default="vxlan",
-                      help="the tunnel between gateways (default vxlan)")
+    join.add_argument("--cable-driver", choices=cable_drivers.names(),
+                      default=cable_drivers.DEFAULT,
+                      help="the tunnel between gateways; every member of a clusterset uses "
+                           f"the same (default {cable_drivers.DEFAULT})")
     join.add_argument("--datapath", choices=manifests.DATAPATHS, default="nftables",
                       help="Globalnet's datapath on the gateway (default nftables)")
     join.add_argument("--image", default=manifests.DEFAULT_IMAGE,
                       help=f"the agents' image (default {manifests.DEFAULT_IMAGE})")
-    join.add_argument("--gateway-node", metavar="NODE",
-                      help=f"label this node {names.GATEWAY_SELECTOR} (default: the nodes "
-                           "already labelled)")
+    join.add_argument("--gateway-node", metavar="NODE", action="append",
+                      help=f"label this node {names.GATEWAY_SELECTOR}; repeat for standby "
+                           "gateways, one is active at a time (default: the nodes already "
+                           "labelled)")
     join.add_argument("--api-server", default=manifests.DEFAULT_API_SERVER, metavar="URL",
+                      type=https_url,
                       help="the URL the agents reach this cluster's API server at "
                            f"(default {manifests.DEFAULT_API_SERVER})")
     join.add_argument("--dns-service-ip", help="a fixed ClusterIP for the clusterset DNS "
@@ -112,9 +134,10 @@ def register(sub: Any) -> None:
                     "--kubeconfig/--context the cluster's copies of the members are dropped "
                     "too; the agents stay installed (`gnctl uninstall` removes them).")
     leave.add_argument("broker_info", type=Path, metavar="BROKER_INFO")
-    leave.add_argument("--kubeconfig", type=Path,
-                       help="the leaving cluster's kubeconfig (default: change the Broker only)")
-    leave.add_argument("--context")
+    kubeargs.add_flags(leave, "the leaving cluster",
+                       kubeconfig_help="the leaving cluster's kubeconfig, to drop its copies "
+                                       "of the members too (default, without --context: "
+                                       "change the Broker only)")
     leave.add_argument("--clusterid", "--cluster-id", dest="cluster_id", required=True)
     _local_broker_flag(leave)
     leave.set_defaults(func=cmd_leave)
@@ -126,14 +149,14 @@ def register(sub: Any) -> None:
                     "ServiceExports). With BROKER_INFO and --clusterid it leaves the "
                     "clusterset first.")
     uninstall.add_argument("broker_info", type=Path, nargs="?", metavar="BROKER_INFO")
-    _cluster_flags(uninstall, "the cluster")
+    kubeargs.add_flags(uninstall, "the cluster")
     uninstall.add_argument("--clusterid", "--cluster-id", dest="cluster_id")
     _local_broker_flag(uninstall)
     uninstall.set_defaults(func=cmd_uninstall)
 
 
 def _local_broker_flag(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--local-broker-url", metavar="URL",
+    parser.add_argument("--local-broker-url", metavar="URL", type=https_url,
                         help="where this machine reaches the Broker, when not at the "
                              "broker-info's URL (a port forward, the lab's relay); the "
                              "members keep the broker-info's URL")
@@ -144,100 +167,87 @@ def _fail(message: str) -> int:
     return 1
 
 
-def _api(path: Path, context: str | None) -> Any:
-    from kube.client import new_api_client
-
-    return new_api_client(path, context=context, retries=0)
-
-
-def _server_of(path: Path, context: str | None) -> str:
-    from kube.client import new_configuration
-
-    return str(new_configuration(path, context=context).host)
-
-
-def _run(step: Callable[[], int]) -> int:
-    """Run `step`, turning the expected failures into one line for the user."""
-    from deploy.broker import BrokerIdentityError
-    from deploy.brokerinfo import BrokerInfoError
+def _check_out(path: Path) -> None:
+    """Refuse an --out that cannot be written before the Broker is deployed, not after."""
     from deploy.install import InstallError
-    from gateway.clusterset import ClustersetError
-    from kube.client import KubeconfigError
-    from kube.errors import is_connection_error, status_of
-    from kube.rest import status_message
 
-    try:
-        return int(step() or 0)
-    except (ClustersetError, InstallError, BrokerInfoError, BrokerIdentityError,
-            KubeconfigError, FileNotFoundError) as exc:
-        return _fail(str(exc))
-    except Exception as exc:
-        if is_connection_error(exc):
-            reason = str(getattr(exc, "reason", "") or exc).splitlines()[0][:200]
-            return _fail(f"cannot reach the API server: {reason}")
-        status = status_of(exc)
-        if status in (401, 403):
-            return _fail(f"the API server refused: {status_message(exc)}")  # type: ignore[arg-type]
-        raise
+    if path.is_dir():
+        raise InstallError(f"--out {path} is a directory; name the broker-info file to write")
+    folder = path.parent
+    if not folder.is_dir():
+        raise InstallError(f"--out {path}: folder {folder} does not exist")
+    if not os.access(folder, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise InstallError(f"--out {path}: not writable")
+
+
+def _check_cluster_id(cluster_id: str) -> None:
+    """A cluster ID that is not a DNS label never reaches a URL or an object name."""
+    from gateway.clusterset import JoinRequest, validate_request
+
+    validate_request(JoinRequest(cluster_id=cluster_id, cluster_cidrs=(), service_cidrs=()),
+                     cidrs_pending=True)
 
 
 def cmd_deploy_broker(args: argparse.Namespace) -> int:
+    """Every flag is checked before the cluster is contacted: a refused value changes
+    nothing."""
     from deploy import install
+    from globalnet.cidr_allocation import validate_range
 
-    def step() -> int:
-        api = _api(args.kubeconfig, args.context)
-        server = args.broker_api_server or _server_of(args.kubeconfig, args.context)
-        if not server.startswith("https://"):
-            return _fail(f"--broker-api-server {server!r}: expected an https:// URL")
-        print(f"deploying the Broker (namespace {args.broker_namespace}) ...", flush=True)
-        info = install.deploy_broker(api, server=server, globalnet=args.globalnet,
-                                     cidr_range=args.globalnet_cidr_range,
-                                     cluster_size=args.default_globalnet_cluster_size,
-                                     namespace=args.broker_namespace)
-        if info.globalnet:
-            print(f"Globalnet: range {info.globalnet_cidr_range}, "
-                  f"{info.globalnet_cluster_size} global IPs per cluster")
-            if args.globalnet and (info.globalnet_cidr_range,
-                                   info.globalnet_cluster_size) != (
-                    args.globalnet_cidr_range, args.default_globalnet_cluster_size):
-                print("note: the Broker already had a Globalnet record; it was kept as it is")
-        info.write(args.out)
-        print(f"broker-info written to {args.out} (Broker {server}); keep it safe: it "
-              "lets its holder join clusters")
-        return 0
-
-    return _run(step)
+    if not _NAMESPACE.match(args.broker_namespace):
+        raise install.InstallError(f"--broker-namespace {args.broker_namespace!r} is not a "
+                                   "namespace name (a DNS label)")
+    validate_range(args.globalnet_cidr_range, args.default_globalnet_cluster_size)
+    _check_out(args.out)
+    api = kubeargs.api_client(args)
+    server = args.broker_api_server or kubeargs.server_of(args)
+    if not server.startswith("https://"):
+        return _fail(f"the kubeconfig's server {server!r} is not https://; pass "
+                     "--broker-api-server https://HOST:PORT as the members reach it")
+    print(f"deploying the Broker (namespace {args.broker_namespace}) ...", flush=True)
+    info = install.deploy_broker(api, server=server, globalnet=args.globalnet,
+                                 cidr_range=args.globalnet_cidr_range,
+                                 cluster_size=args.default_globalnet_cluster_size,
+                                 namespace=args.broker_namespace)
+    if info.globalnet:
+        print(f"Globalnet: range {info.globalnet_cidr_range}, "
+              f"{info.globalnet_cluster_size} global IPs per cluster")
+        if args.globalnet and (info.globalnet_cidr_range,
+                               info.globalnet_cluster_size) != (
+                args.globalnet_cidr_range, args.default_globalnet_cluster_size):
+            print("note: the Broker already had a Globalnet record; it was kept as it is")
+    info.write(args.out)
+    print(f"broker-info written to {args.out} (Broker {server}); keep it safe: it "
+          "lets its holder join clusters")
+    return 0
 
 
 def cmd_join(args: argparse.Namespace) -> int:
     from deploy import brokerinfo, install, manifests
 
-    def step() -> int:
-        info = brokerinfo.read(args.broker_info)
-        opts = install.JoinOptions(
-            cluster_id=args.cluster_id, cluster_cidrs=tuple(args.cluster_cidr or ()),
-            service_cidrs=tuple(args.service_cidr or ()), globalnet_cidr=args.globalnet_cidr,
-            globalnet_cluster_size=args.globalnet_cluster_size, image=args.image,
-            datapath=args.datapath, api_server=args.api_server,
-            dns_service_ip=args.dns_service_ip, gateway_node=args.gateway_node,
-            verbose_agents=args.verbose_agents, wait_timeout=args.timeout,
-            dry_run=args.dry_run)
-        _precheck(opts)
-        cluster = _api(args.kubeconfig, args.context)
-        say = (lambda line: print(f"# {line}", file=sys.stderr)) if args.dry_run else print
-        say(f"joining {opts.cluster_id} to the clusterset of {info.server} ...")
-        result = install.join(cluster, info, opts, progress=say,
-                              broker_server=args.local_broker_url)
-        if args.dry_run:
-            sys.stdout.write(manifests.to_yaml(result.objects))
-            say(f"dry run: {len(result.objects)} objects, global CIDR {result.global_cidr}; "
-                "nothing was changed")
-            return 0
-        print(f"{result.cluster_id} joined: global CIDR {result.global_cidr}; members: "
-              f"{', '.join(result.members)}")
+    info = brokerinfo.read(args.broker_info)
+    opts = install.JoinOptions(
+        cluster_id=args.cluster_id, cluster_cidrs=tuple(args.cluster_cidr or ()),
+        service_cidrs=tuple(args.service_cidr or ()), globalnet_cidr=args.globalnet_cidr,
+        globalnet_cluster_size=args.globalnet_cluster_size, image=args.image,
+        datapath=args.datapath, cable_driver=args.cable_driver, api_server=args.api_server,
+        dns_service_ip=args.dns_service_ip, gateway_nodes=tuple(args.gateway_node or ()),
+        verbose_agents=args.verbose_agents, wait_timeout=args.timeout,
+        dry_run=args.dry_run)
+    _precheck(opts)
+    cluster = kubeargs.api_client(args)
+    say = (lambda line: print(f"# {line}", file=sys.stderr)) if args.dry_run else print
+    say(f"joining {opts.cluster_id} to the clusterset of {info.server} ...")
+    result = install.join(cluster, info, opts, progress=say,
+                          broker_server=args.local_broker_url)
+    if args.dry_run:
+        sys.stdout.write(manifests.to_yaml(result.objects))
+        say(f"dry run: {len(result.objects)} objects, global CIDR {result.global_cidr}; "
+            "nothing was changed")
         return 0
-
-    return _run(step)
+    print(f"{result.cluster_id} joined: global CIDR {result.global_cidr}; members: "
+          f"{', '.join(result.members)}")
+    return 0
 
 
 def _precheck(opts: Any) -> None:
@@ -248,42 +258,53 @@ def _precheck(opts: Any) -> None:
         cluster_id=opts.cluster_id, cluster_cidrs=opts.cluster_cidrs,
         service_cidrs=opts.service_cidrs, globalnet_cidr=opts.globalnet_cidr,
         globalnet_cluster_size=opts.globalnet_cluster_size), cidrs_pending=True)
-    if opts.wait_timeout <= 0:
-        from deploy.install import InstallError
+    from deploy.install import InstallError
 
-        raise InstallError(f"--timeout {opts.wait_timeout:g} must be positive")
+    if not 0 < opts.wait_timeout < math.inf:  # also refuses nan
+        raise InstallError(f"--timeout {opts.wait_timeout:g} must be positive: a finite "
+                           "number of seconds")
+    if not _IMAGE.match(opts.image) or not re.search(r"(:[^/]+|@sha256:[0-9a-f]+)$",
+                                                      opts.image):
+        raise InstallError(f"--image {opts.image!r} is not an image reference "
+                           "(REGISTRY/REPOSITORY:TAG, lower-case repository)")
+    for node in opts.gateway_nodes:
+        if not _NODE.match(node):
+            raise InstallError(f"--gateway-node {node!r} is not a node name")
+    if opts.dns_service_ip is not None:
+        try:
+            ipaddress.ip_address(opts.dns_service_ip)
+        except ValueError:
+            raise InstallError(f"--dns-service-ip {opts.dns_service_ip!r} is not an IP "
+                               "address") from None
 
 
 def cmd_leave(args: argparse.Namespace) -> int:
     from deploy import brokerinfo, install
 
-    def step() -> int:
-        info = brokerinfo.read(args.broker_info)
-        cluster = (_api(args.kubeconfig or _kubeconfig_default(), args.context)
-                   if args.kubeconfig or args.context else None)
-        if install.leave(cluster, info, args.cluster_id, broker_server=args.local_broker_url):
-            print(f"{args.cluster_id} left the clusterset: Broker identity revoked, Cluster "
-                  "object withdrawn, global CIDR released")
-        else:
-            print(f"{args.cluster_id} was not a member: nothing to do")
-        return 0
-
-    return _run(step)
+    _check_cluster_id(args.cluster_id)
+    info = brokerinfo.read(args.broker_info)
+    cluster = kubeargs.api_client(args) if args.kubeconfig or args.context else None
+    if install.leave(cluster, info, args.cluster_id, broker_server=args.local_broker_url):
+        print(f"{args.cluster_id} left the clusterset: Broker identity revoked, Cluster "
+              "object withdrawn, global CIDR released")
+    else:
+        print(f"{args.cluster_id} was not a member: nothing to do")
+    return 0
 
 
 def cmd_uninstall(args: argparse.Namespace) -> int:
     from deploy import brokerinfo, install
 
-    def step() -> int:
-        if (args.broker_info is None) != (args.cluster_id is None):
-            return _fail("uninstall: give BROKER_INFO and --clusterid together (to leave "
-                         "first), or neither")
-        cluster = _api(args.kubeconfig, args.context)
-        if args.broker_info is not None:
-            info = brokerinfo.read(args.broker_info)
-            install.leave(cluster, info, args.cluster_id, broker_server=args.local_broker_url)
-            print(f"{args.cluster_id} left the clusterset")
-        install.uninstall(cluster)
-        return 0
-
-    return _run(step)
+    if (args.broker_info is None) != (args.cluster_id is None):
+        return _fail("uninstall: give BROKER_INFO and --clusterid together (to leave "
+                     "first), or neither")
+    info = None
+    if args.broker_info is not None:
+        _check_cluster_id(args.cluster_id)
+        info = brokerinfo.read(args.broker_info)
+    cluster = kubeargs.api_client(args)
+    if info is not None:
+        install.leave(cluster, info, args.cluster_id, broker_server=args.local_broker_url)
+        print(f"{args.cluster_id} left the clusterset")
+    install.uninstall(cluster)
+    return 0

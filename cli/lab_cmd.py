@@ -12,7 +12,8 @@ from rich.table import Table
 
 from cli.console import console
 from lab.lab import Lab, LabError
-from lab.topology import DATAPATHS, LabSpec
+from lab.state import StateStore
+from lab.topology import CABLE_DRIVERS, DATAPATHS, NAME_RE, LabSpec
 
 DEFAULTS = LabSpec()
 
@@ -25,7 +26,7 @@ def register(sub: Any) -> None:
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="ACTION", required=True)
 
     def named(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument("--name", default=os.environ.get("GNCTL_LAB", "demo"),
+        p.add_argument("--name", default=os.environ.get("GNCTL_LAB", "demo"), type=lab_name,
                        help="lab name (default: $GNCTL_LAB or 'demo')")
         return p
 
@@ -33,7 +34,8 @@ def register(sub: Any) -> None:
     up.add_argument("--clusters", type=int, default=DEFAULTS.clusters,
                     help=f"number of clusters (default {DEFAULTS.clusters})")
     up.add_argument("--nodes", type=int, default=DEFAULTS.nodes,
-                    help=f"nodes per cluster; node 0 is the gateway (default {DEFAULTS.nodes})")
+                    help="nodes per cluster; node 0 is the gateway (the first --gateways "
+                         f"nodes are) (default {DEFAULTS.nodes})")
     up.add_argument("--pod-cidr", default=DEFAULTS.pod_cidr,
                     help=f"pod CIDR of every cluster (default {DEFAULTS.pod_cidr})")
     up.add_argument("--service-cidr", default=DEFAULTS.service_cidr,
@@ -51,6 +53,14 @@ def register(sub: Any) -> None:
                     help="with --globalnet: the agents' datapath, "
                          f"{' or '.join(DATAPATHS)} (default {DEFAULTS.datapath}); ebpf pins "
                          "under a private bpffs in the lab's folder")
+    up.add_argument("--cable-driver", default=DEFAULTS.cable_driver, metavar="DRIVER",
+                    help="with --globalnet: the tunnel between the gateways, "
+                         f"{', '.join(CABLE_DRIVERS)} (default {DEFAULTS.cable_driver}); "
+                         "WireGuard and IPsec run in userspace here (wireguard-go, charon "
+                         "with kernel-libipsec)")
+    up.add_argument("--gateways", type=int, default=DEFAULTS.gateways, metavar="N",
+                    help="gateway nodes per cluster (nodes 0..N-1 on the underlay); one is "
+                         f"active, the others stand by (default {DEFAULTS.gateways})")
     up.set_defaults(func=cmd_up)
 
     down = named(lab_sub.add_parser("down", help="remove every namespace, link and process"))
@@ -75,6 +85,35 @@ def register(sub: Any) -> None:
     kc.set_defaults(func=cmd_kubectl)
 
 
+def lab_name(value: str) -> str:
+    """An argparse type: a lab's name, checked before it becomes a path and a namespace
+    prefix (`lab down --name ''` must not match every lab)."""
+    if not NAME_RE.match(value):
+        raise argparse.ArgumentTypeError(
+            f"invalid lab name {value!r}: 1-8 lowercase letters or digits, starting with a "
+            "letter")
+    return value
+
+
+def _open(name: str) -> Lab:
+    """The lab `name`, its state file read; a damaged one is a one-line LabError."""
+    try:
+        return Lab(name)
+    except (ValueError, KeyError, TypeError) as exc:  # JSONDecodeError is a ValueError
+        path = StateStore(name).path
+        raise LabError(f"lab {name!r}: its state file {path} is damaged ({type(exc).__name__}: "
+                       f"{exc}); remove it, then `gnctl lab down --name {name}` removes what "
+                       "is left") from None
+
+
+def _up_lab(name: str) -> Lab:
+    """The lab `name`, which must be up (its state recorded) for exec and kubectl."""
+    lab = _open(name)
+    if lab.state is None:
+        raise LabError(f"lab {name!r} is not up (gnctl lab up --name {name})")
+    return lab
+
+
 def _fail(message: str) -> int:
     print(f"gnctl: {message}", file=sys.stderr)
     return 1
@@ -84,22 +123,28 @@ def _strip_dashes(cmd: list[str]) -> list[str]:
     return cmd[1:] if cmd[:1] == ["--"] else cmd
 
 
-def cmd_up(args: argparse.Namespace) -> int:
-    spec = LabSpec(
+def spec_of(args: argparse.Namespace) -> LabSpec:
+    """The lab `lab up` would build from its arguments (the bad-input test checks with
+    it that a value is refused before running `lab up`)."""
+    return LabSpec(
         name=args.name, clusters=args.clusters, nodes=args.nodes, pod_cidr=args.pod_cidr,
         service_cidr=args.service_cidr, api_port_base=args.api_port, globalnet=args.globalnet,
-        datapath=args.datapath,
+        datapath=args.datapath, cable_driver=args.cable_driver, gateways=args.gateways,
     )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    spec = spec_of(args)
     try:
-        Lab(args.name).up(spec, workload=not args.no_workload,
-                          progress=lambda m: print(m, flush=True))
+        _open(args.name).up(spec, workload=not args.no_workload,
+                            progress=lambda m: print(m, flush=True))
     except LabError as exc:
         return _fail(str(exc))
     return 0
 
 
 def cmd_down(args: argparse.Namespace) -> int:
-    if not Lab(args.name).down(progress=lambda m: print(m, flush=True)):
+    if not _open(args.name).down(progress=lambda m: print(m, flush=True)):
         print(f"lab {args.name} was not up: nothing to remove")
     else:
         print(f"lab {args.name} removed")
@@ -108,7 +153,7 @@ def cmd_down(args: argparse.Namespace) -> int:
 
 def cmd_status(args: argparse.Namespace) -> int:
     try:
-        status = Lab(args.name).status()
+        status = _open(args.name).status()
     except LabError as exc:
         return _fail(str(exc))
     if args.output == "json":
@@ -153,7 +198,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not cmd:
         return _fail("lab exec needs a command after --")
     try:
-        argv = Lab(args.name).exec_argv(args.cluster, args.pod, cmd, args.namespace)
+        argv = _up_lab(args.name).exec_argv(args.cluster, args.pod, cmd, args.namespace)
     except (LabError, ValueError) as exc:
         return _fail(str(exc))
     os.execvp(argv[0], argv)
@@ -161,7 +206,11 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_kubectl(args: argparse.Namespace) -> int:
     try:
-        argv = Lab(args.name).kubectl_argv(args.cluster, _strip_dashes(args.cmd))
+        lab = _up_lab(args.name)
+        argv = lab.kubectl_argv(args.cluster, _strip_dashes(args.cmd))
     except (LabError, ValueError) as exc:
         return _fail(str(exc))
+    if args.cluster == "broker" and not lab.broker_kubeconfig().is_file():
+        return _fail(f"lab {args.name!r} has no Broker (clusters: "
+                     f"{', '.join(c.name for c in lab.plan.clusters)})")
     os.execvp(argv[0], argv)

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
+import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
 from rich.table import Table
 
+from cli import kubeargs
 from cli.console import console
 
 
@@ -18,8 +19,7 @@ def register(sub: Any) -> None:
     show = sub.add_parser("show", help="inspect allocations and the datapath")
     show_sub = show.add_subparsers(dest="show_command", metavar="WHAT", required=True)
     alloc = show_sub.add_parser("allocations", help="global IPs recorded in the cluster's API")
-    alloc.add_argument("--kubeconfig", type=Path,
-                       default=Path(os.environ.get("KUBECONFIG", "~/.kube/config")).expanduser())
+    kubeargs.add_flags(alloc, "the cluster")
     alloc.add_argument("-o", "--output", choices=["table", "json"], default="table")
     alloc.set_defaults(func=cmd_allocations)
 
@@ -36,6 +36,10 @@ def register(sub: Any) -> None:
 
 
 def cmd_nat(args: argparse.Namespace) -> int:
+    if args.bpffs is not None and args.datapath != "ebpf":
+        print("gnctl: --bpffs is where the eBPF datapath pins its maps: it goes with "
+              "--datapath ebpf", file=sys.stderr)
+        return 1
     if args.datapath == "ebpf":
         return cmd_nat_ebpf(args)
     from datapath.nftables.inspect import TABLE_REF, read_mappings, render_table
@@ -43,7 +47,7 @@ def cmd_nat(args: argparse.Namespace) -> int:
     try:
         rows = read_mappings(netns=args.netns)
     except (OSError, RuntimeError) as exc:
-        print(f"gnctl: cannot read the nftables table: {exc}")
+        print(f"gnctl: cannot read the nftables table: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
         print(json.dumps([asdict(r) for r in rows], indent=2))
@@ -59,11 +63,15 @@ def cmd_nat_ebpf(args: argparse.Namespace) -> int:
     """The eBPF maps' ingress mappings with their per-mapping counters, and the drops."""
     from datapath.ebpf.inspect import read_drops, read_mappings
 
+    if args.bpffs is not None and not args.bpffs.is_dir():
+        print(f"gnctl: --bpffs {args.bpffs}: no such folder (a mounted bpffs, such as "
+              "/sys/fs/bpf)", file=sys.stderr)
+        return 1
     try:
         rows = read_mappings(netns=args.netns, bpffs=args.bpffs)
         drops = read_drops(netns=args.netns, bpffs=args.bpffs)
     except OSError as exc:
-        print(f"gnctl: cannot read the eBPF datapath's pinned maps: {exc}")
+        print(f"gnctl: cannot read the eBPF datapath's pinned maps: {exc}", file=sys.stderr)
         return 1
     if args.output == "json":
         print(json.dumps({"mappings": [asdict(r) for r in rows], "drops": drops}, indent=2))
@@ -82,12 +90,16 @@ def cmd_nat_ebpf(args: argparse.Namespace) -> int:
 
 def cmd_allocations(args: argparse.Namespace) -> int:
     from globalnet.inspect import read_allocations
-    from kube.client import new_api_client
+    from kube.errors import is_not_found
 
-    if not args.kubeconfig.exists():
-        print(f"gnctl: kubeconfig {args.kubeconfig} not found (use --kubeconfig)")
+    try:
+        rows = read_allocations(kubeargs.api_client(args))
+    except Exception as exc:
+        if not is_not_found(exc):
+            raise  # main.py explains connection and API errors
+        print(f"gnctl: Globalnet's CRDs are not in the cluster of {kubeargs.server_of(args)} "
+              "(is it joined? `gnctl join` installs them)", file=sys.stderr)
         return 1
-    rows = read_allocations(new_api_client(args.kubeconfig))
     if args.output == "json":
         print(json.dumps([asdict(r) for r in rows], indent=2))
         return 0

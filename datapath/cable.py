@@ -13,6 +13,7 @@ chosen by name through `datapath.cable_drivers`.
 from __future__ import annotations
 
 import socket
+import threading
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -43,6 +44,9 @@ class PeerState:
     rx_bytes: int
     tx_bytes: int
     endpoint: str  # where the driver sends to now ("" when unknown)
+    # The driver's own word for the connection, where it has one (IPsec: the IKE
+    # and child SA states, "ESTABLISHED/INSTALLED"); "" when it has none.
+    state: str = ""
 
 
 class Cable(Protocol):
@@ -91,3 +95,39 @@ def configure_device(ipr: Any, index: int, address: str, prefixlen: int, mtu: in
     if address not in have:
         ipr.addr("add", index=index, address=address, prefixlen=prefixlen)
     ipr.link("set", index=index, mtu=mtu, state="up")
+
+
+class UnderlayLink:
+    """Whether the link that holds a gateway's cable address is up with carrier:
+    the gateway election's eligibility (a gateway cut off the underlay must hand
+    over even while it still reaches its API server). One netlink socket, kept."""
+
+    def __init__(self, local_ip: str, netns: str | None = None) -> None:
+        self.local_ip, self.netns = local_ip, netns
+        self._ipr: Any = None
+        self._lock = threading.Lock()  # asked by the elector and the engine's loop
+
+    def up(self) -> bool:
+        with self._lock:
+            return self._up()
+
+    def _up(self) -> bool:
+        from datapath.netlink import IPRoute
+
+        try:
+            if self._ipr is None:
+                self._ipr = IPRoute(netns=self.netns) if self.netns else IPRoute()
+            addrs = self._ipr.get_addr(address=self.local_ip)
+            if not addrs:
+                return False
+            link = self._ipr.get_links(int(addrs[0]["index"]))[0]
+        except Exception:  # a broken socket: open a new one next time
+            self.close()
+            raise
+        return (link.get_attr("IFLA_OPERSTATE") in ("UP", "UNKNOWN")
+                and link.get_attr("IFLA_CARRIER") != 0)
+
+    def close(self) -> None:
+        if self._ipr is not None:
+            ipr, self._ipr = self._ipr, None
+            ipr.close()

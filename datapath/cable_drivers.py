@@ -13,11 +13,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from datapath.cable import Cable, CableError
-from datapath.vxlan import VxlanCable
-from datapath.wireguard import WireguardCable
 
 DEFAULT = "vxlan"
 DEFAULT_STATE_DIR = Path("/var/lib/globalnet/gateway")
+DAEMON_MODES = ("managed", "external")
 
 
 @dataclass(frozen=True)
@@ -30,19 +29,43 @@ class CableOptions:
     state_dir: Path = DEFAULT_STATE_DIR  # keys kept across restarts (WireGuard)
     run_root: Path | None = None  # a private /run for userspace daemons (see wireguard)
     implementation: str = "auto"  # auto | kernel | userspace
+    # Who runs a userspace daemon (wireguard-go, charon): "managed", the driver
+    # starts and stops it; "external", a process beside the engine does (the
+    # gateway pod's cable container, so an engine restart keeps the tunnel up)
+    # and the driver only waits for it and configures it.
+    daemon: str = "managed"
+    psk: str | None = None  # the clusterset's IPsec pre-shared key (ipsec)
+    # What other clusters reach through this gateway (the global CIDR): IPsec's
+    # local traffic selectors.
+    subnets: tuple[str, ...] = ()
 
 
+# Each driver is imported when it is built: `gnctl` lists the names without them.
 def _vxlan(o: CableOptions) -> Cable:
+    from datapath.vxlan import VxlanCable
+
     return VxlanCable(o.local_ip, netns=o.netns, mtu=o.mtu)
 
 
 def _wireguard(o: CableOptions) -> Cable:
+    from datapath.wireguard import WireguardCable
+
     return WireguardCable(o.local_ip, netns=o.netns, mtu=o.mtu, state_dir=o.state_dir,
-                          run_root=o.run_root, implementation=o.implementation)
+                          run_root=o.run_root, implementation=o.implementation,
+                          daemon=o.daemon)
+
+
+def _ipsec(o: CableOptions) -> Cable:
+    from datapath.ipsec import IpsecCable
+
+    return IpsecCable(o.local_ip, psk=o.psk, netns=o.netns, mtu=o.mtu, run_root=o.run_root,
+                      implementation=o.implementation, daemon=o.daemon,
+                      local_subnets=o.subnets)
 
 
 DRIVERS: dict[str, Callable[[CableOptions], Cable]] = {"vxlan": _vxlan,
-                                                       "wireguard": _wireguard}
+                                                       "wireguard": _wireguard,
+                                                       "ipsec": _ipsec}
 
 
 def names() -> tuple[str, ...]:

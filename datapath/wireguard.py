@@ -30,7 +30,6 @@ import base64
 import contextlib
 import logging
 import os
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -38,6 +37,7 @@ from pathlib import Path
 
 import netaddr
 
+from datapath import daemons
 from datapath import netns as nsutil
 from datapath.cable import CableError, PeerState, RemoteGateway, configure_device
 from datapath.netlink import IPRoute
@@ -94,18 +94,6 @@ def load_or_create_key(state_dir: Path) -> tuple[str, str]:
     return private, public
 
 
-def _gone(pid: int) -> bool:
-    """No such process, or only its zombie (reaped here when it is our child)."""
-    with contextlib.suppress(ChildProcessError):
-        if os.waitpid(pid, os.WNOHANG)[0] == pid:
-            return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rsplit(")", 1)[-1].split()[0] in ("Z", "X")
-
-
 @dataclass(frozen=True)
 class Peer:
     """One peer line of `wg show DEV dump`."""
@@ -151,10 +139,15 @@ class WireguardCable:
 
     def __init__(self, local_ip: str, *, state_dir: Path, netns: str | None = None,
                  mtu: int = 1500, port: int = PORT, run_root: Path | None = None,
-                 implementation: str = "auto") -> None:
+                 implementation: str = "auto", daemon: str = "managed") -> None:
         if implementation not in IMPLEMENTATIONS:
             raise CableError(f"WireGuard implementation {implementation!r}: "
                              f"one of {', '.join(IMPLEMENTATIONS)}")
+        if daemon not in ("managed", "external"):
+            raise CableError(f"WireGuard daemon {daemon!r}: managed or external")
+        # external: wireguard-go runs beside us (the gateway pod's cable container)
+        # and outlives our restarts; we never start, stop or replace it.
+        self.external = daemon == "external"
         self.local_ip, self.netns, self.port = local_ip, netns, port
         self.mtu = mtu - OVERHEAD
         self.run_root, self.want = run_root, implementation
@@ -236,8 +229,15 @@ class WireguardCable:
             return bool(ipr.link_lookup(ifname=IFNAME))
 
     def remove(self) -> None:
-        """Routes, the userspace daemon (by PID), the device, its socket: all gone."""
+        """Routes, the userspace daemon (by PID), the device, its socket: all gone.
+        With an external daemon the device is its: only routes and peers go."""
         self.routes.clear()
+        if self.external:
+            if self.exists() and self._answers():
+                for key in sorted(self._dump().peers):
+                    self._wg(["set", IFNAME, "peer", key, "remove"])
+            self.mode = None
+            return
         self._stop_daemon()
         with self._ipr() as ipr:
             for index in ipr.link_lookup(ifname=IFNAME):
@@ -295,11 +295,17 @@ class WireguardCable:
                 known, self.mode = self.mode, self._mode_of(ipr, int(found[0]))
                 if known is None:
                     log.info("found %s (%s): keeping it", IFNAME, self.mode)
+                if self.mode == USERSPACE and self.external and not self._answers():
+                    raise CableError(f"{IFNAME} exists but {USERSPACE} does not answer on "
+                                     f"{self.run_dir}/{IFNAME}.sock yet")
                 if self.mode == USERSPACE and not self._answers():
                     # A TUN device nobody serves (its daemon was killed): start over.
                     log.warning("%s has no wireguard-go behind it: rebuilding", IFNAME)
                     ipr.link("del", index=int(found[0]))
                     found = []
+            if not found and self.external and not self._kernel_possible(ipr):
+                raise CableError(f"waiting for {USERSPACE} (the cable container) to "
+                                 f"create {IFNAME}")
             if not found:
                 self._stop_daemon()  # one left from a device deleted by hand
                 self._clean_run_files()
@@ -314,6 +320,20 @@ class WireguardCable:
                           "listen-port", str(self.port)], stdin=self.private_key + "\n")
             configure_device(ipr, index, tunnel_ip(self.local_ip), TUNNEL_NET.prefixlen,
                              self.mtu)
+
+    def _kernel_possible(self, ipr: IPRoute) -> bool:
+        """Whether this namespace's kernel makes WireGuard devices (then the device is
+        ours to make even with an external daemon: it has nothing to run)."""
+        if self.want == "userspace":
+            return False
+        probe = "gn-wg-probe"
+        try:
+            ipr.link("add", ifname=probe, kind="wireguard")
+        except Exception:  # pyroute2's NetlinkError: no WireGuard module
+            return False
+        for index in ipr.link_lookup(ifname=probe):
+            ipr.link("del", index=index)
+        return True
 
     def _create(self, ipr: IPRoute) -> None:
         if self.want in ("auto", "kernel"):
@@ -373,29 +393,11 @@ class WireguardCable:
 
     def _stop_daemon(self) -> None:
         pid = self._daemon_pid()
+        daemons.stop(pid, self._proc)
         if pid is not None:
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(pid, signal.SIGTERM)
-            if not self._wait_gone(pid, 5.0):
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(pid, signal.SIGKILL)
-                self._wait_gone(pid, 2.0)
             log.info("stopped %s (PID %d)", USERSPACE, pid)
-        if self._proc is not None:
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self._proc.wait(1)
-            self._proc = None
+        self._proc = None
 
-    def _wait_gone(self, pid: int, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self._proc is not None and self._proc.pid == pid:
-                if self._proc.poll() is not None:
-                    return True
-            elif _gone(pid):
-                return True
-            time.sleep(0.05)
-        return False
 
     def _clean_run_files(self) -> None:
         for name in (f"{IFNAME}.sock", f"{IFNAME}.globalnet.pid", f"{IFNAME}.globalnet.log"):

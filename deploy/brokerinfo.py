@@ -39,6 +39,9 @@ class BrokerInfo:
     globalnet: bool
     globalnet_cidr_range: str = ""
     globalnet_cluster_size: int = 0
+    # The clusterset's IPsec pre-shared key (upstream's `psk`), kept on the Broker
+    # so every deploy-broker hands out the same one; "" in files from before it.
+    ipsec_psk: str = ""
 
     def encode(self) -> str:
         body = asdict(self)
@@ -76,6 +79,7 @@ def _digest(body: dict[str, Any]) -> str:
 _FIELDS: Final = {"server": str, "ca_pem": str, "token": str, "namespace": str,
                   "globalnet": bool, "globalnet_cidr_range": str,
                   "globalnet_cluster_size": int}
+_OPTIONAL: Final = {"ipsec_psk": str}  # absent in older files
 
 
 def decode(text: str, *, source: str = "broker-info") -> BrokerInfo:
@@ -97,7 +101,11 @@ def decode(text: str, *, source: str = "broker-info") -> BrokerInfo:
         if not isinstance(doc.get(name), kind) or isinstance(doc.get(name), bool) != (
                 kind is bool):
             raise BrokerInfoError(f"{source} lacks a valid {name!r} field")
-    if set(doc) != set(_FIELDS) or digest != _digest(doc):
+    optional = {k: v for k, v in doc.items() if k in _OPTIONAL}
+    for name, value in optional.items():
+        if not isinstance(value, _OPTIONAL[name]):
+            raise BrokerInfoError(f"{source} lacks a valid {name!r} field")
+    if set(doc) - set(optional) != set(_FIELDS) or digest != _digest(doc):
         raise BrokerInfoError(f"{source} was altered or damaged (its digest does not match "
                               "its content); get a fresh copy from `gnctl deploy-broker`")
     if not doc["server"].startswith("https://"):

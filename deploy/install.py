@@ -34,7 +34,7 @@ from deploy.brokerinfo import BrokerInfo
 from gateway import clusterset
 from kube import errors, names, resources
 from kube import objects as o
-from kube.crud import ResourceClient
+from kube.crud import ResourceClient, ensure_namespace
 
 JSON = dict[str, Any]
 Progress = Callable[[str], object]
@@ -61,9 +61,34 @@ def deploy_broker(api: Any, *, server: str, globalnet: bool, cidr_range: str,
     token, ca = broker_identity.account_token(api, names.BROKER_JOIN_ACCOUNT, namespace)
     enabled = record is not None and record.enabled
     return BrokerInfo(server=server, ca_pem=ca, token=token, namespace=namespace,
-                      globalnet=enabled,
+                      globalnet=enabled, ipsec_psk=_ipsec_psk(api, namespace),
                       globalnet_cidr_range=record.cidr_range if record and enabled else "",
                       globalnet_cluster_size=record.cluster_size if record and enabled else 0)
+
+
+def _ipsec_psk(api: Any, namespace: str) -> str:
+    """The clusterset's IPsec pre-shared key, made once on the Broker (32 random
+    bytes) and read back ever after: a second deploy-broker must not change it."""
+    import base64
+    import secrets
+
+    secrets_client = ResourceClient(api, resources.SECRETS)
+    secrets_client.create_if_absent({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": {"name": names.IPSEC_PSK_SECRET, "namespace": namespace},
+        "type": "Opaque",
+        "data": {names.IPSEC_PSK_KEY: base64.b64encode(
+            base64.b64encode(secrets.token_bytes(32))).decode()}}, namespace=namespace)
+    stored = secrets_client.get(names.IPSEC_PSK_SECRET, namespace=namespace)
+    return base64.b64decode(stored["data"][names.IPSEC_PSK_KEY]).decode()
+
+
+def ipsec_psk_secret(info: BrokerInfo) -> JSON:
+    """The clusterset's PSK as the Secret the IPsec cable's engine mounts."""
+    return {"apiVersion": "v1", "kind": "Secret",
+            "metadata": {"name": names.IPSEC_PSK_SECRET, "namespace": names.CLUSTER_NAMESPACE,
+                         "labels": {manifests.PART_OF_LABEL: manifests.PART_OF}},
+            "type": "Opaque", "stringData": {names.IPSEC_PSK_KEY: info.ipsec_psk}}
 
 
 def broker_client(info: BrokerInfo, *, server: str | None = None) -> Any:
@@ -114,9 +139,12 @@ class JoinOptions:
     globalnet_cluster_size: int | None = None
     image: str = manifests.DEFAULT_IMAGE
     datapath: str = "nftables"
+    cable_driver: str = "vxlan"
     api_server: str = manifests.DEFAULT_API_SERVER
     dns_service_ip: str | None = None
-    gateway_node: str | None = None  # labelled submariner.io/gateway=true by join
+    # Labelled submariner.io/gateway=true by join (empty: the nodes labelled already).
+    # Several: one is active, the others stand by.
+    gateway_nodes: tuple[str, ...] = ()
     verbose_agents: bool = False
     wait_timeout: float = DEFAULT_WAIT
     dry_run: bool = False
@@ -154,11 +182,11 @@ def _cidrs(api: Any, opts: JoinOptions, progress: Progress) -> tuple[tuple[str, 
 
 def _gateway_nodes(api: Any, opts: JoinOptions) -> list[str]:
     nodes = ResourceClient(api, resources.NODES)
-    if opts.gateway_node is not None:
-        if nodes.get_or_none(opts.gateway_node) is None:
-            raise InstallError(f"no node {opts.gateway_node!r} in the cluster "
-                               "(--gateway-node)")
-        return [opts.gateway_node]
+    if opts.gateway_nodes:
+        for name in opts.gateway_nodes:
+            if nodes.get_or_none(name) is None:
+                raise InstallError(f"no node {name!r} in the cluster (--gateway-node)")
+        return list(dict.fromkeys(opts.gateway_nodes))
     labelled = [o.name(n) for n in nodes.list(label_selector=names.GATEWAY_SELECTOR).items]
     if not labelled:
         raise InstallError(f"no gateway node: pass --gateway-node NODE, or label one with "
@@ -173,7 +201,8 @@ def render_member(opts: JoinOptions, *, global_cidr: str, pods: Sequence[str],
         return manifests.render(manifests.Options(
             cluster_id=opts.cluster_id, global_cidr=global_cidr, cluster_cidrs=tuple(pods),
             service_cidrs=tuple(services), image=opts.image, datapath=opts.datapath,
-            api_server=opts.api_server, dns_service_ip=opts.dns_service_ip,
+            cable_driver=opts.cable_driver, api_server=opts.api_server,
+            dns_service_ip=opts.dns_service_ip,
             verbose=opts.verbose_agents))
     except manifests.OptionsError as exc:
         raise InstallError(str(exc)) from None
@@ -200,7 +229,7 @@ def join(cluster_api: Any, info: BrokerInfo, opts: JoinOptions, *,
     request = clusterset.JoinRequest(
         cluster_id=opts.cluster_id, cluster_cidrs=tuple(pods), service_cidrs=tuple(services),
         globalnet_cidr=opts.globalnet_cidr, globalnet_cluster_size=opts.globalnet_cluster_size,
-        cluster_uid=uid)
+        cluster_uid=uid, cable_driver=opts.cable_driver)
     clusterset.validate_request(request)
     gateways = _gateway_nodes(cluster_api, opts)
     preview = clusterset.preview_join(broker_api, request, broker_namespace=info.namespace)
@@ -208,6 +237,9 @@ def join(cluster_api: Any, info: BrokerInfo, opts: JoinOptions, *,
         raise InstallError("the Broker was deployed without --globalnet; this release installs "
                            "Globalnet clustersets only")
     render_member(opts, global_cidr=preview, pods=pods, services=services)  # checks options
+    if opts.cable_driver == "ipsec" and not info.ipsec_psk:
+        raise InstallError("this broker-info file has no IPsec pre-shared key (it predates "
+                           "the IPsec cable): run `gnctl deploy-broker` again for a new one")
     if opts.dry_run:
         objects = [*broker_identity.member_objects(opts.cluster_id, info.namespace),
                    broker_secret(info, "<member token>"),
@@ -240,11 +272,23 @@ def join(cluster_api: Any, info: BrokerInfo, opts: JoinOptions, *,
         namespace_first = [obj for obj in objects if obj["kind"] in {
             "CustomResourceDefinition", "Namespace"}]
         rest = [obj for obj in objects if obj not in namespace_first]
-        ordered = [*namespace_first, broker_secret(info, token), *rest]
+        credentials = [broker_secret(info, token)]
+        if opts.cable_driver == "ipsec":
+            credentials.append(ipsec_psk_secret(info))
+        ordered = [*namespace_first, *credentials, *rest]
         for index, obj in enumerate(ordered, 1):
-            ResourceClient(cluster_api, manifests.resource_of(obj)).apply(
-                obj, field_manager=FIELD_MANAGER)
-            applied.append(obj)
+            client = ResourceClient(cluster_api, manifests.resource_of(obj))
+            # An undo removes only what this join made: a CRD that was there already
+            # (the MCS ones hold the users' ServiceExports) is never deleted.
+            existed = client.get_or_none(obj["metadata"]["name"],
+                                         namespace=obj["metadata"].get("namespace")) is not None
+            if obj["kind"] == "Namespace":
+                # One still being deleted (an uninstall just before) would refuse
+                # every object after it: wait for it to go, then make it anew.
+                ensure_namespace(cluster_api, obj["metadata"]["name"])
+            client.apply(obj, field_manager=FIELD_MANAGER)
+            if not existed:
+                applied.append(obj)
             if obj["kind"] in {"DaemonSet", "Deployment"} or index == len(ordered):
                 progress(f"applied {index}/{len(ordered)} objects ({obj['kind']} "
                          f"{obj['metadata']['name']})")
@@ -367,9 +411,9 @@ def installed_objects() -> list[JSON]:
     keep = [obj for obj in sample if not (obj["kind"] == "CustomResourceDefinition"
                                           and obj["spec"]["group"] == MCS_GROUP)]
     ns_index = next(i for i, obj in enumerate(keep) if obj["kind"] == "Namespace")
-    broker = broker_secret(BrokerInfo(server="https://x", ca_pem="", token="", namespace="",
-                                      globalnet=True), "")
-    return [*keep[:ns_index + 1], broker, *keep[ns_index + 1:]]
+    info = BrokerInfo(server="https://x", ca_pem="", token="", namespace="", globalnet=True)
+    credentials = [broker_secret(info, ""), ipsec_psk_secret(info)]
+    return [*keep[:ns_index + 1], *credentials, *keep[ns_index + 1:]]
 
 
 def uninstall(cluster_api: Any, *, progress: Progress = print) -> int:

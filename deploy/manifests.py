@@ -30,8 +30,13 @@ Corefile (``deploy/coredns``).
 
 Capabilities, per container (all others dropped, no privileged container):
 
-* gateway engine: NET_ADMIN (the VXLAN cable: links, addresses, routes) and NET_RAW
-  (the health pings, ``ping``, from the host network namespace);
+* gateway engine: NET_ADMIN (the cable: links, addresses, routes) and NET_RAW
+  (the health pings, ``ping``, from the host network namespace), the node's
+  ``CABLE_STATE_DIR`` (the WireGuard key pair outlives the pod);
+* cable (``--cable-driver wireguard`` or ``ipsec`` only): NET_ADMIN and the node's
+  ``/dev/net/tun``: it runs wireguard-go or charon, which the engine configures
+  through a socket in a directory both mount; a container of its own, so that
+  the tunnel outlives an engine restart;
 * Globalnet, ``--datapath nftables``: NET_ADMIN (its nftables table);
   ``--datapath ebpf``: NET_ADMIN (tc filters and the shim nftables table) and
   SYS_ADMIN: bcc opens the maps it pins (``BPF_TABLE_PINNED``) with
@@ -74,6 +79,10 @@ IMAGE_REPOSITORY: Final = "globalnet/globalnet"
 # The tag deploy/images/build.sh gives the image it builds (and imports into the lab).
 DEFAULT_IMAGE: Final = f"{IMAGE_REPOSITORY}:lab"
 DATAPATHS: Final = ("nftables", "ebpf")
+# The cable drivers (datapath.cable_drivers); those with a userspace daemon get
+# the gateway pod's `cable` container.
+CABLE_DRIVERS: Final = ("vxlan", "wireguard", "ipsec")
+USERSPACE_CABLES: Final = ("wireguard", "ipsec")
 DEFAULT_API_SERVER: Final = "https://kubernetes.default.svc"
 
 # Object names.
@@ -88,6 +97,17 @@ KUBECONFIG_KEY: Final = "kubeconfig"
 KUBE_DIR: Final = "/etc/globalnet/kube"
 BROKER_DIR: Final = "/etc/globalnet/broker"
 BPFFS: Final = "/sys/fs/bpf"
+VXLAN_DEVICE: Final = "vx-globalnet"  # datapath.vxlan.IFNAME (a test keeps them equal)
+# What the gateway engine keeps across restarts (the WireGuard key pair), on the node.
+CABLE_STATE_DIR: Final = "/var/lib/globalnet/gateway"
+# Where the engine and the cable container meet (wireguard-go's UAPI socket,
+# charon's vici socket): a directory both mount, here in the engine. The cable
+# container mounts it at CABLE_DAEMON_RUN_DIRS: wireguard-go's fixed
+# /run/wireguard; charon's whole /run (its PID file has a fixed path there and
+# the root file system is read-only).
+CABLE_RUN_DIRS: Final = {"wireguard": "/run/wireguard", "ipsec": "/run/globalnet-ipsec"}
+CABLE_DAEMON_RUN_DIRS: Final = {"wireguard": "/run/wireguard", "ipsec": "/run"}
+IPSEC_DIR: Final = "/etc/globalnet/ipsec"
 DNS_CONTAINER_PORT: Final = 5353  # unprivileged: the agent runs without capabilities
 DNS_PORT: Final = 53
 NOBODY: Final = 65534
@@ -123,6 +143,7 @@ class Options:
     namespace: str = names.CLUSTER_NAMESPACE
     image: str = DEFAULT_IMAGE
     datapath: str = "nftables"
+    cable_driver: str = "vxlan"
     # The URL the agents reach this cluster's API server at (written into their
     # kubeconfig; host-network pods resolve it through the cluster DNS).
     api_server: str = DEFAULT_API_SERVER
@@ -142,6 +163,14 @@ class Options:
         if self.datapath not in DATAPATHS:
             raise OptionsError(f"datapath {self.datapath!r}: expected one of "
                                f"{', '.join(DATAPATHS)}")
+        if self.cable_driver not in CABLE_DRIVERS:
+            raise OptionsError(f"cable driver {self.cable_driver!r}: expected one of "
+                               f"{', '.join(CABLE_DRIVERS)}")
+        if self.datapath == "ebpf" and self.cable_driver in USERSPACE_CABLES:
+            raise OptionsError(f"datapath ebpf with cable driver {self.cable_driver}: the "
+                               "eBPF programs expect an Ethernet cable device and this "
+                               "driver's is a layer-3 TUN; use --datapath nftables or "
+                               "--cable-driver vxlan")
         if not self.image or any(ch.isspace() for ch in self.image) or ":" not in \
                 self.image.rsplit("/", 1)[-1]:
             raise OptionsError(f"image {self.image!r}: expected REPOSITORY:TAG")
@@ -345,7 +374,7 @@ def _gateway_daemonset(opts: Options) -> JSON:
     globalnet_args = [
         f"--cluster-id={opts.cluster_id}", f"--global-cidr={opts.global_cidr}",
         *(f"--local-cidr={c}" for c in opts.local_cidrs),
-        f"--namespace={opts.namespace}", "--identity=$(NODE_NAME)",
+        f"--namespace={opts.namespace}", "--identity=$(NODE_NAME)", "--node-name=$(NODE_NAME)",
         f"--datapath={opts.datapath}",
     ]
     globalnet_mounts: list[JSON] = []
@@ -353,7 +382,9 @@ def _gateway_daemonset(opts: Options) -> JSON:
                                          rbac.GLOBALNET)] + [copy.deepcopy(BROKER_VOLUME)]
     capabilities = ["NET_ADMIN"]
     if ebpf:
-        globalnet_args.append(f"--bpffs={BPFFS}")
+        # The programs go on the cable device only (VXLAN's: see Options): on a
+        # standby gateway node, which has none, they translate nothing.
+        globalnet_args += [f"--bpffs={BPFFS}", f"--tunnel-dev={VXLAN_DEVICE}"]
         capabilities.append("SYS_ADMIN")
         globalnet_mounts = [
             {"name": "bpffs", "mountPath": BPFFS, "mountPropagation": "HostToContainer"},
@@ -368,22 +399,93 @@ def _gateway_daemonset(opts: Options) -> JSON:
     # The Broker syncer runs inside the engine's process (one interpreter less on
     # every gateway node) but keeps its own identity: its token beside the engine's.
     syncer_dir = f"{KUBE_DIR}-{rbac.BROKER_SYNCER}"
-    engine = _container(opts, rbac.GATEWAY_ENGINE, "gateway.engine", [
+    engine_args = [
         f"--cluster-id={opts.cluster_id}", "--node-name=$(NODE_NAME)",
         "--private-ip=$(NODE_IP)", f"--subnet={opts.global_cidr}",
         f"--syncer-kubeconfig={syncer_dir}/{KUBECONFIG_KEY}",
-    ], capabilities=["NET_ADMIN", "NET_RAW"], root=True, broker=True,
-        mounts=[{"name": f"kube-{rbac.BROKER_SYNCER}", "mountPath": syncer_dir,
-                 "readOnly": True}])
+        f"--cable-driver={opts.cable_driver}",
+    ]
+    engine_mounts: list[JSON] = [
+        {"name": f"kube-{rbac.BROKER_SYNCER}", "mountPath": syncer_dir, "readOnly": True}]
+    cable = _cable_container(opts)
+    if cable is not None:
+        engine_args += [f"--state-dir={CABLE_STATE_DIR}", "--cable-daemon=external"]
+        engine_mounts.append({"name": "cable-state", "mountPath": CABLE_STATE_DIR})
+        volumes.append({"name": "cable-state",
+                        "hostPath": {"path": CABLE_STATE_DIR, "type": "DirectoryOrCreate"}})
+        engine_mounts.append({"name": "cable-run",
+                              "mountPath": CABLE_RUN_DIRS[opts.cable_driver]})
+        volumes += [{"name": "cable-run", "emptyDir": {"medium": "Memory"}},
+                    {"name": "dev-net-tun",
+                     "hostPath": {"path": "/dev/net/tun", "type": "CharDevice"}}]
+    if opts.cable_driver == "ipsec":
+        engine_args += [f"--cable-run-dir={CABLE_RUN_DIRS['ipsec']}",
+                        f"--psk-file={IPSEC_DIR}/{names.IPSEC_PSK_KEY}"]
+        engine_mounts.append({"name": "ipsec-psk", "mountPath": IPSEC_DIR, "readOnly": True})
+        volumes.append({"name": "ipsec-psk", "secret": {
+            "secretName": names.IPSEC_PSK_SECRET,
+            "items": [{"key": names.IPSEC_PSK_KEY, "path": names.IPSEC_PSK_KEY}]}})
+    engine = _container(opts, rbac.GATEWAY_ENGINE, "gateway.engine", engine_args,
+                        capabilities=["NET_ADMIN", "NET_RAW"], root=True, broker=True,
+                        mounts=engine_mounts)
     containers = [
         engine,
         _container(opts, rbac.GLOBALNET, "globalnet.agent", globalnet_args,
                    capabilities=capabilities, root=True, mounts=globalnet_mounts,
                    cpu="50m", memory="96Mi" if ebpf else "64Mi"),
+        *([cable] if cable is not None else []),
     ]
     return _daemonset(opts, GATEWAY_DAEMONSET, "gateway", _pod_spec(
         opts, containers, volumes, service_account=service_account_name(rbac.GATEWAY_ENGINE),
         host_network=True), node_selector={names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE})
+
+
+# The cable container's command, per userspace driver. WireGuard: the kernel's
+# when this node has it (the engine then makes the device itself and this
+# container only waits), else wireguard-go in the foreground; the engine sets
+# keys and peers through its UAPI socket. IPsec: charon with kernel-libipsec.
+CABLE_DAEMONS: Final = {
+    "wireguard": ["sh", "-c",
+                  "if ip link add gn-wg-probe0 type wireguard 2>/dev/null; then "
+                  "ip link del gn-wg-probe0; exec sleep infinity; fi; "
+                  "WG_PROCESS_FOREGROUND=1 exec wireguard-go -f wg-globalnet"],
+    "ipsec": ["python3", "-m", "datapath.ipsec", "daemon", "--run-root=/run"],
+}
+
+
+CABLE_CAPABILITIES: Final = {"wireguard": ["NET_ADMIN"],
+                              "ipsec": ["NET_ADMIN", "NET_BIND_SERVICE"]}
+
+
+def _cable_container(opts: Options) -> JSON | None:
+    """The container that runs the cable's userspace daemon, so that it lives as
+    long as the pod: an engine restart (SIGKILL included) leaves the tunnel and
+    its sessions up, and the new engine adopts them. None for kernel drivers."""
+    if opts.cable_driver not in USERSPACE_CABLES:
+        return None
+    container: JSON = {
+        "name": "cable",
+        "image": opts.image,
+        "imagePullPolicy": "IfNotPresent",
+        "command": list(CABLE_DAEMONS[opts.cable_driver]),
+        "resources": {"requests": {"cpu": "20m", "memory": "24Mi"}},
+        # NET_ADMIN: the TUN device, its link and charon's routes; IKE's UDP 500 and
+        # 4500 are privileged ports; root: capabilities as above.
+        "securityContext": _security(CABLE_CAPABILITIES[opts.cable_driver], root=True),
+        "volumeMounts": [
+            {"name": "cable-run", "mountPath": CABLE_DAEMON_RUN_DIRS[opts.cable_driver]},
+            {"name": "dev-net-tun", "mountPath": "/dev/net/tun"},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+    }
+    if opts.cable_driver == "ipsec":
+        # wireguard-go exits with its TUN device; charon keeps running without its
+        # own (deleted by hand): kubelet restarts it, and the engine configures the
+        # new one.
+        container["livenessProbe"] = {
+            "exec": {"command": ["sh", "-c", "ls /sys/class/net | grep -q '^ipsec'"]},
+            "initialDelaySeconds": 5, "periodSeconds": 5, "failureThreshold": 2}
+    return container
 
 
 def _route_agent_daemonset(opts: Options) -> JSON:
@@ -569,6 +671,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="a service CIDR (repeat)")
     p.add_argument("--image", default=DEFAULT_IMAGE)
     p.add_argument("--datapath", choices=DATAPATHS, default="nftables")
+    p.add_argument("--cable-driver", choices=CABLE_DRIVERS, default="vxlan")
     p.add_argument("--api-server", default=DEFAULT_API_SERVER,
                    help="the URL the agents reach this cluster's API server at")
     p.add_argument("--dns-service-ip", help="a fixed ClusterIP for the DNS Service")
@@ -584,8 +687,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         opts = Options(cluster_id=args.cluster_id, global_cidr=args.global_cidr,
                        cluster_cidrs=tuple(args.cluster_cidr),
                        service_cidrs=tuple(args.service_cidr), image=args.image,
-                       datapath=args.datapath, api_server=args.api_server,
-                       dns_service_ip=args.dns_service_ip, zone=args.zone,
+                       datapath=args.datapath, cable_driver=args.cable_driver,
+                       api_server=args.api_server, dns_service_ip=args.dns_service_ip,
+                       zone=args.zone,
                        verbose=args.verbose_agents)
     except OptionsError as exc:
         print(f"deploy.manifests: {exc}", file=sys.stderr)

@@ -117,6 +117,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(N, resources.LEASES, ("get", "update"),
              resource_names=(names.globalnet_lease("{cluster_id}"),)),
         Rule(N, resources.LEASES, ("create",)),
+        # publisher.IntentPublisher: who holds the gateway Lease (a passive gateway
+        # node keeps its NAT state but translates nothing).
+        Rule(N, resources.LEASES, READ),
         # gateway_health.GatewayHealthCheckController: the informer over Nodes (the
         # publisher also reads the gateway nodes from it) and the patch that sets or
         # clears the gateway node's health-check global IP annotation.
@@ -150,6 +153,8 @@ RULES: dict[str, tuple[Rule, ...]] = {
         # self.clusters / self.gateways: remote global CIDRs and the active gateway.
         Rule(N, resources.CLUSTERS, READ),
         Rule(N, resources.GATEWAYS, READ),
+        # self.leases: the gateway Lease's holder is the active gateway, first.
+        Rule(N, resources.LEASES, READ),
     ),
     # lighthouse/agent/* (LighthouseAgent: exporter, importer, DNS feed)
     LIGHTHOUSE_AGENT: (

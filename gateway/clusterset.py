@@ -54,6 +54,9 @@ class JoinRequest:
     # The UID of the cluster's kube-system namespace: a cluster ID held by a cluster
     # with another UID is refused (None: not checked).
     cluster_uid: str | None = None
+    # The cable driver of its gateways (recorded on its Cluster object); a join with
+    # another driver than the members' is refused (None: not checked).
+    cable_driver: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +128,7 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
         raise ClustersetError(f"no Broker here: namespace {broker_namespace} does not exist "
                               "(run `gnctl deploy-broker` against the Broker first)")
     _check_cluster_id_free(broker_api, request, broker_namespace)
+    _check_cable_driver(broker_api, request, broker_namespace)
     broker = BrokerGlobalnet(broker_api, namespace=broker_namespace)
     info = broker.read()
     global_cidr = None
@@ -154,6 +158,7 @@ def preview_join(broker_api: Any, request: JoinRequest, *,
 
     validate_request(request)
     _check_cluster_id_free(broker_api, request, broker_namespace)
+    _check_cable_driver(broker_api, request, broker_namespace)
     info = BrokerGlobalnet(broker_api, namespace=broker_namespace).read()
     if info is None or not info.enabled:
         return None
@@ -164,6 +169,25 @@ def preview_join(broker_api: Any, request: JoinRequest, *,
     except CidrAllocationError as exc:
         raise ClustersetError(str(exc)) from None
     return cidr
+
+
+def _check_cable_driver(broker_api: Any, request: JoinRequest, broker_namespace: str
+                        ) -> None:
+    """Refuse a driver the other members' gateways do not speak (their cables could
+    never connect to this cluster's): one line naming theirs."""
+    if request.cable_driver is None:
+        return
+    theirs = {}
+    for obj in ResourceClient(broker_api, resources.CLUSTERS).list(
+            namespace=broker_namespace).items:
+        driver = o.annotations_of(obj).get(names.CABLE_DRIVER_ANNOTATION)
+        if o.name(obj) != request.cluster_id and driver and driver != request.cable_driver:
+            theirs[o.name(obj)] = driver
+    if theirs:
+        listed = ", ".join(f"{c}: {d}" for c, d in sorted(theirs.items()))
+        raise ClustersetError(
+            f"cable driver {request.cable_driver} differs from the clusterset's ({listed}); "
+            f"join with --cable-driver {sorted(set(theirs.values()))[0]}")
 
 
 def _check_cluster_id_free(broker_api: Any, request: JoinRequest, broker_namespace: str
@@ -207,8 +231,13 @@ def cluster_object(request: JoinRequest, global_cidr: str | None) -> JSON:
                   "service_cidr": list(request.service_cidrs),
                   "global_cidr": [global_cidr] if global_cidr else []}
     metadata: JSON = {"name": request.cluster_id}
+    annotations = {}
     if request.cluster_uid:
-        metadata["annotations"] = {names.CLUSTER_UID_ANNOTATION: request.cluster_uid}
+        annotations[names.CLUSTER_UID_ANNOTATION] = request.cluster_uid
+    if request.cable_driver:
+        annotations[names.CABLE_DRIVER_ANNOTATION] = request.cable_driver
+    if annotations:
+        metadata["annotations"] = annotations
     return {"apiVersion": resources.CLUSTERS.api_version,
             "kind": resources.CLUSTERS.kind, "metadata": metadata, "spec": spec}
 

@@ -24,9 +24,22 @@ Every gateway node runs an engine; they elect one leader per cluster (the Lease
   byte counters, and who carries the packets: kernel or wireguard-go).
 
 A passive engine says so in its Gateway status and, once another node is known
-to lead, removes this node's cable (left from when it was active). Stopping an
-engine removes nothing: traffic keeps flowing until the next leader converges
-by difference.
+to lead (or while this node cannot carry the cable), removes this node's cable
+(left from when it was active), so that the route agent routes this node's
+traffic to the active gateway. Stopping an engine removes nothing: traffic
+keeps flowing until the next leader converges by difference.
+
+Failover: the Lease lasts LEASE_DURATION (0.8 s, renewed every 0.1 s; upstream
+15 s), so a dead active gateway is replaced within about a second. A gateway
+whose cable link has no carrier (`datapath.cable.UnderlayLink`) is not eligible:
+it gives the Lease up at once and does not campaign until the link is back (it
+may still reach its API server; it must not stay active). Everything else that
+must follow the active gateway watches the Lease: the Globalnet agents (the
+standby keeps the NAT programmed, translating nothing), the route agents (their
+next hop). The Broker syncer runs in the active engine's process only
+(`while_active`): a cut-off gateway's stale view of the Broker must not fight
+the active one's. Health pings run in a thread of their own (`HealthChecker`),
+so a dead remote's timed-out ping never delays converging the cable.
 
     python -m gateway.engine --kubeconfig K --broker-kubeconfig B --cluster-id C \\
         --node-name N --private-ip IP --subnet CIDR [--netns NS] \\
@@ -43,12 +56,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from datapath import cable_drivers, netns
-from datapath.cable import Cable, CableError, PeerState, RemoteGateway
+from datapath.cable import Cable, CableError, PeerState, RemoteGateway, UnderlayLink
 from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
@@ -61,6 +75,8 @@ JSON = dict[str, Any]
 _RTT = re.compile(r"time=([0-9.]+) ms")
 REPORT_PERIOD = 5.0  # seconds between status writes that only refresh RTTs
 
+
+LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 0.8, 0.5, 0.1
 
 _VOLATILE_CABLE = ("latestHandshake", "handshakeAgeSeconds", "rxBytes", "txBytes")
 
@@ -87,9 +103,14 @@ class EngineConfig:
     # The shared Broker namespace; the Endpoint goes into this cluster's member
     # namespace derived from it (`member_namespace`).
     broker_namespace: str = names.BROKER_NAMESPACE
-    lease_duration: float = 15.0
-    renew_deadline: float = 10.0
-    retry_period: float = 2.0
+    # Failover within about a second of the active gateway's death: followers poll
+    # the Lease every retry_period and take it lease_duration after its last renew
+    # (upstream: 15 s / 10 s / 2 s). A leader that cannot renew for renew_deadline
+    # stops acting first. Costs the API server ~1/retry_period small writes a second
+    # per cluster.
+    lease_duration: float = LEASE_DURATION
+    renew_deadline: float = RENEW_DEADLINE
+    retry_period: float = RETRY_PERIOD
     health_period: float = 1.0
     cable_driver: str = cable_drivers.DEFAULT
 
@@ -146,6 +167,8 @@ def cable_state(cable: Cable, state: PeerState | None, now: float) -> JSON:
                                     if state.latest_handshake else ""))
         if state.latest_handshake:
             out["handshakeAgeSeconds"] = max(0, int(now - state.latest_handshake))
+        if state.state:
+            out["state"] = state.state  # IPsec: the IKE and child SA states
     return out
 
 
@@ -162,11 +185,74 @@ def ping(target: str, timeout_s: int = 1, *, netns_name: str | None = None) -> f
     return float(found.group(1)) if out.returncode == 0 and found else None
 
 
+class HealthChecker:
+    """Pings every remote gateway each `period` in a thread of its own, so that a
+    dead gateway's timed-out ping never holds up the engine's loop (a failover
+    would wait for it); the loop reads the last result, and is woken when one
+    flips between answered and not."""
+
+    def __init__(self, netns_name: str | None, period: float,
+                 on_flip: Callable[[], None]) -> None:
+        self.netns_name, self.period, self.on_flip = netns_name, period, on_flip
+        self._targets: tuple[str, ...] = ()
+        self._rtt: dict[str, float | None] = {}
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._kick = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="health-check", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._kick.set()
+        self._thread.join(5)
+
+    def watch(self, targets: list[str]) -> None:
+        with self._lock:
+            new = tuple(sorted(set(targets)))
+            changed, self._targets = new != self._targets, new
+            self._rtt = {t: self._rtt[t] for t in new if t in self._rtt}
+        if changed:
+            self._kick.set()  # a new target is pinged at once
+
+    def rtt(self, target: str) -> float | None:
+        """The last RTT in ms; None: no answer (or not pinged yet)."""
+        with self._lock:
+            return self._rtt.get(target)
+
+    def pinged(self, target: str) -> bool:
+        with self._lock:
+            return target in self._rtt
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                targets = self._targets
+            for target in targets:
+                try:
+                    rtt = ping(target, netns_name=self.netns_name)
+                except Exception:  # a missing namespace, a hung ping: no answer
+                    log.debug("health ping to %s failed", target, exc_info=True)
+                    rtt = None
+                with self._lock:
+                    if target not in self._targets:
+                        continue
+                    before = self._rtt.get(target, "unset")
+                    self._rtt[target] = rtt
+                if (before is None) != (rtt is None) or before == "unset":
+                    self.on_flip()
+            self._kick.wait(self.period)
+            self._kick.clear()
+
+
 class GatewayEngine:
     """Leader election, Endpoint publication, cable and health, for one node."""
 
     def __init__(self, *, local_api: Any, broker_api: Any, cfg: EngineConfig,
-                 cable: Cable) -> None:
+                 cable: Cable, eligible: Callable[[], bool] | None = None,
+                 while_active: Callable[[], daemon.Service] | None = None) -> None:
         if cable.driver != cfg.cable_driver:
             raise ValueError(f"a {cable.driver} cable for an engine of {cfg.cable_driver}")
         self.cfg, self.cable = cfg, cable
@@ -180,36 +266,81 @@ class GatewayEngine:
         self.endpoints.add_handler(on_add=lambda _o: self._wake.set(),
                                    on_update=lambda _a, _b: self._wake.set(),
                                    on_delete=lambda _o: self._wake.set())
+        self.health = HealthChecker(cable.netns, cfg.health_period, self._wake.set)
         self.active = False
         self._withdrawn_stale = False
         self._reported: JSON = {}
         self._reported_at = 0.0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        # What runs on the active gateway only, one instance per term (the Broker
+        # syncer: a cut-off gateway's stale view of the Broker must not fight the
+        # active one's over the cluster's copies).
+        self._while_active = while_active
+        self._term_service: daemon.Service | None = None
+        self._term = 0
+        self._term_lock = threading.Lock()
         self.elector = LeaderElector(
             local_api,
             LeaderElectionConfig(name=names.GATEWAY_LEASE, namespace=cfg.namespace,
                                  identity=cfg.node_name, lease_duration=cfg.lease_duration,
                                  renew_deadline=cfg.renew_deadline,
                                  retry_period=cfg.retry_period),
-            on_started_leading=self._lead, on_stopped_leading=self._follow)
+            on_started_leading=self._lead, on_stopped_leading=self._follow,
+            eligible=eligible or UnderlayLink(cfg.private_ip, cable.netns).up)
 
     def _lead(self) -> None:
         log.info("%s is the active gateway of %s", self.cfg.node_name, self.cfg.cluster_id)
         self.active = True
         self._withdrawn_stale = False
         self._wake.set()
+        if self._while_active is not None:
+            with self._term_lock:
+                self._term += 1
+                term = self._term
+            threading.Thread(target=self._run_term_service, args=(term,),
+                             name="gateway-active-service", daemon=True).start()
 
     def _follow(self) -> None:
         log.info("%s is passive", self.cfg.node_name)
         self.active = False
         self._wake.set()
+        with self._term_lock:
+            self._term += 1
+            service, self._term_service = self._term_service, None
+        if service is not None:
+            service.stop()
+
+    def _run_term_service(self, term: int) -> None:
+        """Start this term's service, retrying while the term lasts (a Broker that is
+        down makes the syncer's first sync fail; the cable does not wait for it)."""
+        assert self._while_active is not None
+        while not self._stop.is_set():
+            with self._term_lock:
+                if term != self._term:
+                    return
+            service = self._while_active()
+            try:
+                service.start()
+            except Exception as exc:
+                log.warning("the active gateway's Broker syncer did not start: %s; retrying",
+                            exc)
+                service.stop()
+                self._stop.wait(2.0)
+                continue
+            with self._term_lock:
+                if term == self._term and self.active:
+                    self._term_service = service
+                    return
+            service.stop()  # the term ended while it started
+            return
 
     def start(self) -> GatewayEngine:
         self.informers.start()
         self.informers.wait_for_sync(30)
         self._thread = threading.Thread(target=self._loop, name="gateway-engine", daemon=True)
         self._thread.start()
+        self.health.start()
         self.elector.start()
         return self
 
@@ -217,8 +348,13 @@ class GatewayEngine:
         self._stop.set()
         self._wake.set()
         self.elector.stop(5)
+        self.health.stop()
         if self._thread:
             self._thread.join(10)
+        with self._term_lock:
+            service, self._term_service = self._term_service, None
+        if service is not None:
+            service.stop()
         self.informers.stop()
 
     # -- the loop ------------------------------------------------------------------
@@ -236,8 +372,13 @@ class GatewayEngine:
         """One round: converge the cable, publish, check the connections, report."""
         if not self.active:
             leader = self.elector.leader_identity
-            if leader and leader != self.cfg.node_name and self.cable.exists():
-                log.info("%s is the active gateway now: removing this node's cable", leader)
+            if self.cable.exists() and ((leader and leader != self.cfg.node_name)
+                                        or not self.elector.eligible):
+                # Its routes would send replies of this node's pods into a tunnel
+                # nobody answers; the route agent routes them to the active gateway.
+                log.info("%s: removing this node's cable",
+                         f"{leader} is the active gateway now" if leader != self.cfg.node_name
+                         else "this node cannot carry the cable")
                 self.cable.remove()
             self._report({"haStatus": "passive", "connections": []})
             return
@@ -256,11 +397,15 @@ class GatewayEngine:
         node = self._nodes.get_or_none(self.cfg.node_name) or {}
         health_ip = o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION)
         spec = endpoint_spec(self.cfg, health_ip, self.cable.backend_config())
+        if not self.elector.is_leader:
+            return  # stepped down during this round: publish nothing
         try:
             self._publish(spec)
         except Exception as exc:  # reported below; retried next round
             log.warning("could not publish the Endpoint to the Broker: %s", exc)
         peers = self.cable.peers() if failure is None else {}
+        self.health.watch([self._health_target(ep) for ep in remotes
+                           if failure is None and o.name(ep) not in refused])
         status: JSON = {"haStatus": "active", "localEndpoint": spec,
                         "connections": [self._check(ep, refused.get(o.name(ep)), failure,
                                                     peers) for ep in remotes]}
@@ -281,20 +426,28 @@ class GatewayEngine:
         if refused or failure:
             conn.update(status="error", statusMessage=refused or failure)
             return conn
-        target = spec.get("healthCheckIP") or self.cable.tunnel_ip(str(spec["private_ip"]))
-        rtt = ping(str(target), netns_name=self.cable.netns)
+        target = self._health_target(ep)
+        rtt = self.health.rtt(target)
         state = peers.get(str(spec["private_ip"]))
         conn["cable"] = cable_state(self.cable, state, time.time())
         handshake = ""
         if state is not None:
-            handshake = ("; no WireGuard handshake yet" if not state.latest_handshake else
+            handshake = ("; no handshake yet" if not state.latest_handshake else
                          f"; handshake {conn['cable']['handshakeAgeSeconds']}s ago")
-        if rtt is None:
+        if rtt is None and not self.health.pinged(target):
+            conn.update(status="connecting", statusMessage=f"checking {target}{handshake}")
+        elif rtt is None:
             conn.update(status="error", statusMessage=f"no answer from {target}{handshake}")
         else:
             conn.update(status="connected", statusMessage=f"{target} answers",
                         latencyRTT={"last": f"{rtt}ms"})
         return conn
+
+    def _health_target(self, ep: JSON) -> str:
+        """What the health check pings: the remote's health-check IP, else its
+        cable's tunnel address."""
+        spec = o.spec(ep)
+        return str(spec.get("healthCheckIP") or self.cable.tunnel_ip(str(spec["private_ip"])))
 
     def _publish(self, spec: JSON) -> None:
         name, ns = endpoint_name(self.cfg), member_namespace(self.cfg)
@@ -387,12 +540,25 @@ def main(argv: list[str] | None = None) -> int:
                    help="a directory standing for /run of wireguard-go and wg in a private "
                         "mount namespace (several gateways sharing one; needs "
                         "CAP_SYS_ADMIN). Default: the system's /run/wireguard")
+    p.add_argument("--psk-file", type=Path,
+                   help="ipsec: the file holding the clusterset's pre-shared key (the "
+                        f"{names.IPSEC_PSK_SECRET} Secret)")
+    p.add_argument("--cable-daemon", choices=cable_drivers.DAEMON_MODES, default="managed",
+                   help="who runs the cable's userspace daemon (wireguard-go, charon): "
+                        "managed, this engine; external, a process beside it (the gateway "
+                        "pod's cable container), which outlives the engine's restarts; the "
+                        "engine only configures it (default managed)")
     p.add_argument("--syncer-kubeconfig", type=Path,
                    help="also run the Broker syncer (gateway.syncer) in this process, as the "
                         "identity of this kubeconfig: one interpreter less per gateway node")
-    p.add_argument("--lease-duration", type=float, default=15.0)
-    p.add_argument("--renew-deadline", type=float, default=10.0)
-    p.add_argument("--retry-period", type=float, default=2.0)
+    p.add_argument("--lease-duration", type=float, default=LEASE_DURATION,
+                   help="seconds after the active gateway's last renew of the gateway Lease "
+                        f"that another takes over (default {LEASE_DURATION})")
+    p.add_argument("--renew-deadline", type=float, default=RENEW_DEADLINE,
+                   help="seconds an active gateway that cannot renew keeps acting "
+                        f"(default {RENEW_DEADLINE})")
+    p.add_argument("--retry-period", type=float, default=RETRY_PERIOD,
+                   help=f"seconds between Lease renewals and polls (default {RETRY_PERIOD})")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     daemon.setup_logging(args.verbose)
@@ -412,26 +578,38 @@ def main(argv: list[str] | None = None) -> int:
                        private_ip=private_ip, subnets=tuple(args.subnet),
                        lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
                        retry_period=args.retry_period, cable_driver=args.cable_driver)
+    psk = None
+    if args.psk_file is not None:
+        try:
+            psk = args.psk_file.read_text().strip() or None
+        except OSError as exc:
+            print(f"gateway-engine: cannot read the IPsec pre-shared key: {exc}",
+                  file=sys.stderr)
+            return 2
     try:
         cable = cable_drivers.new_cable(args.cable_driver, cable_drivers.CableOptions(
             private_ip, netns=args.netns, state_dir=args.state_dir,
-            run_root=args.cable_run_dir, implementation=args.cable_implementation))
+            run_root=args.cable_run_dir, implementation=args.cable_implementation,
+            daemon=args.cable_daemon, psk=psk, subnets=tuple(args.subnet)))
     except (CableError, OSError) as exc:
         print(f"gateway-engine: {exc}", file=sys.stderr)
         return 2
     log.info("cable driver %s", args.cable_driver)
     broker_api = new_api_client(args.broker_kubeconfig)
-    engine = GatewayEngine(local_api=local_api, broker_api=broker_api, cfg=cfg, cable=cable)
     started = f"gateway engine of {cfg.cluster_id} on {cfg.node_name} started"
-    if args.syncer_kubeconfig is None:
-        return daemon.serve(engine, started)
-    from gateway.syncer import ClusterSyncer
+    while_active = None
+    if args.syncer_kubeconfig is not None:
+        from gateway.syncer import ClusterSyncer
 
-    # The syncer first: the engine reads the Endpoint copies it makes.
-    syncer = ClusterSyncer(local_api=new_api_client(args.syncer_kubeconfig),
-                           broker_api=broker_api)
-    return daemon.serve(daemon.Together(syncer, engine), f"{started}, with the Broker syncer")
+        syncer_api = new_api_client(args.syncer_kubeconfig)
 
+        def while_active() -> daemon.Service:
+            return ClusterSyncer(local_api=syncer_api, broker_api=broker_api)
+
+        started += ", with the Broker syncer while active"
+    engine = GatewayEngine(local_api=local_api, broker_api=broker_api, cfg=cfg, cable=cable,
+                           while_active=while_active)
+    return daemon.serve(engine, started)
 
 if __name__ == "__main__":
     sys.exit(main())

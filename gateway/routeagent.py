@@ -1,8 +1,10 @@
 """The route agent: every non-gateway node sends clusterset traffic to the gateway.
 
 Runs on every node of a cluster. From the Node objects it learns the active
-gateway node (label `kube.names.GATEWAY_LABEL`; with several, the one a
-Gateway object calls active, else the oldest) and its InternalIP; from the
+gateway node (label `kube.names.GATEWAY_LABEL`; with several, the holder of
+the gateway Lease - the engines' election, seen the moment it changes hands -
+else the one a Gateway object calls active, else the oldest) and its
+InternalIP; from the
 `Cluster` objects (kept by the Broker syncer) the other members' CIDRs - their
 global CIDRs under Globalnet, else their pod and service CIDRs. It then holds
 exactly one route per remote CIDR via the gateway node (`datapath.routes`,
@@ -29,6 +31,7 @@ from datapath.routes import Route, RouteEvents, RouteTable
 from kube import daemon, names, resources
 from kube import objects as o
 from kube.informers import InformerSet
+from kube.leaderelection import holder_of
 
 log = logging.getLogger(__name__)
 
@@ -42,21 +45,24 @@ def internal_ip(node: JSON) -> str | None:
     return None
 
 
-def active_gateway(nodes: Iterable[JSON], gateways: Iterable[JSON] = ()) -> JSON | None:
+def active_gateway(nodes: Iterable[JSON], gateways: Iterable[JSON] = (),
+                   lease_holder: str = "") -> JSON | None:
     """The node remote traffic leaves by; None when the cluster has no gateway."""
     candidates = [n for n in nodes
                   if o.labels(n).get(names.GATEWAY_LABEL) == names.GATEWAY_LABEL_VALUE
                   and internal_ip(n)]
     active = {o.name(g) for g in gateways if o.status(g).get("haStatus") == "active"}
-    chosen = [n for n in candidates if o.name(n) in active] or candidates
+    chosen = ([n for n in candidates if o.name(n) == lease_holder]
+              or [n for n in candidates if o.name(n) in active] or candidates)
     if not chosen:
         return None
     return min(chosen, key=lambda n: (o.meta(n).get("creationTimestamp") or "", o.name(n)))
 
 
 def desired_routes(node_name: str, cluster_id: str, nodes: Iterable[JSON],
-                   clusters: Iterable[JSON], gateways: Iterable[JSON] = ()) -> set[Route]:
-    gateway = active_gateway(nodes, gateways)
+                   clusters: Iterable[JSON], gateways: Iterable[JSON] = (),
+                   lease_holder: str = "") -> set[Route]:
+    gateway = active_gateway(nodes, gateways, lease_holder)
     if gateway is None or o.name(gateway) == node_name:
         return set()
     via = internal_ip(gateway)
@@ -79,15 +85,21 @@ class RouteAgent:
                                            namespace=names.CLUSTER_NAMESPACE)
         self.gateways = self.informers.get(resources.GATEWAYS,
                                            namespace=names.CLUSTER_NAMESPACE)
+        self.leases = self.informers.get(resources.LEASES, namespace=names.CLUSTER_NAMESPACE)
         for informer in (self.nodes, self.clusters, self.gateways):
             informer.add_handler(on_add=lambda _o: self._dirty.set(),
                                  on_update=lambda _a, _b: self._dirty.set(),
                                  on_delete=lambda _o: self._dirty.set())
+        # Renewals change a Lease several times a second: only a new holder counts.
+        self.leases.add_handler(
+            on_add=lambda _o: self._dirty.set(), on_delete=lambda _o: self._dirty.set(),
+            on_update=lambda a, b: self._dirty.set() if holder_of(a) != holder_of(b) else None)
         self._thread: threading.Thread | None = None
 
     def desired(self) -> set[Route]:
+        lease = next((x for x in self.leases.list() if o.name(x) == names.GATEWAY_LEASE), None)
         return desired_routes(self.node_name, self.cluster_id, self.nodes.list(),
-                              self.clusters.list(), self.gateways.list())
+                              self.clusters.list(), self.gateways.list(), holder_of(lease))
 
     def start(self, sync_timeout: float = 30.0) -> RouteAgent:
         self.informers.start()

@@ -45,6 +45,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--namespace", default=names.CLUSTER_NAMESPACE,
                    help="namespace of the leader-election Lease")
     p.add_argument("--identity", default=f"{socket.gethostname()}-{os.getpid()}")
+    p.add_argument("--node-name",
+                   help="the gateway node this agent programs: while another gateway node "
+                        "holds the gateway Lease, this one keeps the NAT state but translates "
+                        "nothing (hot standby); default: always active")
     p.add_argument("--lease-duration", type=float, default=15.0)
     p.add_argument("--renew-deadline", type=float, default=10.0)
     p.add_argument("--retry-period", type=float, default=2.0)
@@ -137,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
         cluster_id=args.cluster_id, global_cidr=args.global_cidr,
         local_cidrs=tuple(args.local_cidr), namespace=args.namespace, identity=args.identity,
         lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
-        retry_period=args.retry_period,
+        retry_period=args.retry_period, node_name=args.node_name,
     )
     if args.metrics_port:
         from prometheus_client import start_http_server

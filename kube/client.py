@@ -30,6 +30,8 @@ class KubeconfigError(ValueError):
 
 def new_configuration(kubeconfig: Path, *, context: str | None = None) -> Configuration:
     """A fresh ``Configuration`` loaded from ``kubeconfig``; nothing global is modified."""
+    if kubeconfig.is_dir():
+        raise KubeconfigError(f"kubeconfig {kubeconfig} is a directory, not a file")
     if not kubeconfig.is_file():
         raise KubeconfigError(f"kubeconfig {kubeconfig} not found")
     configuration = Configuration()
@@ -46,8 +48,6 @@ def new_configuration(kubeconfig: Path, *, context: str | None = None) -> Config
             )
     except ConfigException as exc:
         detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-        if context and "context" in detail.lower():
-            detail = f"no context {context!r}"
         raise KubeconfigError(f"kubeconfig {kubeconfig}: {detail}") from None
     except (TypeError, AttributeError, KeyError, ValueError) as exc:
         # The loader indexes the parsed YAML without checking its shape.

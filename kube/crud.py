@@ -259,8 +259,23 @@ class ResourceClient:
         return True
 
 
-def ensure_namespace(api_client: Any, name: str) -> None:
-    """Create namespace `name` unless it exists."""
-    ResourceClient(api_client, NAMESPACES).create_if_absent(
-        {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}})
+def ensure_namespace(api_client: Any, name: str, *, timeout: float = 60.0) -> None:
+    """Create namespace `name` unless it exists. One being deleted (an uninstall just
+    before) is waited for and made anew: nothing can be created in it meanwhile."""
+    import time
+
+    namespaces = ResourceClient(api_client, NAMESPACES)
+    deadline = time.monotonic() + timeout
+    while True:
+        current = namespaces.get_or_none(name)
+        if current is None:
+            if namespaces.create_if_absent(
+                    {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": name}}):
+                return
+            continue  # made by someone else meanwhile: look again
+        if (current.get("status") or {}).get("phase") != "Terminating":
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"namespace {name} is still being deleted after {timeout:.0f} s")
+        time.sleep(0.2)
 

@@ -68,3 +68,36 @@ def is_transient(exc: BaseException) -> bool:
         return True
     status = status_of(exc)
     return status is not None and status in _TRANSIENT_STATUSES
+
+
+def server_url(exc: BaseException) -> str | None:
+    """The URL of the server a connection failure was about, when the error knows it
+    (urllib3's MaxRetryError names its connection pool)."""
+    pool = getattr(exc, "pool", None)
+    if pool is None or not getattr(pool, "host", None):
+        return None
+    return f"{pool.scheme}://{pool.host}:{pool.port}"
+
+
+def connection_reason(exc: BaseException) -> str:
+    """What a connection failure comes down to (`connection refused`, `TLS: certificate
+    verify failed: ...`), found along its reason and chain of causes; for a message."""
+    import ssl
+
+    seen: BaseException | None = getattr(exc, "reason", None) or exc
+    while seen is not None:
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return f"TLS: {seen.verify_message or seen.reason}"
+        if isinstance(seen, urllib3.exceptions.NameResolutionError):
+            return f"cannot resolve host {seen.conn.host!r}"
+        if isinstance(seen, urllib3.exceptions.NewConnectionError) and (
+                seen.__cause__ or seen.__context__):
+            pass  # (a ConnectTimeoutError subclass, for history) its cause says why
+        elif isinstance(seen, urllib3.exceptions.ConnectTimeoutError | TimeoutError):
+            return "connection timed out"
+        elif isinstance(seen, urllib3.exceptions.ReadTimeoutError):
+            return "no answer in time"
+        elif isinstance(seen, OSError) and seen.strerror:
+            return seen.strerror.lower()
+        seen = seen.__cause__ or seen.__context__
+    return " ".join(str(exc).split())[:200]

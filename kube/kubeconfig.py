@@ -39,9 +39,18 @@ _temp_lock = threading.Lock()
 def load_file(configuration: Configuration, path: Path, *, context: str | None = None) -> bool:
     """Fill ``configuration`` from the kubeconfig file ``path``; False: needs the library."""
     with open(path) as f:
-        config = yaml.safe_load(f)
+        try:
+            config = yaml.safe_load(f)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            where = f" at line {mark.line + 1}" if mark is not None else ""
+            problem = getattr(exc, "problem", None) or type(exc).__name__
+            raise ConfigException(f"not valid YAML ({problem}{where})") from None
     if not config:
         raise ConfigException("Invalid kube-config file. No configuration found.")
+    if not isinstance(config, Mapping):
+        raise ConfigException(f"not a kubeconfig: it holds a YAML {_yaml_kind(config)}, not "
+                              "a mapping with clusters, contexts and users")
     return load(configuration, config, context=context,
                 base_path=os.path.abspath(os.path.dirname(path)))
 
@@ -52,15 +61,28 @@ def load(configuration: Configuration, config: Mapping[str, Any], *,
     library's loader. Relative file names are relative to ``base_path``."""
     if context is None:
         context = _key(config, "current-context", "kube-config")
-    ctx = _key(_named(config, "contexts", context), "context", f"contexts/{context}")
+    named_context = _named(config, "contexts", context, safe=True)
+    if named_context is None:
+        known = ", ".join(sorted(context_names(config))) or "none"
+        raise ConfigException(f"no context {context!r} (its contexts: {known})")
+    ctx = _key(named_context, "context", f"contexts/{context}")
     user: Mapping[str, Any] | None = None
     if ctx.get("user") and config.get("users"):
+        # A kubeconfig without users is anonymous (as the library reads it); one that
+        # has users but not the named one has a typo, which must not go anonymous.
         named_user = _named(config, "users", ctx["user"], safe=True)
-        user = _key(named_user, "user", f"users/{ctx['user']}") if named_user else None
+        if named_user is None:
+            raise ConfigException(f"context {context!r} names user {ctx['user']!r}, which "
+                                  "is not in its users")
+        user = _key(named_user, "user", f"users/{ctx['user']}")
     if user and not set(user) <= USER_FIELDS:
         return False
-    cluster = _key(_named(config, "clusters", _key(ctx, "cluster", f"contexts/{context}")),
-                   "cluster", "clusters")
+    cluster_name = _key(ctx, "cluster", f"contexts/{context}")
+    named_cluster = _named(config, "clusters", cluster_name, safe=True)
+    if named_cluster is None:
+        raise ConfigException(f"context {context!r} names cluster {cluster_name!r}, which is "
+                              "not in its clusters")
+    cluster = _key(named_cluster, "cluster", "clusters")
 
     token = None
     if user:
@@ -88,6 +110,19 @@ def load(configuration: Configuration, config: Mapping[str, Any], *,
     for name, value in settings.items():
         setattr(configuration, name, value)
     return True
+
+
+def context_names(config: Any) -> list[str]:
+    """The names of a parsed kubeconfig's contexts (for a message listing them)."""
+    entries = config.get("contexts") if isinstance(config, Mapping) else None
+    if not isinstance(entries, list):
+        return []
+    return [str(e["name"]) for e in entries if isinstance(e, Mapping) and "name" in e]
+
+
+def _yaml_kind(value: Any) -> str:
+    return {str: "string", list: "list", int: "number", float: "number",
+            bool: "boolean"}.get(type(value), type(value).__name__)
 
 
 def _key(node: Any, key: str, where: str) -> Any:

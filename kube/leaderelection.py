@@ -15,6 +15,18 @@ Since ``renew_deadline < lease_duration``, a leader that cannot renew stops beli
 before any follower can take over. A leader that stops cleanly gives the lease up
 (empty holder, 1 s duration) so a follower takes over within about one ``retry_period``.
 
+Sub-second leases: a Lease records whole seconds (``leaseDurationSeconds``). A
+follower whose own ``lease_duration`` rounds up to the holder's record assumes the
+holder runs its configuration (contenders of one Lease are deployed alike) and waits
+its own, finer, duration; any other record is waited out in full.
+
+Eligibility: ``eligible()`` (default: always) is asked before every attempt. A
+contender that is not eligible does not campaign, and a leader that becomes
+ineligible steps down and releases the lease at once, so a healthy follower takes
+over within a ``retry_period`` instead of a ``lease_duration`` (a gateway whose
+tunnel link is down must not stay the active one just because it still reaches
+the API server).
+
 Callbacks: ``on_started_leading()`` runs in its own thread (it may start long-running
 work); ``on_stopped_leading()`` runs on the elector thread after ``is_leader`` turned False
 and before the lease is released; ``on_new_leader(identity)`` whenever the observed holder
@@ -100,6 +112,11 @@ class LeaderElectionRecord:
         }
 
 
+def holder_of(lease: dict[str, Any] | None) -> str:
+    """Who holds `lease` ("" when nobody, or no Lease): for watchers of an election."""
+    return str(((lease or {}).get("spec") or {}).get("holderIdentity") or "")
+
+
 def _micro_time(moment: datetime.datetime | None = None) -> str:
     """metav1.MicroTime: RFC 3339 with exactly six fractional digits, UTC."""
     moment = moment or datetime.datetime.now(datetime.UTC)
@@ -117,8 +134,10 @@ class LeaderElector:
         on_started_leading: Callable[[], None] | None = None,
         on_stopped_leading: Callable[[], None] | None = None,
         on_new_leader: Callable[[str], None] | None = None,
+        eligible: Callable[[], bool] = lambda: True,
     ) -> None:
         self.config = config
+        self._eligible = eligible
         timeout = config.request_timeout or config.renew_deadline / 2
         self._leases = crud.ResourceClient(api_client, LEASES, timeout=(timeout, timeout))
         self._on_started_leading = on_started_leading
@@ -133,6 +152,7 @@ class LeaderElector:
         self._leading = False
         self._valid_until = 0.0  # monotonic end of our current belief in leading
         self._leader = ""
+        self._step_down = False  # an ineligible leader gives the lease up
 
     # -- public API ----------------------------------------------------------------------
 
@@ -173,6 +193,9 @@ class LeaderElector:
             self._started_leading()
             self._renew_until_lost()
             self._stopped_leading()
+            if self._step_down:
+                self._step_down = False
+                self._release()
             if self._stopped.is_set():
                 if self.config.release_on_stop:
                     self._release()
@@ -183,9 +206,16 @@ class LeaderElector:
     def _retry_wait(self) -> float:
         return self.config.retry_period * random.uniform(1.0, JITTER_FACTOR)
 
+    @property
+    def eligible(self) -> bool:
+        """The eligibility check's answer now."""
+        return self._is_eligible()
+
     def _acquire(self) -> bool:
         while not self._stopped.is_set():
-            if self._try_acquire_or_renew():
+            if not self._is_eligible():
+                self._peek()  # still know who leads
+            elif self._try_acquire_or_renew():
                 log.info("%s: %s acquired the lease", self.config.name, self.config.identity)
                 return True
             self._stopped.wait(self._retry_wait())
@@ -198,6 +228,13 @@ class LeaderElector:
             # Wake before the belief ends, so a loss is reported on time.
             self._stopped.wait(max(0.0, min(self.config.retry_period, remaining)))
             if self._stopped.is_set():
+                return
+            if not self._is_eligible():
+                log.warning("%s: %s is not eligible any more: stepping down",
+                            self.config.name, self.config.identity)
+                with self._lock:
+                    self._leading, self._valid_until = False, 0.0
+                self._step_down = True  # released by run(), after on_stopped_leading
                 return
             if self._try_acquire_or_renew():
                 continue
@@ -212,6 +249,23 @@ class LeaderElector:
                     "taken by " + self._leader if taken else "renew deadline passed",
                 )
                 return
+
+    def _peek(self) -> None:
+        """Read the lease to observe its holder, changing nothing."""
+        cfg = self.config
+        try:
+            lease = self._leases.get(cfg.name, namespace=cfg.namespace)
+        except Exception as exc:
+            log.debug("%s: reading the lease failed: %s", cfg.name, exc)
+            return
+        self._observe(LeaderElectionRecord.from_lease(lease))
+
+    def _is_eligible(self) -> bool:
+        try:
+            return bool(self._eligible())
+        except Exception:  # a failing check counts as "not now"; logged
+            log.exception("%s: eligibility check failed", self.config.name)
+            return False
 
     def _observe(self, record: LeaderElectionRecord) -> None:
         """Remember ``record``; restart the expiry clock only when it changed."""
@@ -233,7 +287,10 @@ class LeaderElector:
         """Someone else holds a lease we have not yet seen unchanged for long enough."""
         if not record.holder_identity or record.holder_identity == self.config.identity:
             return False
-        duration = max(self.config.lease_duration, float(record.lease_duration_seconds))
+        duration = float(record.lease_duration_seconds)
+        if record.lease_duration_seconds == math.ceil(self.config.lease_duration):
+            duration = self.config.lease_duration  # configured like us: our finer value
+        duration = max(duration, self.config.lease_duration)
         with self._lock:
             return time.monotonic() < self._observed_time + duration
 

@@ -69,6 +69,10 @@ GLOBALNET_CLUSTER_INFO_KEY: Final = "clusterinfo"
 # written by `gnctl join`; mounted by the deployed gateway engine, Broker syncer and
 # Lighthouse agent (deploy.manifests) as their --broker-kubeconfig.
 BROKER_KUBECONFIG_SECRET: Final = "globalnet-broker-kubeconfig"
+# The clusterset's IPsec pre-shared key: on the Broker (made once by deploy-broker)
+# and, for members with the IPsec cable, in the cluster namespace (written by join).
+IPSEC_PSK_SECRET: Final = "globalnet-ipsec-psk"
+IPSEC_PSK_KEY: Final = "psk"
 BROKER_KUBECONFIG_KEY: Final = "kubeconfig"
 
 # --- leases (in CLUSTER_NAMESPACE) ------------------------------------------------------
@@ -99,6 +103,9 @@ GATEWAY_GLOBAL_IP_ANNOTATION: Final = "submariner.io/globalIp"
 # the other clusters uses, when that is not its InternalIP (a separate underlay
 # interface). Read by the gateway engine at start. Ours.
 CABLE_IP_ANNOTATION: Final = "gateway.globalnet.io/cable-ip"
+# On a member's Cluster object: the cable driver of its gateways (gnctl join checks
+# that every member uses the same).
+CABLE_DRIVER_ANNOTATION: Final = "gateway.globalnet.io/cable-driver"
 
 # --- who manages an object ----------------------------------------------------------------
 # The Kubernetes recommended label; each writer sets its own value and touches only

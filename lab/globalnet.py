@@ -28,7 +28,7 @@ import ipaddress
 from pathlib import Path
 from typing import Any
 
-from lab.topology import ClusterPlan, LabPlan
+from lab.topology import ClusterPlan, LabPlan, NodePlan
 
 BROKER_INFO = "broker-info.subm"
 # The Lighthouse DNS Service's ClusterIP: this offset in each cluster's service CIDR
@@ -54,20 +54,22 @@ def deploy_broker(broker_api: Any, plan: LabPlan, out: Path, *, apiserver_port: 
     return info
 
 
-def join_options(c: ClusterPlan, *, datapath: str, apiserver_port: int) -> Any:
+def join_options(c: ClusterPlan, *, datapath: str, apiserver_port: int,
+                 cable_driver: str = "vxlan") -> Any:
     """What `gnctl join` is given for lab cluster `c`."""
     from deploy import install
 
     return install.JoinOptions(
         cluster_id=c.name, cluster_cidrs=(c.pod_cidr,), service_cidrs=(c.service_cidr,),
-        datapath=datapath, api_server=f"https://{c.cp_ip}:{apiserver_port}",
-        dns_service_ip=dns_server(c), gateway_node=c.gateway.name,
+        datapath=datapath, cable_driver=cable_driver,
+        api_server=f"https://{c.cp_ip}:{apiserver_port}", dns_service_ip=dns_server(c),
+        gateway_nodes=tuple(n.name for n in c.gateways),
         wait_timeout=JOIN_TIMEOUT)
 
 
 def join_all(info: Any, members: dict[str, tuple[ClusterPlan, Any]], *, datapath: str,
-             apiserver_port: int, broker_server: str, progress: Any = print
-             ) -> dict[str, str]:
+             apiserver_port: int, broker_server: str, cable_driver: str = "vxlan",
+             progress: Any = print) -> dict[str, str]:
     """`gnctl join` of every cluster at once; returns each global CIDR. The members
     reach the Broker on the underlay (the broker-info's URL), this process through
     the host relay (`broker_server`)."""
@@ -76,7 +78,8 @@ def join_all(info: Any, members: dict[str, tuple[ClusterPlan, Any]], *, datapath
     def join(name: str) -> str:
         c, api = members[name]
         result = install.join(api, info, join_options(c, datapath=datapath,
-                                                      apiserver_port=apiserver_port),
+                                                      apiserver_port=apiserver_port,
+                                                      cable_driver=cable_driver),
                               progress=lambda line: progress(f"      {name}: {line}"),
                               broker_server=broker_server)
         assert result.global_cidr is not None, "the lab Broker runs Globalnet"
@@ -87,15 +90,21 @@ def join_all(info: Any, members: dict[str, tuple[ClusterPlan, Any]], *, datapath
         return {name: fut.result() for name, fut in futures.items()}
 
 
-def node_routes(plan: LabPlan, cidrs: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
-    """What the route agents must hold: per non-gateway node namespace, every
-    remote global CIDR via its gateway node (for `lab up` to wait on)."""
+def node_routes(plan: LabPlan, cidrs: dict[str, str],
+                active: dict[str, str]) -> dict[str, set[tuple[str, str]]]:
+    """What the route agents must hold: per node namespace but the active gateway's
+    (`active`: cluster -> node name), every remote global CIDR via the active
+    gateway node (for `lab up` to wait on); a cluster with no active gateway yet
+    wants an impossible route, so the wait goes on."""
     out: dict[str, set[tuple[str, str]]] = {}
     for c in plan.clusters:
         remote = {cidrs[o.name] for o in plan.clusters if o is not c}
+        gateway = next((n for n in c.nodes if n.name == active.get(c.name)), None)
         for node in c.nodes:
-            if node is not c.gateway:
-                out[node.netns] = {(cidr, c.gateway.ip) for cidr in remote}
+            if gateway is None:
+                out[node.netns] = {("0.0.0.0/0", "no active gateway")}
+            elif node is not gateway:
+                out[node.netns] = {(cidr, gateway.ip) for cidr in remote}
     return out
 
 
@@ -138,16 +147,17 @@ def dns_server(c: ClusterPlan) -> str:
     return str(ipaddress.ip_network(c.service_cidr)[DNS_SERVICE_OFFSET])
 
 
-def underlay_access(plan: LabPlan, c: ClusterPlan) -> str:
-    """The nftables ruleset (for `nft -f`) that lets the gateway node of `c` carry the
-    other nodes' and the pods' Broker traffic onto the underlay, masqueraded."""
-    assert c.gateway.underlay_ip is not None and plan.broker_ip is not None
+def underlay_access(plan: LabPlan, c: ClusterPlan, gateway: NodePlan) -> str:
+    """The nftables ruleset (for `nft -f`) that lets gateway node `gateway` of `c`
+    carry the other nodes' and the pods' Broker traffic onto the underlay,
+    masqueraded."""
+    assert gateway.underlay_ip is not None and plan.broker_ip is not None
     return (f"table ip lab-underlay {{\n"
              f"  comment \"lab plumbing: nodes and pods of {c.name} reach the Broker\"\n"
              "  chain postrouting {\n"
              "    type nat hook postrouting priority srcnat; policy accept;\n"
              f"    oifname \"ul0\" ip daddr {plan.broker_ip} ip saddr != "
-             f"{c.gateway.underlay_ip} masquerade\n"
+             f"{gateway.underlay_ip} masquerade\n"
              "  }\n}\n")
 
 

@@ -62,7 +62,7 @@ from lab.node import (
 from lab.pki import write_kubeconfig
 from lab.ports import port_is_free
 from lab.state import LabState, PodRecord, StateStore
-from lab.topology import ClusterPlan, LabPlan, LabSpec, TopologyError, plan_lab
+from lab.topology import ClusterPlan, LabPlan, LabSpec, TopologyError, plan_lab, underlay_port
 
 APISERVER_PORT = 6443
 UNDERLAY_BRIDGE = "ul0"
@@ -366,7 +366,8 @@ class Lab:
                     netns.ensure_route(node.netns, other.pod_cidr, gateway=other.ip)
             if node.underlay_ip:
                 netns.ensure_veth(
-                    netns=plan.underlay_netns, ifname=f"v{c.name}", peer_netns=node.netns,
+                    netns=plan.underlay_netns, ifname=underlay_port(c, node),
+                    peer_netns=node.netns,
                     peer_ifname="ul0",
                     peer_address=f"{node.underlay_ip}/{plan.underlay_prefixlen}",
                     master=UNDERLAY_BRIDGE,
@@ -387,6 +388,7 @@ class Lab:
         members = {c.name: (c, self.cluster(c.name).api_client()) for c in plan.clusters}
         started = time.monotonic()
         cidrs = lab_globalnet.join_all(info, members, datapath=plan.spec.datapath,
+                                       cable_driver=plan.spec.cable_driver,
                                        apiserver_port=APISERVER_PORT,
                                        broker_server=self.broker_relay_url(),
                                        progress=progress)
@@ -400,10 +402,11 @@ class Lab:
                         timeout=90)
             self._await(None, f"the Lighthouse DNS server of {c.name} answering",
                         functools.partial(lab_globalnet.dns_answers, c))
-        wanted = lab_globalnet.node_routes(plan, cidrs)
-        self._await(None, "the route agents routing the remote global CIDRs",
-                    lambda: all(lab_globalnet.routes_of(ns) == routes
-                                for ns, routes in wanted.items()))
+        self._await(None, "the route agents routing the remote global CIDRs via the "
+                    "active gateways", lambda: all(
+                        lab_globalnet.routes_of(ns) == routes for ns, routes in
+                        lab_globalnet.node_routes(plan, cidrs, self.active_gateways()).items()),
+                    timeout=60)
         for c in plan.clusters:
             self._await(None, f"the gateway of {c.name} connecting to the other gateways",
                         functools.partial(self._cable_connected, c, peers=peers), timeout=60)
@@ -412,14 +415,16 @@ class Lab:
         """Every node and pod of `c` reaches the Broker and its own API server, and the
         gateway's cable uses the underlay (see lab/globalnet.py)."""
         assert plan.broker_ip is not None
-        self.cluster(c.name).client(resources.NODES).patch(c.gateway.name, {"metadata": {
-            "annotations": {names.CABLE_IP_ANNOTATION: c.gateway.underlay_ip}}})
-        rules = lab_globalnet.underlay_access(plan, c)
-        subprocess.run(netns.exec_argv(c.gateway.netns, ["nft", "-f", "-"]), input=rules,
-                       text=True, check=True, capture_output=True)
+        for gw in c.gateways:
+            self.cluster(c.name).client(resources.NODES).patch(gw.name, {"metadata": {
+                "annotations": {names.CABLE_IP_ANNOTATION: gw.underlay_ip}}})
+            rules = lab_globalnet.underlay_access(plan, c, gw)
+            subprocess.run(netns.exec_argv(gw.netns, ["nft", "-f", "-"]), input=rules,
+                           text=True, check=True, capture_output=True)
         for node in c.nodes:
             netns.ensure_route(c.cp_netns, node.pod_cidr, gateway=node.ip)
-            if node is not c.gateway:
+            if not node.underlay_ip:
+                # Through the first gateway node (a standby gateway has its own link).
                 netns.ensure_route(node.netns, f"{plan.broker_ip}/32", gateway=c.gateway.ip)
 
     def _await(self, proc_name: str | None, what: str, ready: Callable[[], bool], *,
@@ -734,11 +739,31 @@ class Lab:
         except Exception:  # an API server that is down: status still shows the rest
             return []
 
+    def active_gateways(self) -> dict[str, str]:
+        """Per cluster, the gateway node its engines elected: the gateway Lease's
+        holder (absent: none yet, or its API server does not answer)."""
+        from kube.leaderelection import holder_of
+
+        out = {}
+        for c in self.plan.clusters:
+            try:
+                lease = self.cluster(c.name).client(resources.LEASES).get_or_none(
+                    names.GATEWAY_LEASE, namespace=names.CLUSTER_NAMESPACE)
+            except Exception:
+                continue
+            if holder_of(lease):
+                out[c.name] = holder_of(lease)
+        return out
+
     def _cable_status(self, c: ClusterPlan) -> list[dict[str, str]]:
-        """The gateway engine's view of its connections (empty when unreadable)."""
+        """The active gateway engine's view of its connections (empty when unreadable
+        or while no engine is active)."""
+        active = self.active_gateways().get(c.name)
+        if active is None:
+            return []
         try:
             gw = self.cluster(c.name).client(resources.GATEWAYS).get_or_none(
-                c.gateway.name, namespace=names.CLUSTER_NAMESPACE)
+                active, namespace=names.CLUSTER_NAMESPACE)
         except Exception:
             return []
         status = (gw or {}).get("status") or {}
@@ -778,6 +803,46 @@ class Lab:
                             out[pid] = found
         return list(out.values())
 
+    def kill_node(self, cluster: str, node: str) -> list[int]:
+        """SIGKILL every process of a node at once, as a node that dies does: kubelet,
+        kube-proxy, containerd, the shims and every container (its pods' included);
+        the PIDs killed. Its network namespace, links and kernel state stay (the
+        machine's cables are still plugged in); its mount holder stays, so that
+        `lab down` can still clean up."""
+        import signal
+
+        assert self.state is not None
+        c = self.plan.cluster(cluster)
+        n = next((x for x in c.nodes if x.name == node), None)
+        if n is None:
+            raise LabError(f"no node {node!r} in {cluster}")
+        lay = self.node_layout(cluster, node)
+        victims = {p.pid for p in self.state.processes
+                   if (p.name.startswith(f"{cluster}/{node}/") or p.name == f"containerd-{node}")
+                   and not p.name.endswith("/mounts") and processes.is_alive(p)}
+        # The shims, found by containerd's socket, and the containers, by cgroup.
+        victims |= {p.pid for p in processes.find_by_argument(
+            str(lay.containerd_config().address))}
+        victims |= {p.pid for p in self._node_cgroup_processes(cluster, node)}
+        holder = {p.pid for p in self.state.processes if p.name == f"{cluster}/{node}/mounts"}
+        killed = []
+        for pid in sorted(victims - holder):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+        return killed
+
+    def agent_pids(self, cluster: str) -> dict[str, list[int]]:
+        """The PIDs of each agent module running in `cluster`'s pods (AGENT_MODULES:
+        `python3 -m MODULE`), for restarting them one by one."""
+        out: dict[str, list[int]] = {}
+        for n in self.plan.cluster(cluster).nodes:
+            for p in self._node_cgroup_processes(cluster, n.name):
+                module = _agent_module(p.pid)
+                if module is not None:
+                    out.setdefault(module, []).append(p.pid)
+        return out
+
     def agent_rss_mb(self) -> dict[str, float]:
         """The Globalnet agents' summed RSS on the busiest gateway node and on the
         busiest other node (what a node pays for running Globalnet), in MiB."""
@@ -813,13 +878,18 @@ AGENT_MODULES = ("gateway.engine", "gateway.syncer", "globalnet.agent", "lightho
                  "gateway.routeagent")
 
 
-def _runs_agent(pid: int) -> bool:
-    """Whether process `pid` is one of the agents (`python3 -m MODULE ...`)."""
+def _agent_module(pid: int) -> str | None:
+    """The agent module process `pid` runs (`python3 -m MODULE ...`), if any."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
     except OSError:
-        return False
-    return any(module.encode() in argv[:4] for module in AGENT_MODULES)
+        return None
+    return next((m for m in AGENT_MODULES if m.encode() in argv[:4]), None)
+
+
+def _runs_agent(pid: int) -> bool:
+    """Whether process `pid` is one of the agents."""
+    return _agent_module(pid) is not None
 
 
 def _port_open(port: int) -> bool:

@@ -22,6 +22,9 @@ MAX_CLUSTERS = 32
 MAX_NODES = 32
 # The Globalnet agent backends a lab can run (`globalnet.agent --datapath`).
 DATAPATHS = ("nftables", "ebpf")
+MAX_GATEWAYS = 3
+# The cable drivers `gateway.engine --cable-driver` knows (datapath.cable_drivers).
+CABLE_DRIVERS = ("vxlan", "wireguard", "ipsec")
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 
@@ -44,6 +47,8 @@ class LabSpec:
     broker: bool = True
     globalnet: bool = False  # join the Broker's global CIDR and run Globalnet
     datapath: str = "nftables"  # the Globalnet agents' backend (DATAPATHS)
+    cable_driver: str = "vxlan"  # the tunnel between gateways (CABLE_DRIVERS)
+    gateways: int = 1  # gateway nodes per cluster (nodes 0..gateways-1), one active
 
 
 @dataclass(frozen=True)
@@ -71,7 +76,13 @@ class ClusterPlan:
 
     @property
     def gateway(self) -> NodePlan:
+        """The first gateway node: the active one when the lab comes up."""
         return self.nodes[0]
+
+    @property
+    def gateways(self) -> tuple[NodePlan, ...]:
+        """Every gateway node (on the underlay, labelled for the gateway DaemonSet)."""
+        return tuple(n for n in self.nodes if n.underlay_ip)
 
 
 @dataclass(frozen=True)
@@ -128,6 +139,19 @@ def plan_lab(spec: LabSpec) -> LabPlan:
     if spec.datapath != DATAPATHS[0] and not spec.globalnet:
         raise TopologyError(f"--datapath {spec.datapath} needs --globalnet "
                             "(it is the Globalnet agents' datapath)")
+    if spec.cable_driver not in CABLE_DRIVERS:
+        raise TopologyError(f"unknown --cable-driver {spec.cable_driver!r}: choose "
+                            + ", ".join(CABLE_DRIVERS))
+    if spec.cable_driver != CABLE_DRIVERS[0] and not spec.globalnet:
+        raise TopologyError(f"--cable-driver {spec.cable_driver} needs --globalnet "
+                            "(the gateway engine runs with the agents)")
+    if spec.datapath == "ebpf" and spec.cable_driver != CABLE_DRIVERS[0]:
+        raise TopologyError(f"--datapath ebpf with --cable-driver {spec.cable_driver}: the "
+                            "eBPF programs expect an Ethernet cable device (vxlan); "
+                            f"{spec.cable_driver}'s is a layer-3 TUN")
+    if not 1 <= spec.gateways <= min(MAX_GATEWAYS, spec.nodes):
+        raise TopologyError(f"--gateways must be between 1 and {min(MAX_GATEWAYS, spec.nodes)} "
+                            f"(at most --nodes, {spec.nodes}), got {spec.gateways}")
     pods = _network(spec.pod_cidr, "pod CIDR")
     services = _network(spec.service_cidr, "service CIDR")
     node_net = _network(spec.node_cidr, "node CIDR")
@@ -138,7 +162,7 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         raise TopologyError(f"service CIDR {services} is too small (at most /28)")
     if node_net.size < spec.nodes + 12:
         raise TopologyError(f"node CIDR {node_net} is too small for {spec.nodes} nodes")
-    if underlay.size < spec.clusters + 12:
+    if underlay.size < 12 + MAX_GATEWAYS * MAX_CLUSTERS:
         raise TopologyError(f"underlay CIDR {underlay} is too small for {spec.clusters} clusters")
     nets = {"pod": pods, "service": services, "node": node_net, "underlay": underlay}
     names = list(nets)
@@ -167,7 +191,9 @@ def plan_lab(spec: LabSpec) -> LabPlan:
                     ip=str(node_net.network + 10 + ni),
                     pod_cidr=str(sub),
                     pod_gateway=str(sub.network + 1),
-                    underlay_ip=str(underlay.network + 10 + ci) if ni == 0 else None,
+                    # Gateway g of cluster c: .10+c, .42+c, .74+c (one block per g).
+                    underlay_ip=(str(underlay.network + 10 + ni * MAX_CLUSTERS + ci)
+                                 if ni < spec.gateways else None),
                 )
             )
         clusters.append(
@@ -193,6 +219,12 @@ def plan_lab(spec: LabSpec) -> LabPlan:
         broker_host_api_port=spec.api_port_base if spec.broker else None,
         clusters=tuple(clusters),
     )
+
+
+def underlay_port(c: ClusterPlan, node: NodePlan) -> str:
+    """The underlay bridge's port toward gateway node `node` of `c` (taking it down
+    cuts that gateway off the other clusters)."""
+    return f"v{c.name}" if node.index == 0 else f"v{c.name}g{node.index}"
 
 
 def pod_netns(plan: LabPlan, cluster: str, pod: str) -> str:

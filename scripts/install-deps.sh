@@ -19,6 +19,10 @@ PACKAGES=(
   # (and kernel WireGuard where there is one). Without recommends, as below: they
   # would pull in dkms and a module build.
   wireguard-go wireguard-tools
+  # The IPsec cable (datapath/ipsec.py): charon with kernel-libipsec does ESP in
+  # userspace over a TUN device (kernels without ESP); the engine configures it
+  # over vici. The driver starts its own charon per gateway.
+  strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
 )
 say() { printf '[deps] %s\n' "$*"; }
 
@@ -41,6 +45,7 @@ export DEBIAN_FRONTEND=noninteractive
 # per node: a daemon a package may start on install must not keep running on the host.
 nsd_before=$(pgrep -x nsd || true)
 containerd_before=$(pgrep -x containerd || true)
+charon_before=$(pgrep -x charon || true)
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/globalnet-apt.log 2>&1 \
   || { tail -n 20 /tmp/globalnet-apt.log >&2; echo "[deps] error: apt-get install failed" >&2; exit 1; }
@@ -49,5 +54,10 @@ if [[ -z "$nsd_before" ]]; then
 fi
 if [[ -z "$containerd_before" ]]; then
   for pid in $(pgrep -x containerd || true); do kill "$pid" 2>/dev/null || true; done
+fi
+if [[ -z "$charon_before" ]]; then
+  # strongswan-starter's unit may start a host-wide charon: never wanted here.
+  for pid in $(pgrep -x charon || true); do kill "$pid" 2>/dev/null || true; done
+  command -v systemctl >/dev/null && systemctl disable strongswan-starter >/dev/null 2>&1 || true
 fi
 say "done"

@@ -2,7 +2,7 @@
 # Try Globalnet on kind: a Broker and 2-3 member clusters whose pod and service
 # CIDRs are identical (10.244.0.0/16, 10.96.0.0/16), joined into one clusterset.
 #
-#   deploy/kind/up.sh [--clusters 2|3] [--datapath nftables|ebpf] [--cable-driver vxlan]
+#   deploy/kind/up.sh [--clusters 2|3] [--datapath nftables|ebpf] [--cable-driver vxlan|wireguard|ipsec]
 #
 # Needs docker (with its daemon), kind, kubectl, and gnctl: the checkout's
 # .venv/bin/gnctl (`make venv`), else gnctl on PATH. Safe to run again: existing
@@ -16,7 +16,7 @@ repo=$(cd "$here/../.." && pwd)
 source "$here/common.sh"
 
 usage() {
-  echo "usage: $0 [--clusters 2|3] [--datapath nftables|ebpf] [--cable-driver vxlan]"
+  echo "usage: $0 [--clusters 2|3] [--datapath nftables|ebpf] [--cable-driver vxlan|wireguard|ipsec]"
 }
 
 # parse_args ARGS...: sets clusters, datapath, cable_driver.
@@ -48,9 +48,11 @@ parse_args() {
   [[ $clusters =~ ^[23]$ ]] || die "--clusters: 2 or 3 member clusters, not '$clusters'"
   [[ $datapath == nftables || $datapath == ebpf ]] \
     || die "--datapath: nftables or ebpf, not '$datapath'"
-  # The gateway engine has one cable, VXLAN; the flag is here so that scripts
-  # calling this recipe keep working when there are more.
-  [[ $cable_driver == vxlan ]] || die "--cable-driver: only vxlan is implemented, not '$cable_driver'"
+  [[ $cable_driver =~ ^(vxlan|wireguard|ipsec)$ ]] \
+    || die "--cable-driver: vxlan, wireguard or ipsec, not '$cable_driver'"
+  # The eBPF programs need an Ethernet cable device; WireGuard's and IPsec's are TUNs.
+  [[ $datapath == nftables || $cable_driver == vxlan ]] \
+    || die "--datapath ebpf needs --cable-driver vxlan, not '$cable_driver'"
   members=("${ALL_MEMBERS[@]:0:clusters}")
 }
 
@@ -165,9 +167,9 @@ deploy_broker() {
 join_members() {
   local m
   for m in "${members[@]}"; do
-    say "$m: joining (datapath $datapath)"
+    say "$m: joining (datapath $datapath, cable $cable_driver)"
     gnctl join "$BROKER_INFO" --kubeconfig "$KUBECONFIG_FILE" --context "kind-$m" --clusterid "$m" \
-      --image "$IMAGE" --datapath "$datapath"
+      --image "$IMAGE" --datapath "$datapath" --cable-driver "$cable_driver"
   done
 }
 

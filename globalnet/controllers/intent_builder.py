@@ -47,6 +47,10 @@ class IntentInputs:
     global_ingress_ips: list[JSON]
     gateway_nodes: list[JSON]
     clusters: list[JSON]
+    # This agent's gateway node is passive (another holds the gateway Lease): the
+    # intent is whole but toward no remote cluster, so nothing here is translated
+    # and the node routes clusterset traffic to the active gateway like any other.
+    passive: bool = False
 
 
 def effective_pod_selector(geip: JSON) -> JSON | None:
@@ -262,8 +266,8 @@ def build_intent(inputs: IntentInputs) -> NatIntent:
         cluster_id=inputs.cluster_id,
         global_cidr=inputs.global_cidr,
         local_cidrs=inputs.local_cidrs,
-        remote_global_cidrs=sorted(o.remote_cidrs(inputs.cluster_id, inputs.clusters,
-                                                  global_only=True)),
+        remote_global_cidrs=() if inputs.passive else sorted(o.remote_cidrs(
+            inputs.cluster_id, inputs.clusters, global_only=True)),
         egress=[*cluster, *selected, *headless_pod_groups(ingress)],
         ingress=ingress,
         health_checks=health,

@@ -7,6 +7,14 @@ leader never hands out an address an object already holds. When leadership is
 lost the controllers stop at once; the datapath is left as it is (never
 flushed): the next leader converges it by difference. Each term's
 `publisher.IntentPublisher` hands the NAT intent to the datapath.
+
+While another agent leads, this one is a hot standby (`Standby`): it watches
+the same objects and programs the same intent into its own node's datapath,
+read-only toward the API (the intent is derived from statuses the leader
+writes). With several gateway nodes every one of them then holds the NAT
+state, so a gateway failover moves only the routes and the cable. A passive
+gateway's datapath translates nothing meanwhile: its rules act only on the
+cable device, which carries no traffic there.
 """
 
 from __future__ import annotations
@@ -26,9 +34,10 @@ from globalnet.controllers.cluster_egress import ClusterEgressController
 from globalnet.controllers.gateway_health import GatewayHealthCheckController
 from globalnet.controllers.global_egress import GlobalEgressController
 from globalnet.controllers.global_ingress import GlobalIngressController
-from globalnet.controllers.publisher import IntentPublisher
+from globalnet.controllers.publisher import INTENT_INPUTS, IntentPublisher
 from globalnet.controllers.service_export import ServiceExportController
-from globalnet.datapath_api import Datapath
+from globalnet.datapath_api import ApplyResult, Datapath
+from globalnet.intent import NatIntent
 from kube import names, resources
 from kube.informers import InformerSet
 from kube.leaderelection import LeaderElectionConfig, LeaderElector
@@ -50,6 +59,10 @@ class GlobalnetConfig:
     retry_period: float = 2.0
     debounce: float = 0.05
     resync_period: float | None = 300.0
+    # Program the datapath from the leader's statuses while another agent leads.
+    standby: bool = True
+    # The gateway node this agent programs (see publisher.PublisherConfig.node_name).
+    node_name: str | None = None
 
 
 class Term:
@@ -121,14 +134,56 @@ class Term:
                              self.pool.pool.allocated, by_kind)
 
 
+class _Serialized:
+    """One datapath fed by two publishers in turn (the standby's and a term's,
+    which overlap for a moment at a handover): one apply at a time."""
+
+    def __init__(self, datapath: Datapath) -> None:
+        self.datapath, self.name = datapath, datapath.name
+        self._lock = threading.Lock()
+
+    def apply(self, intent: NatIntent, *, full: bool = False) -> ApplyResult:
+        with self._lock:
+            return self.datapath.apply(intent, full=full)
+
+    def cleanup(self) -> None:
+        with self._lock:
+            self.datapath.cleanup()
+
+
+class Standby:
+    """The intent publisher without the controllers, while another agent leads."""
+
+    def __init__(self, api_client: Any, cfg: GlobalnetConfig, datapath: Datapath) -> None:
+        self.informers = InformerSet(api_client, name=f"globalnet-standby-{cfg.cluster_id}",
+                                     resync_period=cfg.resync_period)
+        self.publisher = IntentPublisher(cfg, self.informers, datapath)
+        mark = self.publisher.mark
+        for resource in INTENT_INPUTS:
+            self.informers.get(resource).add_handler(
+                on_add=lambda _o: mark(), on_update=lambda _a, _b: mark(),
+                on_delete=lambda _o: mark())
+
+    def start(self) -> None:
+        self.informers.start()
+        self.informers.wait_for_sync(INFORMER_SYNC_TIMEOUT)
+        self.publisher.start()
+
+    def stop(self) -> None:
+        self.publisher.stop()
+        self.informers.stop()
+
+
 class GlobalnetManager:
-    """Leader election around `Term`s."""
+    """Leader election around `Term`s; a `Standby` between them."""
 
     def __init__(self, api_client: Any, cfg: GlobalnetConfig, datapath: Datapath) -> None:
         self.api_client = api_client
         self.cfg = cfg
-        self.datapath = datapath
+        self.datapath: Datapath = _Serialized(datapath)
         self.term: Term | None = None
+        self.standby: Standby | None = None
+        self._running = False
         self._generation = 0
         self._lock = threading.Lock()
         self._term_ready = threading.Condition(self._lock)
@@ -140,6 +195,7 @@ class GlobalnetManager:
                 renew_deadline=cfg.renew_deadline, retry_period=cfg.retry_period,
             ),
             on_started_leading=self._started, on_stopped_leading=self._stopped,
+            on_new_leader=self._new_leader,
         )
 
     def _started(self) -> None:
@@ -158,6 +214,32 @@ class GlobalnetManager:
                 self._term_ready.notify_all()
         if not current:
             term.stop()
+            return
+        self._stop_standby()  # the term's publisher has applied by now
+
+    def _start_standby(self) -> None:
+        standby = Standby(self.api_client, self.cfg, self.datapath)
+        try:
+            standby.start()
+        except Exception as exc:  # informers that do not sync: the term will program
+            log.warning("standby intent publisher not started: %s", exc)
+            standby.stop()
+            return
+        with self._lock:
+            keep = self.term is None and self.standby is None and self._running
+            if keep:
+                self.standby = standby
+        if keep:
+            log.info("%s is a hot standby: programming the leader's intent",
+                     self.cfg.identity)
+        else:
+            standby.stop()
+
+    def _stop_standby(self) -> None:
+        with self._lock:
+            standby, self.standby = self.standby, None
+        if standby is not None:
+            standby.stop()
 
     def _stopped(self) -> None:
         with self._lock:
@@ -166,6 +248,21 @@ class GlobalnetManager:
         if term:
             log.info("%s lost leadership: stopping controllers", self.cfg.identity)
             term.stop()
+        self._standby_soon()
+
+    def _new_leader(self, identity: str) -> None:
+        if identity != self.cfg.identity:
+            self._standby_soon()
+
+    def _standby_soon(self) -> None:
+        """Start the standby publisher (in a thread: informers take a moment to sync)
+        unless this agent leads, one runs already, or standbys are off."""
+        with self._lock:
+            wanted = (self.cfg.standby and self._running and self.term is None
+                      and self.standby is None)
+        if wanted:
+            threading.Thread(target=self._start_standby, name="globalnet-standby",
+                             daemon=True).start()
 
     def start(self) -> None:
         from kube import errors
@@ -180,11 +277,14 @@ class GlobalnetManager:
             if not errors.is_forbidden(exc):
                 raise
             log.debug("may not create namespace %s; it is expected to exist", self.cfg.namespace)
+        self._running = True
         self.elector.start()
 
     def stop(self) -> None:
+        self._running = False
         self.elector.stop()
         self._stopped()
+        self._stop_standby()
 
     def wait_for_term(self, timeout: float) -> Term:
         deadline = time.monotonic() + timeout

@@ -12,17 +12,29 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Protocol
+from typing import Any, Protocol
 
 from globalnet import metrics
 from globalnet.controllers.gateway_health import GatewayHealthCheckController
 from globalnet.controllers.intent_builder import IntentInputs, build_intent
 from globalnet.datapath_api import Datapath
 from globalnet.intent import NatIntent
-from kube import resources
+from kube import names, resources
+from kube import objects as o
 from kube.informers import InformerSet
+from kube.leaderelection import holder_of
+
+JSON = dict[str, Any]
 
 log = logging.getLogger(__name__)
+
+
+# Every kind of object the intent is derived from (`IntentPublisher.snapshot`): a
+# change to any of them may change the intent. (Plus the gateway Lease, whose
+# holder the publisher watches itself.)
+INTENT_INPUTS = (resources.PODS, resources.SERVICES, resources.GLOBAL_EGRESS_IPS,
+                 resources.CLUSTER_GLOBAL_EGRESS_IPS, resources.GLOBAL_INGRESS_IPS,
+                 resources.NODES, resources.CLUSTERS)
 
 
 class PublisherConfig(Protocol):
@@ -32,6 +44,10 @@ class PublisherConfig(Protocol):
     global_cidr: str
     local_cidrs: tuple[str, ...]
     debounce: float
+    namespace: str
+    # The gateway node whose datapath this agent programs (None: not on a gateway
+    # node, or a single gateway: always active).
+    node_name: str | None
 
 
 class IntentPublisher:
@@ -52,6 +68,27 @@ class IntentPublisher:
         self._stop = threading.Event()
         self._changed = threading.Condition()
         self._thread: threading.Thread | None = None
+        self._leases = None
+        if cfg.node_name:
+            self._leases = informers.get(resources.LEASES, namespace=cfg.namespace)
+            self._leases.add_handler(
+                on_add=self._lease_changed, on_delete=self._lease_changed,
+                on_update=lambda old, new: self._lease_changed(new)
+                if holder_of(old) != holder_of(new) else None)
+
+    def _lease_changed(self, lease: JSON) -> None:
+        if o.name(lease) == names.GATEWAY_LEASE:
+            self.mark()
+
+    def passive(self) -> bool:
+        """Another gateway node holds the gateway Lease (no Lease yet, or none
+        held: this node acts, as a single gateway always does)."""
+        if self._leases is None:
+            return False
+        lease = next((x for x in self._leases.list() if o.name(x) == names.GATEWAY_LEASE),
+                     None)
+        holder = holder_of(lease)
+        return bool(holder) and holder != self.cfg.node_name
 
     def mark(self) -> None:
         self._dirty.set()
@@ -81,6 +118,7 @@ class IntentPublisher:
             gateway_nodes=[n for n in inf.get(resources.NODES).list()
                            if GatewayHealthCheckController.is_gateway(n)],
             clusters=inf.get(resources.CLUSTERS).list(),
+            passive=self.passive(),
         )
 
     def _loop(self) -> None:

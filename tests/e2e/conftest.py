@@ -27,17 +27,20 @@ def lab_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @contextlib.contextmanager
 def running_lab(lab_root: Path, tag: str, *, globalnet: bool = False,
-                datapath: str = "nftables", clusters: int = 2) -> Iterator[Lab]:
+                datapath: str = "nftables", cable_driver: str = "vxlan", clusters: int = 2,
+                gateways: int = 1) -> Iterator[Lab]:
     """`clusters` clusters (default 2) of two nodes each, identical CIDRs, the demo
     workload; always taken down. With `globalnet`, the agents run the `datapath`
-    backend."""
+    backend and the gateways `cable_driver`; `gateways` nodes of each cluster are
+    gateway nodes."""
     if os.geteuid() != 0:
         pytest.skip("needs root for network namespaces")
     name = unique_lab_name(tag)
     lab = Lab(name, root=lab_root)
-    spec = LabSpec(name=name, clusters=clusters, nodes=2,
+    spec = LabSpec(name=name, clusters=clusters, nodes=2 if gateways == 1 else gateways + 1,
                    api_port_base=free_port_block(clusters + 2),
-                   globalnet=globalnet, datapath=datapath)
+                   globalnet=globalnet, datapath=datapath, cable_driver=cable_driver,
+                   gateways=gateways)
     try:
         lab.up(spec, progress=lambda m: print(m, flush=True))
         yield lab

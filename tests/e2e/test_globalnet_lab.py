@@ -27,7 +27,7 @@ from typing import Any
 import netaddr
 import pytest
 
-from datapath import vxlan
+from datapath import ipsec, vxlan, wireguard
 from datapath.ebpf import tc
 from datapath.ebpf.inspect import bpf_mounts
 from datapath.ebpf.inspect import read_mappings as ebpf_mappings
@@ -42,17 +42,38 @@ from lab import netns
 from lab.lab import Lab
 from lab.ports import free_port_block
 from lab.state import StateStore
-from lab.topology import DATAPATHS, LabSpec, plan_lab
+from lab.topology import LabSpec, plan_lab, underlay_port
 from tests.e2e.conftest import running_lab, unique_lab_name
 
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
 
 
-@pytest.fixture(scope="module", params=DATAPATHS)
+# Every scenario on a lab of each backend and of each cable driver (eBPF needs an
+# Ethernet cable device: VXLAN's).
+LAB_KINDS = [("nftables", "vxlan"), ("ebpf", "vxlan"), ("nftables", "wireguard"),
+             ("nftables", "ipsec")]
+
+
+@pytest.fixture(scope="module", params=LAB_KINDS, ids=["-".join(k) for k in LAB_KINDS])
 def lab(lab_root: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
-    """One lab per backend for the whole module (tests are grouped by it)."""
-    with running_lab(lab_root, "g", globalnet=True, datapath=request.param) as running:
+    """One lab per (backend, cable driver) for the whole module (tests are grouped
+    by it)."""
+    datapath, driver = request.param
+    with running_lab(lab_root, "g", globalnet=True, datapath=datapath,
+                     cable_driver=driver) as running:
         yield running
+
+
+CABLE_DEVICES = {"vxlan": vxlan.IFNAME, "wireguard": wireguard.IFNAME, "ipsec": "ipsec0"}
+# What a cable puts on the underlay between gateways (UDP ports, both ways): IPsec
+# is IKE and ESP in UDP, never bare ESP.
+TUNNEL_PORTS = {"vxlan": (vxlan.PORT,), "wireguard": (wireguard.PORT,),
+                "ipsec": (ipsec.IKE_PORT, ipsec.NATT_PORT)}
+
+
+def cable_driver_of(lab: Lab) -> str:
+    assert lab.state is not None
+    return lab.state.spec.cable_driver
 
 
 def datapath_of(lab: Lab) -> str:
@@ -161,7 +182,8 @@ def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
         gw = c.gateway.netns
         nft_table = subprocess.run(netns.exec_argv(gw, ["nft", "list", "table", "inet",
                                                         "globalnet"]), capture_output=True)
-        filters = {d: tc.attached(gw, vxlan.IFNAME, d) for d in ("ingress", "egress")}
+        filters = {d: tc.attached(gw, CABLE_DEVICES[cable_driver_of(lab)], d)
+                   for d in ("ingress", "egress")}
         if datapath_of(lab) == "ebpf":
             assert nft_table.returncode != 0, "an eBPF gateway has no nftables NAT table"
             assert all(f is not None for f in filters.values()), filters
@@ -440,20 +462,32 @@ def gateway_status(lab: Lab, cluster: str) -> dict[str, Any]:
     return dict(gw.get("status") or {})
 
 
-def test_gateways_are_connected_through_the_vxlan_cable(lab: Lab) -> None:
-    """Each active gateway reports the other connected (health ping with RTT), the
-    remote global CIDR is routed into the cable, and a cable deleted by hand is
-    rebuilt by the engine."""
+def test_gateways_are_connected_through_the_cable(lab: Lab) -> None:
+    """Each active gateway reports the other connected (health ping with RTT, and
+    the driver's own view), the remote global CIDR is routed into the cable, and
+    a cable deleted by hand is rebuilt."""
+    driver = cable_driver_of(lab)
+    device = CABLE_DEVICES[driver]
     for cluster, other in (("c1", "c2"), ("c2", "c1")):
         status = gateway_status(lab, cluster)
         assert status["haStatus"] == "active"
+        assert status["localEndpoint"]["backend"] == driver
         (conn,) = status["connections"]
         assert conn["status"] == "connected" and conn["endpoint"]["cluster_id"] == other
         assert conn["latencyRTT"]["last"].endswith("ms")
+        assert conn["cable"]["driver"] == driver
+        if driver == "wireguard":
+            # No kernel WireGuard here: wireguard-go in the gateway pod's cable container.
+            assert conn["cable"]["implementation"] == "wireguard-go"
+            assert conn["cable"]["latestHandshake"] and conn["cable"]["rxBytes"] > 0
+        if driver == "ipsec":
+            # No kernel ESP here: charon's kernel-libipsec in the cable container.
+            assert conn["cable"]["implementation"] == "charon (kernel-libipsec)"
+            assert conn["cable"]["state"].startswith("ESTABLISHED")
         assert lab.state is not None
         route = netns.run(lab.plan.cluster(cluster).gateway.netns,
                           ["ip", "route", "show", lab.state.global_cidrs[other]])
-        assert "dev vx-globalnet" in route and "proto 150" in route, route
+        assert f"dev {device}" in route and "proto 150" in route, route
     # A route agent's route deleted by hand comes back at once (netlink notifications).
     node = lab.plan.cluster("c1").nodes[1].netns
     assert lab.state is not None
@@ -462,6 +496,47 @@ def test_gateways_are_connected_through_the_vxlan_cable(lab: Lab) -> None:
     await_condition(lambda: "proto 149" in netns.run(node, ["ip", "route", "show", c2_cidr]),
                     timeout=5, interval=0.1, message="the route agent's route back")
     ip = export(lab, "c2", "web")
-    netns.run(lab.plan.cluster("c1").gateway.netns, ["ip", "link", "del", "vx-globalnet"])
+    # VXLAN: the engine makes the device anew. WireGuard: wireguard-go exits with
+    # its device, kubelet restarts the cable container, the engine configures it.
+    netns.run(lab.plan.cluster("c1").gateway.netns, ["ip", "link", "del", device])
     await_condition(lambda: curl(lab, "c1", f"http://{ip}/").stdout.startswith("hello"),
                     timeout=30, message="traffic through a rebuilt cable")
+
+
+def test_the_underlay_carries_only_the_tunnel_between_gateways(lab: Lab) -> None:
+    """Counted on the wire, at the underlay bridge's port of c1's gateway while c1
+    fetches from c2: every IPv4 packet between the gateways is the cable's (UDP to
+    or from its port); the only other traffic on that port is the Broker's."""
+    assert lab.state is not None and lab.plan.broker_ip is not None
+    c1, c2 = lab.plan.cluster("c1"), lab.plan.cluster("c2")
+    port = underlay_port(c1, c1.gateway)
+    ports = ", ".join(str(p) for p in TUNNEL_PORTS[cable_driver_of(lab)])
+    table = "e2e-wire"
+    subprocess.run(netns.exec_argv(lab.plan.underlay_netns, ["nft", "-f", "-"]), check=True,
+                   text=True, input=(
+        f"table netdev {table} {{\n"
+        f"  counter tunnel {{ }}\n  counter other {{ }}\n"
+        f"  chain in {{ type filter hook ingress device {port} priority 0; policy accept;\n"
+        f"    ip saddr {c1.gateway.underlay_ip} ip daddr {c2.gateway.underlay_ip} "
+        f"udp dport {{ {ports} }} counter name tunnel\n"
+        f"    ip saddr {c1.gateway.underlay_ip} ip daddr {c2.gateway.underlay_ip} "
+        f"udp sport {{ {ports} }} counter name tunnel\n"
+        f"    ip daddr != {lab.plan.broker_ip} ip saddr {c1.gateway.underlay_ip} "
+        f"udp dport != {{ {ports} }} udp sport != {{ {ports} }} counter name other\n"
+        f"    ip daddr != {lab.plan.broker_ip} meta l4proto != udp counter name other\n"
+        f"  }}\n}}\n"))
+    try:
+        ip = export(lab, "c2", "web")
+        for _ in range(5):
+            assert curl(lab, "c1", f"http://{ip}/").stdout.startswith("hello")
+
+        def packets(name: str) -> int:
+            out = json.loads(netns.run(lab.plan.underlay_netns, [
+                "nft", "-j", "list", "counter", "netdev", table, name]))
+            return int(next(x["counter"]["packets"] for x in out["nftables"]
+                            if "counter" in x))
+
+        assert packets("tunnel") >= 5 * 4, "the fetches crossed the underlay in the cable"
+        assert packets("other") == 0, "something besides the cable and the Broker's API"
+    finally:
+        netns.run(lab.plan.underlay_netns, ["nft", "delete", "table", "netdev", table])

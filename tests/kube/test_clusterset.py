@@ -111,3 +111,24 @@ def test_a_broker_without_globalnet_joins_clusters_by_their_own_cidrs(cs: Set) -
         cs.join("east", globalnet_cidr="242.50.0.0/24")
     assert cs.join("east").global_cidr is None
     assert cs.members(cs.broker_ns) == {"east": []}
+
+
+def test_a_join_with_another_cable_driver_than_the_members_is_refused(cs: Set) -> None:
+    """Gateways of different drivers can never connect: the second cluster learns it
+    at join, in one line naming the members' driver, and nothing is written; a lone
+    member may change its driver on a rejoin."""
+    cs.deploy()
+    cs.join("east", cable_driver="wireguard")
+    cs.join("east", cable_driver="ipsec")  # alone: its own choice
+    cs.join("east", cable_driver="wireguard")
+    with pytest.raises(ClustersetError,
+                       match=r"cable driver vxlan differs from the clusterset's "
+                             r"\(east: wireguard\); join with --cable-driver wireguard"):
+        cs.join("west", cable_driver="vxlan")
+    with pytest.raises(ClustersetError, match="differs"):
+        clusterset.preview_join(cs.api, JoinRequest(
+            cluster_id="west", cluster_cidrs=("10.244.0.0/16",),
+            service_cidrs=("10.96.0.0/16",), cable_driver="vxlan"),
+            broker_namespace=cs.broker_ns)
+    assert set(cs.members(cs.broker_ns)) == {"east"}
+    assert cs.join("west", cable_driver="wireguard").global_cidr == "242.50.1.0/24"

@@ -79,9 +79,11 @@ def test_the_engine_publishes_cables_and_reports(
             gateways = crud.ResourceClient(api_client, resources.GATEWAYS)
 
             def reported() -> dict[str, Any] | None:
+                # "connecting" until the first health ping has an answer or times out.
                 obj = gateways.get_or_none("east-gw", namespace=member_ns)
                 status = (obj or {}).get("status") or {}
-                return status if status.get("connections") else None
+                conns = status.get("connections") or []
+                return status if conns and conns[0]["status"] != "connecting" else None
 
             status = await_condition(reported, timeout=20, message="a Gateway status")
             assert status is not None and status["haStatus"] == "active"

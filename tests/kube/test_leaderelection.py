@@ -336,3 +336,62 @@ def test_killed_leader_is_replaced_after_lease_duration(
             victim.kill()
             victim.wait(5)
         follower.elector.stop()
+
+
+def test_an_ineligible_leader_hands_over_at_once_and_stays_out(
+        api_client: Any, namespace: str) -> None:
+    """A leader whose eligibility check turns False (a gateway cut off its tunnel's
+    link) steps down and releases the lease: the follower leads within about one
+    retry period, not a lease duration, never both at once; the ineligible one does
+    not campaign until it is eligible again."""
+    healthy = {"a": threading.Event(), "b": threading.Event()}
+    for flag in healthy.values():
+        flag.set()
+
+    def contender(name: str) -> Contender:
+        c = Contender(api_client, config(namespace, name))
+        c.elector = CountingElector(
+            api_client, config(namespace, name),
+            on_started_leading=lambda: c._note("started"),
+            on_stopped_leading=lambda: c._note("stopped"),
+            eligible=healthy[name].is_set)
+        return c
+
+    a, b = contender("a"), contender("b")
+    with stopping(a.elector, b.elector), OverlapSampler(a.elector, b.elector) as sampler:
+        a.elector.start()
+        b.elector.start()
+        leader, follower = await_one_leader(a.elector, b.elector)
+        await_renewals(api_client, namespace, leader.config.identity, 2)
+        cut_at = time.monotonic()
+        healthy[leader.config.identity].clear()
+        await_condition(lambda: follower.is_leader, timeout=LEASE + 2, message="handover")
+        handover = time.monotonic() - cut_at
+        assert not leader.is_leader
+        await_renewals(api_client, namespace, follower.config.identity, 4)
+        assert not leader.is_leader, "an ineligible contender took the lease back"
+        healthy[leader.config.identity].set()
+        follower.stop()  # released: the healed one may lead again
+        await_condition(lambda: leader.is_leader, timeout=LEASE + 2, message="back")
+    print(f"\nhandover after the leader turned ineligible: {handover:.3f}s "
+          f"(lease_duration {LEASE}s, retry_period {RETRY}s)")
+    assert sampler.overlaps == []
+    assert handover < LEASE, "released, not waited out"
+
+
+def test_a_sub_second_lease_is_waited_out_at_its_own_length() -> None:
+    """A Lease records whole seconds; a follower configured like the holder (its
+    duration rounds up to the record) waits its own 0.6 s, any other record in full."""
+    from kube.leaderelection import LeaderElectionRecord
+
+    cfg = LeaderElectionConfig(name="gateway", namespace="x", identity="follower",
+                               lease_duration=0.6, renew_deadline=0.4, retry_period=0.1)
+    elector = LeaderElector(None, cfg)  # type: ignore[arg-type]  # no request is made
+
+    def held(seconds: int, observed_ago: float) -> bool:
+        record = LeaderElectionRecord("leader", seconds, None, "t", 0)
+        elector._observed, elector._observed_time = record, time.monotonic() - observed_ago
+        return elector._held_by_other(record)
+
+    assert held(1, 0.5) and not held(1, 0.7)  # like us: 0.6 s
+    assert held(2, 1.5) and not held(2, 2.1)  # someone else's 2 s: in full

@@ -12,19 +12,16 @@ both gateways share this test's mount namespace and the UAPI socket path is fixe
 
 from __future__ import annotations
 
-import os
-import socket
 import subprocess
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
-from datapath import netns as nsutil
 from datapath.cable import CableError, RemoteGateway
 from datapath.wireguard import IFNAME, KEY_FILE, WireguardCable, parse_dump, tunnel_ip
 from lab import netns
+from tests.netns.cable_fixture import processes_in, tcp_echo, two_gateways
 
 A_IP, B_IP = "198.18.10.1", "198.18.10.2"
 
@@ -41,62 +38,14 @@ def kernel_has_wireguard(ns: str) -> bool:
     return made == 0
 
 
-def netns_inode(name: str) -> int:
-    return os.stat(nsutil.NETNS_DIR / name).st_ino
 
 
-def processes_in(name: str) -> list[int]:
-    """PIDs whose network namespace is `name`'s."""
-    inode, found = netns_inode(name), []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                if os.stat(entry / "ns" / "net").st_ino == inode:
-                    found.append(int(entry.name))
-            except OSError:
-                continue
-    return found
-
-
-def tcp_echo(server_ns: str, client_ns: str, src: str, dst: str) -> bytes:
-    """One TCP exchange from `src` in `client_ns` to `dst`:7000 in `server_ns`."""
-    with nsutil.entered(server_ns):
-        server = socket.create_server((dst, 7000))
-    with nsutil.entered(client_ns):
-        client = socket.socket()
-    got: list[bytes] = []
-
-    def serve() -> None:
-        conn, _ = server.accept()
-        with conn:
-            got.append(conn.recv(100))
-            conn.sendall(b"pong " + got[0])
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    try:
-        client.settimeout(10)
-        client.bind((src, 0))
-        client.connect((dst, 7000))
-        client.sendall(b"ping")
-        answer = client.recv(100)
-    finally:
-        client.close()
-        t.join(10)
-        server.close()
-    assert got == [b"ping"]
-    return answer
 
 
 @pytest.fixture
 def gateways(make_netns: Callable[[str], str]) -> Iterator[tuple[str, str]]:
-    a, b = make_netns("wga"), make_netns("wgb")
-    netns.ensure_veth(netns=a, ifname="ul0", peer_netns=b, peer_ifname="ul0",
-                      address=f"{A_IP}/24", peer_address=f"{B_IP}/24")
-    for ns, own in ((a, "242.1.0.1"), (b, "242.2.0.1")):
-        netns.run(ns, ["ip", "link", "set", "lo", "up"])
-        netns.run(ns, ["ip", "addr", "add", f"{own}/32", "dev", "lo"])
-    yield a, b
+    with two_gateways(make_netns, "wg", A_IP, B_IP) as pair:
+        yield pair
 
 
 def test_tunnel_ip_is_on_its_own_slash_8() -> None:

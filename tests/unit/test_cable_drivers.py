@@ -11,13 +11,14 @@ import pytest
 
 from datapath import cable_drivers
 from datapath.cable import CableError, PeerState, RemoteGateway
+from datapath.ipsec import IpsecCable
 from datapath.vxlan import VxlanCable
 from datapath.wireguard import KEY_FILE, WireguardCable, load_or_create_key
 from gateway.engine import EngineConfig, _without_rtt, cable_state, endpoint_spec, remote_gateway
 
 
-def test_the_registry_knows_vxlan_and_wireguard(tmp_path: Path) -> None:
-    assert cable_drivers.names() == ("vxlan", "wireguard")
+def test_the_registry_knows_vxlan_wireguard_and_ipsec(tmp_path: Path) -> None:
+    assert cable_drivers.names() == ("vxlan", "wireguard", "ipsec")
     opts = cable_drivers.CableOptions("198.18.0.10", state_dir=tmp_path)
     vx = cable_drivers.new_cable("vxlan", opts)
     wg = cable_drivers.new_cable("wireguard", opts)
@@ -25,9 +26,14 @@ def test_the_registry_knows_vxlan_and_wireguard(tmp_path: Path) -> None:
     assert isinstance(wg, WireguardCable) and wg.driver == "wireguard"
     assert wg.mtu == 1420 and vx.tunnel_ip("198.18.0.10") == "240.18.0.10"
     assert wg.tunnel_ip("198.18.0.10") == "241.18.0.10"
-    with pytest.raises(CableError, match=r"^unknown cable driver 'ipsec' \(known: vxlan, "
-                                         r"wireguard\)$"):
-        cable_drivers.new_cable("ipsec", opts)
+    ipsec = cable_drivers.new_cable("ipsec", cable_drivers.CableOptions("198.18.0.10",
+                                                                         psk="secret"))
+    assert isinstance(ipsec, IpsecCable) and ipsec.driver == "ipsec" and ipsec.psk == "secret"
+    assert ipsec.tunnel_ip("198.18.0.10") == "243.18.0.10" and ipsec.mtu == 1400
+    assert ipsec.backend_config() == {"ike-port": "500", "udp-port": "4500"}
+    with pytest.raises(CableError, match=r"^unknown cable driver 'geneve' \(known: vxlan, "
+                                         r"wireguard, ipsec\)$"):
+        cable_drivers.new_cable("geneve", opts)
 
 
 def test_drivers_that_differ_refuse_with_one_line() -> None:

@@ -129,3 +129,25 @@ def test_equal_inputs_in_any_order_give_equal_intents() -> None:
                             clusters=[remote, own]))
     assert a == b and hash(a) == hash(b)
     assert a.remote_global_cidrs == ("242.1.0.0/24",)
+
+
+def test_a_passive_gateway_holds_every_mapping_but_translates_toward_no_cluster() -> None:
+    """Hot standby: the passive gateway node programs the same mappings and groups,
+    with no remote global CIDR, so nothing it forwards is translated (its pods'
+    traffic goes to the active gateway like any node's); turning active adds the
+    remote CIDRs and nothing else."""
+    svc = obj("web", "app", spec={"clusterIP": "10.96.0.10", "ports": [
+        {"port": 80, "protocol": "TCP"}]})
+    giip = obj("web", "app", spec={"target": names.TARGET_CLUSTER_IP_SERVICE,
+                                   "serviceRef": {"name": "web"}},
+               status={"allocatedIP": "242.0.0.40"})
+    egress = obj(names.CLUSTER_EGRESS_NAME, status={"allocatedIPs": ["242.0.0.1"]})
+    clusters = [{"metadata": {"name": c}, "spec": {"cluster_id": c, "global_cidr": [g]}}
+                for c, g in (("east", "242.0.0.0/24"), ("west", "242.1.0.0/24"))]
+    common = dict(services=[svc], global_ingress_ips=[giip],
+                  cluster_global_egress_ips=[egress], clusters=clusters)
+    active, passive = (build_intent(inputs(**common, passive=p)) for p in (False, True))
+    assert active.remote_global_cidrs == ("242.1.0.0/24",)
+    assert passive.remote_global_cidrs == ()
+    assert (passive.ingress, passive.egress) == (active.ingress, active.egress)
+    assert passive.validate() == []

@@ -56,7 +56,7 @@ GNCTL_CLI: dict[str, tuple[int, dict[str, bool]]] = {
     "deploy-broker": (0, {"--kubeconfig": True, "--context": True, "--globalnet": False,
                           "--broker-api-server": True, "--out": True}),
     "join": (1, {"--kubeconfig": True, "--context": True, "--clusterid": True,
-                 "--image": True, "--datapath": True}),
+                 "--image": True, "--datapath": True, "--cable-driver": True}),
 }
 DATAPATHS = ("nftables", "ebpf")
 
@@ -345,12 +345,13 @@ def test_gnctl_checks_catch_mistakes() -> None:
         "x=$(gnctl lab up)",                                           # not in the list
         "gnctl join a b --kubeconfig k --context c --clusterid c1 --image i --datapath bpf",
         "gnctl join info --kubeconfig k --context c --clusterid c1 --image i \\",
-        "  --datapath nftables",                                       # fine
-        "gnctl join --kubeconfig k --context c --clusterid c1 --image i --datapath ebpf",
+        "  --datapath nftables --cable-driver vxlan",                  # fine
+        "gnctl join --kubeconfig k --context c --clusterid c1 --image i --datapath ebpf \\",
+        "  --cable-driver vxlan",
         "gnctl deploy-broker --kubeconfig k --context c --globalnet=yes --broker-api-server u",
     ])
     calls = gnctl_calls(script)
-    assert [n for n, _ in calls] == [1, 2, 3, 4, 5, 7, 8]
+    assert [n for n, _ in calls] == [1, 2, 3, 4, 5, 7, 9]
     problems = [gnctl_problems(argv) for _, argv in calls]
     assert "join: unknown flag --broker-kubeconfig" in problems[0]
     assert "join: --kubeconfig missing" in problems[0]
@@ -518,7 +519,7 @@ def test_up_two_members_nftables(recipe: Recipe) -> None:
     for a, member in zip(gnctl[1:], ("c1", "c2"), strict=True):
         assert a == ["join", str(recipe.broker_info), "--kubeconfig", kubeconfig,
                      "--context", f"kind-{member}", "--clusterid", member,
-                     "--image", IMAGE, "--datapath", "nftables"]
+                     "--image", IMAGE, "--datapath", "nftables", "--cable-driver", "vxlan"]
     assert recipe.broker_info.is_file()
 
     last_load = max(i for i, c in enumerate(recipe.calls())
@@ -555,6 +556,13 @@ def test_up_two_members_nftables(recipe: Recipe) -> None:
     assert res.stderr == ""
 
 
+def test_up_with_an_encrypted_cable_joins_every_member_with_it(recipe: Recipe) -> None:
+    res = recipe.run("up.sh", "--cable-driver", "wireguard")
+    assert res.returncode == 0, res.stdout + res.stderr
+    joins = [a for a in (c["argv"] for c in recipe.calls("gnctl")) if a[0] == "join"]
+    assert [opt(a, "--cable-driver") for a in joins] == ["wireguard", "wireguard"]
+
+
 def test_up_three_members_ebpf(recipe: Recipe) -> None:
     res = recipe.run("up.sh", "--clusters", "3", "--datapath", "ebpf", "--cable-driver", "vxlan")
     assert res.returncode == 0, res.stdout + res.stderr
@@ -565,6 +573,7 @@ def test_up_three_members_ebpf(recipe: Recipe) -> None:
     joins = [a for a in (c["argv"] for c in recipe.calls("gnctl")) if a[0] == "join"]
     assert [opt(a, "--clusterid") for a in joins] == ["c1", "c2", "c3"]
     assert {opt(a, "--datapath") for a in joins} == {"ebpf"}
+    assert {opt(a, "--cable-driver") for a in joins} == {"vxlan"}
     broker_at = recipe.index(lambda c: c["argv"][:1] == ["deploy-broker"])
     for member in ("c1", "c2", "c3"):
         mount_at = recipe.index(lambda c, m=member: c["argv"][:2] == ["exec", f"{m}-worker"]
@@ -607,7 +616,8 @@ def test_up_prefers_the_checkouts_venv(recipe: Recipe) -> None:
 
 @pytest.mark.parametrize("args", [
     ["--clusters", "4"], ["--clusters", "1"], ["--clusters", "two"], ["--clusters"],
-    ["--datapath", "iptables"], ["--cable-driver", "wireguard"], ["--bogus"],
+    ["--datapath", "iptables"], ["--cable-driver", "gre"],
+    ["--datapath", "ebpf", "--cable-driver", "wireguard"], ["--bogus"],
 ])
 def test_up_refuses_bad_arguments_before_doing_anything(recipe: Recipe, args: list[str]) -> None:
     res = recipe.run("up.sh", *args)

@@ -236,6 +236,59 @@ def test_capabilities_ebpf_add_sys_admin_and_the_host_bpffs() -> None:
         assert not {mt["name"] for mt in container["volumeMounts"]} & set(host)
 
 
+@pytest.mark.parametrize("driver", ["wireguard", "ipsec"])
+def test_a_userspace_cable_runs_in_a_container_of_its_own(driver: str) -> None:
+    """The tunnel daemon lives in the pod's `cable` container, so an engine restart
+    keeps it; the engine configures it through a directory both mount, keeps its
+    keys on the node, and is told not to start a daemon itself."""
+    objects = m.render(options(cable_driver=driver))
+    gateway = one(objects, "DaemonSet", m.GATEWAY_DAEMONSET)["spec"]["template"]["spec"]
+    by_name = {c["name"]: c for c in gateway["containers"]}
+    assert set(by_name) == {rbac.GATEWAY_ENGINE, rbac.GLOBALNET, "cable"}
+    assert capabilities(objects)["cable"] == (
+        {"NET_ADMIN"} if driver == "wireguard" else {"NET_ADMIN", "NET_BIND_SERVICE"})
+    engine, cable = by_name[rbac.GATEWAY_ENGINE], by_name["cable"]
+    assert f"--cable-driver={driver}" in engine["args"]
+    assert "--cable-daemon=external" in engine["args"]
+    assert {"name": "cable-run", "mountPath": m.CABLE_RUN_DIRS[driver]} in \
+        engine["volumeMounts"]
+    assert {"name": "cable-run", "mountPath": m.CABLE_DAEMON_RUN_DIRS[driver]} in \
+        cable["volumeMounts"]
+    if driver == "ipsec":
+        # The clusterset's PSK from its Secret; charon's vici socket in the shared /run.
+        assert f"--psk-file={m.IPSEC_DIR}/{names.IPSEC_PSK_KEY}" in engine["args"]
+        assert f"--cable-run-dir={m.CABLE_RUN_DIRS['ipsec']}" in engine["args"]
+        psk = next(v for v in gateway["volumes"] if v["name"] == "ipsec-psk")
+        assert psk["secret"]["secretName"] == names.IPSEC_PSK_SECRET
+        assert cable["command"][:4] == ["python3", "-m", "datapath.ipsec", "daemon"]
+    host = {v["name"]: v["hostPath"] for v in gateway["volumes"] if "hostPath" in v}
+    assert host == {"cable-state": {"path": m.CABLE_STATE_DIR, "type": "DirectoryOrCreate"},
+                    "dev-net-tun": {"path": "/dev/net/tun", "type": "CharDevice"}}
+    assert {mt["name"] for mt in cable["volumeMounts"]} & set(host) == {"dev-net-tun"}
+    assert {mt["name"] for mt in engine["volumeMounts"]} & set(host) == {"cable-state"}
+    # VXLAN is the kernel's: no container, no host path, the engine's default daemon.
+    plain = one(m.render(options()), "DaemonSet", m.GATEWAY_DAEMONSET)["spec"]["template"]
+    assert [c["name"] for c in plain["spec"]["containers"]] == [rbac.GATEWAY_ENGINE,
+                                                                rbac.GLOBALNET]
+    assert "--cable-driver=vxlan" in plain["spec"]["containers"][0]["args"]
+
+
+def test_the_ebpf_programs_go_on_the_vxlan_cable_device_only() -> None:
+    from datapath import vxlan
+
+    assert m.VXLAN_DEVICE == vxlan.IFNAME
+    gateway = one(m.render(options(datapath="ebpf")), "DaemonSet", m.GATEWAY_DAEMONSET)
+    args = gateway["spec"]["template"]["spec"]["containers"][1]["args"]
+    assert f"--tunnel-dev={vxlan.IFNAME}" in args and "--node-name=$(NODE_NAME)" in args
+    with pytest.raises(m.OptionsError, match="layer-3 TUN"):
+        options(datapath="ebpf", cable_driver="wireguard")
+
+
+def test_an_unknown_cable_driver_is_refused_in_one_line() -> None:
+    with pytest.raises(m.OptionsError, match="cable driver 'gre': expected one of"):
+        options(cable_driver="gre")
+
+
 def test_unprivileged_components_run_as_non_root(rendered: list[JSON]) -> None:
     for _, container in containers(rendered):
         ctx = container["securityContext"]

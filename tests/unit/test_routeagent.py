@@ -53,3 +53,19 @@ def test_no_gateway_no_routes_and_the_active_or_oldest_gateway_wins() -> None:
     # A gateway without an address cannot be routed to.
     assert active_gateway([{"metadata": {"name": "x", "labels": {
         names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE}}}]) is None
+
+
+def test_the_gateway_lease_holder_is_the_active_gateway_first() -> None:
+    """The engines' election decides (seen the moment it changes hands), before any
+    Gateway status catches up; a holder that is no gateway node does not count."""
+    two = [node("g0", "172.18.0.10", gateway=True, created="2026-01-01T00:00:00Z"),
+           node("g1", "172.18.0.11", gateway=True, created="2026-02-01T00:00:00Z"),
+           node("n2", "172.18.0.12")]
+    stale = [{"metadata": {"name": "g0"}, "status": {"haStatus": "active"}}]
+    assert desired_routes("n2", "c1", two, CLUSTERS, stale, lease_holder="g1") == {
+        Route("242.1.0.0/16", "172.18.0.11"), Route("242.2.0.0/16", "172.18.0.11")}
+    # The passive gateway node routes to the active one like any node; the active none.
+    assert desired_routes("g0", "c1", two, CLUSTERS, stale, lease_holder="g1") == {
+        Route("242.1.0.0/16", "172.18.0.11"), Route("242.2.0.0/16", "172.18.0.11")}
+    assert desired_routes("g1", "c1", two, CLUSTERS, stale, lease_holder="g1") == set()
+    assert active_gateway(two, stale, lease_holder="n2")["metadata"]["name"] == "g0"  # type: ignore[index]
