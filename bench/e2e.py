@@ -16,8 +16,9 @@ from the moment the ServiceExport is created, until:
 Figures are per stage, median and worst over the services, polled every 5 ms.
 Design goal (DESIGN.md section 4.5): export-to-resolvable under 1 s; upstream's
 Lighthouse waits for its syncer and CoreDNS plugin, seconds in practice. Then the
-gateway failover figures of `bench.failover` (its flags pass through: `make
-bench-e2e ARGS="--drivers vxlan --rounds 3"`). The last line printed is one JSON
+gateway failover figures of `bench.failover` and the cable throughput figures of
+`bench.tunnel` (their flags pass through: `make bench-e2e ARGS="--drivers vxlan
+--rounds 3"`). The last line printed is one JSON
 object.
 """
 
@@ -137,9 +138,10 @@ def main() -> None:
     print(f"export to resolvable: median {result['resolvable_p50_ms']} ms "
           f"(goal < 1000 ms); export to reachable: median {result['reachable_p50_ms']} ms",
           flush=True)
-    from bench import failover
+    from bench import failover, tunnel
 
     result.update(failover.main(sys.argv[1:]))
+    result.update(tunnel.main(sys.argv[1:]))
     print(json.dumps(result))
 
 

@@ -185,7 +185,7 @@ def main(argv: list[str] | None = None) -> dict[str, object]:
     p.add_argument("--drivers", default=",".join(DRIVERS))
     p.add_argument("--rounds", type=int, default=ROUNDS)
     p.add_argument("--kill-labs", type=int, default=KILL_LABS)
-    args = p.parse_args(argv)
+    args, _ = p.parse_known_args(argv)
     drivers = [d for d in args.drivers.split(",") if d]
     link: dict[str, list[float]] = {}
     flows: dict[str, float] = {}

@@ -74,7 +74,7 @@ from lab import netns
 SIZES = (10, 1_000, 10_000, 50_000)
 PACKETS = 60_000  # unique 5-tuples in the pool
 BUDGET_S = 0.25  # sending time per measurement
-ROUNDS = 15
+ROUNDS = 16  # two passes of 8 (see main)
 SOL_PACKET, PACKET_QDISC_BYPASS = 263, 20  # linux/socket.h, linux/if_packet.h
 STREAM_S, STREAM_ROUNDS = 2.0, 3
 
@@ -399,11 +399,37 @@ def _spread(values: list[float]) -> str:
 
 
 @contextmanager
-def twin_topologies(roles: tuple[str, ...]) -> Iterator[dict[tuple[str, int], dict[str, str]]]:
-    """One topology per (datapath, size), all alive at once."""
+def twin_topologies(roles: tuple[str, ...], sizes: tuple[int, ...] = SIZES
+                    ) -> Iterator[dict[tuple[str, int], dict[str, str]]]:
+    """One topology per (datapath, size), all alive at once, made in `sizes` order."""
     with ExitStack() as stack:
         yield {(role, size): stack.enter_context(topology(f"{role[0]}{i}"))
-               for i, size in enumerate(SIZES) for role in (*roles, "base")}
+               for i, size in enumerate(sizes) for role in (*roles, "base")}
+
+
+def program_pass(stack: ExitStack, roles: tuple[str, ...], sizes: tuple[int, ...],
+                 everything: tuple[IngressMapping, ...], bpffs: Path | None,
+                 ) -> tuple[dict[tuple[str, int], dict[str, str]],
+                            dict[tuple[str, int], Backend], dict[tuple[str, int], Sample]]:
+    """Topologies made in `sizes` order, each programmed with its size: their
+    backends and samplers."""
+    topo = stack.enter_context(twin_topologies(roles, sizes))
+    samplers: dict[tuple[str, int], Sample] = {}
+    backends: dict[tuple[str, int], Backend] = {}
+    for size in sizes:
+        packets = syn_packets(PACKETS, [m.global_ip for m in everything[:size]])
+        for role in roles:
+            mine = topo[(role, size)]
+            backends[(role, size)] = make_backend(role, mine["gw"], bpffs)
+            backends[(role, size)].apply(intent(everything[:size]))
+            samplers[(role, size)] = functools.partial(measure_rate, mine,
+                                                       Frames(mine, packets))
+        theirs = topo[("base", size)]
+        prog = program_baseline(theirs, size)
+        print(f"{size:>6} mappings programmed (baseline: {prog:.2f} s)", flush=True)
+        samplers[("base", size)] = functools.partial(measure_rate, theirs,
+                                                     Frames(theirs, packets))
+    return topo, backends, samplers
 
 
 def update_latency(backend: Backend, everything: tuple[IngressMapping, ...]) -> list[float]:
@@ -435,12 +461,12 @@ def main(argv: list[str] | None = None) -> None:
     everything = tuple(mapping(i) for i in range(max(SIZES) + 64))
     with ExitStack() as outer:
         bpffs = outer.enter_context(private_bpffs()) if "ebpf" in roles else None
-        topo = outer.enter_context(twin_topologies(roles))
         program_10k: dict[str, float] = {}
         for role in roles:
             # Time to program 10,000 mappings from empty (the eBPF figure includes
             # compiling and loading the programs, about 2 s).
-            scratch = make_backend(role, topo[(role, SIZES[0])]["gw"], bpffs)
+            scratch_topo = outer.enter_context(topology(f"s{role[0]}"))
+            scratch = make_backend(role, scratch_topo["gw"], bpffs)
             start = time.perf_counter()
             scratch.apply(intent(everything[:10_000]))
             program_10k[role] = time.perf_counter() - start
@@ -448,24 +474,26 @@ def main(argv: list[str] | None = None) -> None:
             print(f"{LABEL[role]}: program 10,000 mappings from empty: "
                   f"{program_10k[role] * 1000:.0f} ms", flush=True)
 
-        samplers: dict[tuple[str, int], Sample] = {}
-        backends: dict[tuple[str, int], Backend] = {}
-        for size in SIZES:
-            packets = syn_packets(PACKETS, [m.global_ip for m in everything[:size]])
-            for role in roles:
-                mine = topo[(role, size)]
-                backends[(role, size)] = make_backend(role, mine["gw"], bpffs)
-                backends[(role, size)].apply(intent(everything[:size]))
-                samplers[(role, size)] = functools.partial(measure_rate, mine,
-                                                           Frames(mine, packets))
-            theirs = topo[("base", size)]
-            prog = program_baseline(theirs, size)
-            print(f"{size:>6} mappings programmed (baseline: {prog:.2f} s)", flush=True)
-            samplers[("base", size)] = functools.partial(measure_rate, theirs,
-                                                         Frames(theirs, packets))
-        print(f"sampling: {args.rounds} rounds of {len(samplers)} samples, random order",
-              flush=True)
-        samples = sample_rounds(samplers, args.rounds)
+        # Topologies made later sample a few per cent faster (seen with identical
+        # ones side by side), so half the rounds run on topologies made smallest
+        # size first and half on a fresh set made largest first: no size gains
+        # from the order it was made in.
+        samples: dict[tuple[str, int], list[float]] = {}
+        for order in (SIZES, SIZES[::-1]):
+            with ExitStack() as rounds_stack:
+                topo, backends, samplers = program_pass(rounds_stack, roles, order,
+                                                        everything, bpffs)
+                print(f"sampling: {args.rounds // 2} rounds of {len(samplers)} samples, "
+                      f"random order (topologies made {order[0]:,} first)", flush=True)
+                for key, values in sample_rounds(samplers, args.rounds // 2).items():
+                    samples.setdefault(key, []).extend(values)
+                if order != SIZES:
+                    # The last set serves the figures below; removed with the rest.
+                    outer.enter_context(rounds_stack.pop_all())
+                    break
+                for (role, _), backend in backends.items():
+                    if role == "ebpf":
+                        backend.cleanup()
 
         rates: dict[str, dict[str, float]] = {role: {} for role in (*roles, "base")}
         for size in SIZES:
