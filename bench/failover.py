@@ -33,8 +33,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from kube import names, resources
-from kube.leaderelection import holder_of
+from kube import resources
 from lab import netns
 from lab.lab import Lab
 from lab.ports import free_port_block
@@ -62,11 +61,6 @@ def ha_lab(root: Path, driver: str, tag: str) -> Iterator[Lab]:
         lab.down(progress=lambda *_: None)
 
 
-def active(lab: Lab, cluster: str) -> str:
-    return holder_of(lab.cluster(cluster).client(resources.LEASES).get_or_none(
-        names.GATEWAY_LEASE, namespace=names.CLUSTER_NAMESPACE))
-
-
 def exported_ip(lab: Lab, service: str) -> str:
     exports = lab.cluster("c2").client(resources.SERVICE_EXPORTS)
     if exports.get_or_none(service, namespace="default") is None:
@@ -84,7 +78,7 @@ def exported_ip(lab: Lab, service: str) -> str:
 def wait_active(lab: Lab, cluster: str, not_this: str = "", timeout: float = 30) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        now = active(lab, cluster)
+        now = lab.active_gateways().get(cluster, "")
         if now and now != not_this:
             return now
         time.sleep(0.1)

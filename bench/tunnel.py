@@ -30,10 +30,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bench.failover import exported_ip
 from datapath import cable_drivers
 from datapath import netns as nsutil
 from datapath.cable import RemoteGateway
-from kube import resources
 from lab import netns
 from lab.lab import Lab
 from lab.ports import free_port_block
@@ -98,16 +98,7 @@ def lab_figures(lab: Lab, driver: str) -> tuple[float, float]:
     _running(lab, "c2", "iperf")
     _running(lab, "c2", "iperf-gw")
     client_gw = _running(lab, "c1", "iperf-gw")
-    exports = lab.cluster("c2").client(resources.SERVICE_EXPORTS)
-    if exports.get_or_none("iperf", namespace="default") is None:
-        exports.create({"metadata": {"name": "iperf", "namespace": "default"}})
-    giips = lab.cluster("c2").client(resources.GLOBAL_INGRESS_IPS)
-    deadline = time.monotonic() + 30
-    while not (ip := ((giips.get_or_none("iperf", namespace="default") or {})
-                      .get("status") or {}).get("allocatedIP")):
-        if time.monotonic() > deadline:
-            raise TimeoutError("no global IP for iperf")
-        time.sleep(0.2)
+    ip = exported_ip(lab, "iperf")
     time.sleep(2.0)  # programmed
     through = _iperf(lab.exec_argv("c1", "client", []), str(ip))
     assert c2.gateway.underlay_ip is not None

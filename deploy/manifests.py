@@ -68,6 +68,7 @@ from typing import Any, Final
 
 import yaml
 
+from datapath import cable_drivers
 from deploy import rbac
 from kube import crds, names, resources
 from kube.resources import Resource
@@ -81,7 +82,7 @@ DEFAULT_IMAGE: Final = f"{IMAGE_REPOSITORY}:lab"
 DATAPATHS: Final = ("nftables", "ebpf")
 # The cable drivers (datapath.cable_drivers); those with a userspace daemon get
 # the gateway pod's `cable` container.
-CABLE_DRIVERS: Final = ("vxlan", "wireguard", "ipsec")
+CABLE_DRIVERS: Final = cable_drivers.names()
 USERSPACE_CABLES: Final = ("wireguard", "ipsec")
 DEFAULT_API_SERVER: Final = "https://kubernetes.default.svc"
 

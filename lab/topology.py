@@ -18,13 +18,15 @@ from dataclasses import dataclass
 
 import netaddr
 
+from datapath import cable_drivers
+
 MAX_CLUSTERS = 32
 MAX_NODES = 32
 # The Globalnet agent backends a lab can run (`globalnet.agent --datapath`).
 DATAPATHS = ("nftables", "ebpf")
 MAX_GATEWAYS = 3
-# The cable drivers `gateway.engine --cable-driver` knows (datapath.cable_drivers).
-CABLE_DRIVERS = ("vxlan", "wireguard", "ipsec")
+# The cable drivers `gateway.engine --cable-driver` knows.
+CABLE_DRIVERS = cable_drivers.names()
 NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,7}$")
 
 

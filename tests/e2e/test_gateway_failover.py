@@ -22,7 +22,6 @@ import pytest
 
 from datapath.nftables import read_mappings
 from kube import names, resources
-from kube.leaderelection import holder_of
 from kube.testing import await_condition
 from lab import netns
 from lab.globalnet import node_routes, routes_of
@@ -40,9 +39,7 @@ def lab(lab_root: Path) -> Iterator[Lab]:
 
 
 def active_gateway(lab: Lab, cluster: str) -> str:
-    lease = lab.cluster(cluster).client(resources.LEASES).get_or_none(
-        names.GATEWAY_LEASE, namespace=names.CLUSTER_NAMESPACE)
-    return holder_of(lease)
+    return lab.active_gateways().get(cluster, "")
 
 
 def web_global_ip(lab: Lab) -> str:
