@@ -61,6 +61,9 @@ def register(sub: Any) -> None:
     up.add_argument("--gateways", type=int, default=DEFAULTS.gateways, metavar="N",
                     help="gateway nodes per cluster (nodes 0..N-1 on the underlay); one is "
                          f"active, the others stand by (default {DEFAULTS.gateways})")
+    up.add_argument("--no-prometheus", dest="prometheus", action="store_false",
+                    help="with --globalnet: do not run the Prometheus that scrapes every "
+                         "agent (lab/prometheus.py)")
     up.set_defaults(func=cmd_up)
 
     down = named(lab_sub.add_parser("down", help="remove every namespace, link and process"))
@@ -130,6 +133,7 @@ def spec_of(args: argparse.Namespace) -> LabSpec:
         name=args.name, clusters=args.clusters, nodes=args.nodes, pod_cidr=args.pod_cidr,
         service_cidr=args.service_cidr, api_port_base=args.api_port, globalnet=args.globalnet,
         datapath=args.datapath, cable_driver=args.cable_driver, gateways=args.gateways,
+        prometheus=getattr(args, "prometheus", DEFAULTS.prometheus),
     )
 
 
@@ -164,6 +168,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     if status["broker"]:
         out.print(f"broker API {status['broker']['api']}  "
                       f"kubeconfig {status['broker']['kubeconfig']}")
+    if status.get("prometheus"):
+        out.print(f"Prometheus {status['prometheus']} (every agent of every cluster)")
     for c in status["clusters"]:
         global_cidr = f"  global {c['global_cidr']}" if c["global_cidr"] else ""
         global_cidr += f"  clusterset DNS {c['dns']}" if c["dns"] else ""

@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from cli import clusterset_cmd, lab_cmd, show_cmd
+from cli import clusterset_cmd, lab_cmd, show_cmd, verify_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -30,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
     clusterset_cmd.register(sub)
     lab_cmd.register(sub)
     show_cmd.register(sub)
+    verify_cmd.register(sub)
     return parser
 
 
@@ -66,10 +67,12 @@ def _user_errors() -> tuple[type[Exception], ...]:
     from kube.client import KubeconfigError
     from lab.lab import LabError
     from lab.topology import TopologyError
+    from ops.errors import InventoryError
+    from verify.errors import VerifyError
 
     return (BrokerIdentityError, BrokerInfoError, DiscoveryError, InstallError, OptionsError,
             ClustersetError, BrokerConflictError, CidrAllocationError, KubeconfigError,
-            LabError, TopologyError)
+            LabError, TopologyError, InventoryError, VerifyError)
 
 
 def explain(exc: BaseException) -> str | None:

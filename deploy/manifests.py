@@ -51,6 +51,14 @@ Capabilities, per container (all others dropped, no privileged container):
 
 No container mounts ``/run/xtables.lock``: nothing here runs iptables (the datapath is
 nftables or tc BPF).
+
+Metrics: every agent container serves Prometheus metrics (``--metrics-port``) on a
+container port named ``metrics``, a port of its own (``METRICS_PORTS``, upstream's
+32780 for the gateway and 32781 for Globalnet, then ours): the node agents share
+the host's network namespace. Pod templates carry the ``prometheus.io/*`` scrape
+annotations (their ``port`` names the pod's first metrics port: annotation-based
+configs scrape one port per pod); ``deploy/prometheus/`` scrapes every container
+port named ``metrics`` instead, so the gateway pod's two are both found.
 """
 
 from __future__ import annotations
@@ -101,6 +109,10 @@ BPFFS: Final = "/sys/fs/bpf"
 VXLAN_DEVICE: Final = "vx-globalnet"  # datapath.vxlan.IFNAME (a test keeps them equal)
 # What the gateway engine keeps across restarts (the WireGuard key pair), on the node.
 CABLE_STATE_DIR: Final = "/var/lib/globalnet/gateway"
+# The engine's conntrackd (datapath/ctsync.py: the state of cross-cluster connections
+# replicated to the other gateway nodes): its config, lock and control socket, in
+# memory, private to the pod.
+CTSYNC_RUN_DIR: Final = "/run/globalnet-ctsync"
 # Where the engine and the cable container meet (wireguard-go's UAPI socket,
 # charon's vici socket): a directory both mount, here in the engine. The cable
 # container mounts it at CABLE_DAEMON_RUN_DIRS: wireguard-go's fixed
@@ -110,6 +122,10 @@ CABLE_RUN_DIRS: Final = {"wireguard": "/run/wireguard", "ipsec": "/run/globalnet
 CABLE_DAEMON_RUN_DIRS: Final = {"wireguard": "/run/wireguard", "ipsec": "/run"}
 IPSEC_DIR: Final = "/etc/globalnet/ipsec"
 DNS_CONTAINER_PORT: Final = 5353  # unprivileged: the agent runs without capabilities
+# Each agent's metrics port (distinct: the node agents share the host network).
+METRICS_PORTS: Final = {rbac.GATEWAY_ENGINE: 32780, rbac.GLOBALNET: 32781,
+                        rbac.ROUTE_AGENT: 32782, rbac.LIGHTHOUSE_AGENT: 32783}
+METRICS_PORT_NAME: Final = "metrics"
 DNS_PORT: Final = 53
 NOBODY: Final = 65534
 
@@ -338,6 +354,7 @@ def _container(opts: Options, component: str, module: str, args: list[str], *,
         volume_mounts.append({"name": "broker-kubeconfig", "mountPath": BROKER_DIR,
                               "readOnly": True})
     argv += args
+    argv.append(f"--metrics-port={METRICS_PORTS[component]}")
     if opts.verbose:
         argv.append("--verbose")
     return {
@@ -347,10 +364,20 @@ def _container(opts: Options, component: str, module: str, args: list[str], *,
         "command": ["python3", "-m", module],
         "args": argv,
         "env": copy.deepcopy(NODE_ENV),
+        "ports": [{"name": METRICS_PORT_NAME, "containerPort": METRICS_PORTS[component],
+                   "protocol": "TCP"}],
         "resources": {"requests": {"cpu": cpu, "memory": memory}},
         "securityContext": _security(capabilities, root=root),
         "volumeMounts": volume_mounts + list(mounts),
     }
+
+
+def scrape_annotations(containers: Sequence[JSON]) -> dict[str, str]:
+    """The ``prometheus.io/*`` annotations of a pod template: its first metrics port."""
+    ports = [p["containerPort"] for c in containers for p in c.get("ports") or []
+             if p.get("name") == METRICS_PORT_NAME]
+    return {"prometheus.io/scrape": "true", "prometheus.io/port": str(ports[0]),
+            "prometheus.io/path": "/metrics"}
 
 
 def _pod_spec(opts: Options, containers: list[JSON], volumes: list[JSON], *,
@@ -404,10 +431,12 @@ def _gateway_daemonset(opts: Options) -> JSON:
         f"--cluster-id={opts.cluster_id}", "--node-name=$(NODE_NAME)",
         "--private-ip=$(NODE_IP)", f"--subnet={opts.global_cidr}",
         f"--syncer-kubeconfig={syncer_dir}/{KUBECONFIG_KEY}",
-        f"--cable-driver={opts.cable_driver}",
+        f"--cable-driver={opts.cable_driver}", f"--conntrack-sync-dir={CTSYNC_RUN_DIR}",
     ]
     engine_mounts: list[JSON] = [
-        {"name": f"kube-{rbac.BROKER_SYNCER}", "mountPath": syncer_dir, "readOnly": True}]
+        {"name": f"kube-{rbac.BROKER_SYNCER}", "mountPath": syncer_dir, "readOnly": True},
+        {"name": "ctsync-run", "mountPath": CTSYNC_RUN_DIR}]
+    volumes.append({"name": "ctsync-run", "emptyDir": {"medium": "Memory"}})
     cable = _cable_container(opts)
     if cable is not None:
         engine_args += [f"--state-dir={CABLE_STATE_DIR}", "--cable-daemon=external"]
@@ -503,6 +532,8 @@ def _daemonset(opts: Options, name: str, component: str, pod_spec: JSON, *,
     if node_selector:
         pod_spec["nodeSelector"] = node_selector
     labels = _labels(opts, name, component)
+    template_meta = {"labels": labels,
+                     "annotations": scrape_annotations(pod_spec["containers"])}
     return {
         "apiVersion": "apps/v1", "kind": "DaemonSet",
         "metadata": _meta(opts, name, component=component),
@@ -510,7 +541,7 @@ def _daemonset(opts: Options, name: str, component: str, pod_spec: JSON, *,
             "selector": {"matchLabels": {NAME_LABEL: name}},
             "updateStrategy": {"type": "RollingUpdate",
                                "rollingUpdate": {"maxUnavailable": 1}},
-            "template": {"metadata": {"labels": labels}, "spec": pod_spec},
+            "template": {"metadata": template_meta, "spec": pod_spec},
         },
     }
 
@@ -525,6 +556,7 @@ def _lighthouse(opts: Options) -> list[JSON]:
     container["ports"] = [
         {"name": "dns", "containerPort": DNS_CONTAINER_PORT, "protocol": "UDP"},
         {"name": "dns-tcp", "containerPort": DNS_CONTAINER_PORT, "protocol": "TCP"},
+        *container["ports"],
     ]
     # Ready once the DNS server listens (it starts before the agent's caches sync).
     container["readinessProbe"] = {"tcpSocket": {"port": DNS_CONTAINER_PORT},
@@ -539,9 +571,11 @@ def _lighthouse(opts: Options) -> list[JSON]:
             "replicas": 1,
             "strategy": {"type": "Recreate"},
             "selector": {"matchLabels": {NAME_LABEL: name}},
-            "template": {"metadata": {"labels": labels}, "spec": _pod_spec(
-                opts, [container], [_kube_volume(component), copy.deepcopy(BROKER_VOLUME)],
-                service_account=service_account_name(component), host_network=False)},
+            "template": {
+                "metadata": {"labels": labels, "annotations": scrape_annotations([container])},
+                "spec": _pod_spec(
+                    opts, [container], [_kube_volume(component), copy.deepcopy(BROKER_VOLUME)],
+                    service_account=service_account_name(component), host_network=False)},
         },
     }
     service_spec: JSON = {

@@ -91,8 +91,10 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(N, resources.GATEWAYS, ("update",), subresource="status"),
         # tick(): the gateway node's health-check global IP annotation (written by
         # Globalnet) goes into the published Endpoint. Any gateway node may run it,
-        # so the name is not known when the role is written.
-        Rule(C, resources.NODES, ("get",)),
+        # so the name is not known when the role is written. The gateway nodes'
+        # informer (`ctsync_link`): the other gateway nodes' InternalIPs, the peers
+        # conntrack state is replicated to.
+        Rule(C, resources.NODES, ("get", *READ)),
         # _publish(): this cluster's Endpoint on the Broker; Endpoints of its
         # earlier gateways are listed and withdrawn once per term.
         Rule(BO, resources.SUBMARINER_ENDPOINTS,

@@ -41,6 +41,15 @@ next hop). The Broker syncer runs in the active engine's process only
 the active one's. Health pings run in a thread of their own (`HealthChecker`),
 so a dead remote's timed-out ping never delays converging the cable.
 
+Established connections survive a failover (`--conntrack-sync-dir`,
+datapath/ctsync.py): every gateway node's engine runs conntrackd towards the other
+gateway nodes (their InternalIPs, from the labelled Node objects), which writes the
+active gateway's entries for cross-cluster connections into the standbys' kernels;
+a passive node tracks no cross-cluster traffic itself (`Standby`: the connections
+pass through it when it hosts their backend, and its own entries would take the
+ports of the replicated translations), and drops that table before its cable
+converges when it turns active.
+
     python -m gateway.engine --kubeconfig K --broker-kubeconfig B --cluster-id C \\
         --node-name N --private-ip IP --subnet CIDR [--netns NS] \\
         [--cable-driver vxlan|wireguard] [--state-dir DIR]
@@ -49,9 +58,11 @@ so a dead remote's timed-out ping never delays converging the cable.
 from __future__ import annotations
 
 import argparse
+import collections
 import copy
 import logging
 import re
+import statistics
 import subprocess
 import sys
 import threading
@@ -63,6 +74,8 @@ from typing import Any
 
 from datapath import cable_drivers, netns
 from datapath.cable import Cable, CableError, PeerState, RemoteGateway, UnderlayLink
+from datapath.ctsync import ConntrackSync, ConntrackSyncError, Standby, SyncLink
+from gateway import metrics
 from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
@@ -74,6 +87,7 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 _RTT = re.compile(r"time=([0-9.]+) ms")
 REPORT_PERIOD = 5.0  # seconds between status writes that only refresh RTTs
+RTT_WINDOW = 60  # answered health pings kept per remote gateway for the RTT figures
 
 
 LEASE_DURATION, RENEW_DEADLINE, RETRY_PERIOD = 0.8, 0.5, 0.1
@@ -196,6 +210,9 @@ class HealthChecker:
         self.netns_name, self.period, self.on_flip = netns_name, period, on_flip
         self._targets: tuple[str, ...] = ()
         self._rtt: dict[str, float | None] = {}
+        # The answered pings' RTTs per target, for min/average/max/stdDev (upstream's
+        # latencyRTT); a bounded window, so a clusterset's history costs nothing.
+        self._history: dict[str, collections.deque[float]] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._kick = threading.Event()
@@ -214,6 +231,7 @@ class HealthChecker:
             new = tuple(sorted(set(targets)))
             changed, self._targets = new != self._targets, new
             self._rtt = {t: self._rtt[t] for t in new if t in self._rtt}
+            self._history = {t: self._history[t] for t in new if t in self._history}
         if changed:
             self._kick.set()  # a new target is pinged at once
 
@@ -221,6 +239,18 @@ class HealthChecker:
         """The last RTT in ms; None: no answer (or not pinged yet)."""
         with self._lock:
             return self._rtt.get(target)
+
+    def rtt_stats(self, target: str) -> JSON:
+        """upstream's latencyRTT of `target`: the last RTT and, over the last
+        RTT_WINDOW answers, min, average, max and standard deviation ("1.2ms")."""
+        with self._lock:
+            last, window = self._rtt.get(target), list(self._history.get(target, ()))
+        if last is None or not window:
+            return {}
+        mean = statistics.fmean(window)
+        return {k: f"{v:.3f}ms" for k, v in (
+            ("last", last), ("min", min(window)), ("average", mean), ("max", max(window)),
+            ("stdDev", statistics.pstdev(window, mean)))}
 
     def pinged(self, target: str) -> bool:
         with self._lock:
@@ -241,6 +271,9 @@ class HealthChecker:
                         continue
                     before = self._rtt.get(target, "unset")
                     self._rtt[target] = rtt
+                    if rtt is not None:
+                        self._history.setdefault(
+                            target, collections.deque(maxlen=RTT_WINDOW)).append(rtt)
                 if (before is None) != (rtt is None) or before == "unset":
                     self.on_flip()
             self._kick.wait(self.period)
@@ -252,7 +285,8 @@ class GatewayEngine:
 
     def __init__(self, *, local_api: Any, broker_api: Any, cfg: EngineConfig,
                  cable: Cable, eligible: Callable[[], bool] | None = None,
-                 while_active: Callable[[], daemon.Service] | None = None) -> None:
+                 while_active: Callable[[], daemon.Service] | None = None,
+                 ctsync: ConntrackSync | None = None) -> None:
         if cable.driver != cfg.cable_driver:
             raise ValueError(f"a {cable.driver} cable for an engine of {cfg.cable_driver}")
         self.cfg, self.cable = cfg, cable
@@ -267,6 +301,20 @@ class GatewayEngine:
                                    on_update=lambda _a, _b: self._wake.set(),
                                    on_delete=lambda _o: self._wake.set())
         self.health = HealthChecker(cable.netns, cfg.health_period, self._wake.set)
+        # Conntrack replication to the other gateway nodes (their InternalIPs), on
+        # active and passive nodes alike: the standby's kernel holds the state of
+        # the connections the active one carries.
+        self.ctsync = ctsync
+        self.standby = Standby(cable.netns) if ctsync is not None else None
+        self._ctsync_problem: str | None = None
+        self.gateway_nodes = None
+        if ctsync is not None:
+            self.gateway_nodes = self.informers.get(
+                resources.NODES,
+                label_selector=f"{names.GATEWAY_LABEL}={names.GATEWAY_LABEL_VALUE}")
+            self.gateway_nodes.add_handler(on_add=lambda _o: self._wake.set(),
+                                           on_update=lambda _a, _b: self._wake.set(),
+                                           on_delete=lambda _o: self._wake.set())
         self.active = False
         self._withdrawn_stale = False
         self._reported: JSON = {}
@@ -351,6 +399,8 @@ class GatewayEngine:
         self.health.stop()
         if self._thread:
             self._thread.join(10)
+        if self.ctsync is not None:
+            self.ctsync.stop()
         with self._term_lock:
             service, self._term_service = self._term_service, None
         if service is not None:
@@ -370,6 +420,7 @@ class GatewayEngine:
 
     def tick(self) -> None:
         """One round: converge the cable, publish, check the connections, report."""
+        self._converge_ctsync()
         if not self.active:
             leader = self.elector.leader_identity
             if self.cable.exists() and ((leader and leader != self.cfg.node_name)
@@ -380,7 +431,7 @@ class GatewayEngine:
                          f"{leader} is the active gateway now" if leader != self.cfg.node_name
                          else "this node cannot carry the cable")
                 self.cable.remove()
-            self._report({"haStatus": "passive", "connections": []})
+            self._report(self._with_ctsync({"haStatus": "passive", "connections": []}))
             return
         # The cable first, from the local cache alone: a Broker or API server that is
         # down for a while must not hold up the tunnels that carry traffic now.
@@ -411,7 +462,60 @@ class GatewayEngine:
                                                     peers) for ep in remotes]}
         if failure:
             status["statusFailure"] = failure
-        self._report(status)
+        self._report(self._with_ctsync(status))
+
+    def ctsync_link(self) -> SyncLink | None:
+        """This node's conntrack replication: its InternalIP, the other gateway nodes'
+        and the subnets of every cluster (ours and the remote Endpoints'); None
+        while this node has no InternalIP."""
+        assert self.gateway_nodes is not None
+        nodes = self.gateway_nodes.list()
+        me = next((n for n in nodes if o.name(n) == self.cfg.node_name), None)
+        local_ip = o.internal_ip(me) if me is not None else None
+        if local_ip is None:
+            return None
+        peers = sorted({ip for n in nodes if o.name(n) != self.cfg.node_name
+                        and (ip := o.internal_ip(n)) and ip != local_ip})
+        return SyncLink(local_ip, tuple(peers), self.clusterset_subnets())
+
+    def clusterset_subnets(self) -> tuple[str, ...]:
+        """Ours and every remote Endpoint's subnets: the cross-cluster addresses."""
+        subnets = {*self.cfg.subnets}
+        for ep in remote_endpoints(self.cfg.cluster_id, self.endpoints.list()):
+            subnets.update(str(s) for s in o.spec(ep).get("subnets") or ())
+        return tuple(sorted(subnets))
+
+    def _converge_ctsync(self) -> None:
+        """Never holds up the cable: a failure is one line in the status, retried."""
+        if self.ctsync is None:
+            return
+        try:
+            assert self.standby is not None
+            # Passive: cross-cluster traffic passing through is not tracked here (it
+            # would take the ports of the active gateway's translations); active:
+            # removed before the cable converges, below.
+            self.standby.converge(None if self.active else self.clusterset_subnets())
+            self.ctsync.converge(self.ctsync_link())
+            problem = None
+        except ConntrackSyncError as exc:
+            problem = f"conntrack sync: {exc}"
+        except Exception as exc:  # netlink, the run directory: retried next round
+            problem = f"conntrack sync: {type(exc).__name__}: {exc}"
+        if problem != self._ctsync_problem and problem is not None:
+            log.warning("%s", problem)
+        self._ctsync_problem = problem
+
+    def _with_ctsync(self, status: JSON) -> JSON:
+        """The Gateway status with the conntrack replication's state beside the cable's."""
+        if self.ctsync is None:
+            return status
+        link = self.ctsync.link
+        sync: JSON = {"peers": list(link.peers) if link else [],
+                      "state": ("error" if self._ctsync_problem else
+                                "running" if self.ctsync.running() else "idle")}
+        if self._ctsync_problem:
+            sync["statusMessage"] = self._ctsync_problem
+        return {**status, "conntrackSync": sync}
 
     def refusal(self, ep: JSON) -> str | None:
         """Why the cable does not connect to this remote Endpoint, or None."""
@@ -440,7 +544,7 @@ class GatewayEngine:
             conn.update(status="error", statusMessage=f"no answer from {target}{handshake}")
         else:
             conn.update(status="connected", statusMessage=f"{target} answers",
-                        latencyRTT={"last": f"{rtt}ms"})
+                        latencyRTT=self.health.rtt_stats(target) or {"last": f"{rtt}ms"})
         return conn
 
     def _health_target(self, ep: JSON) -> str:
@@ -473,6 +577,9 @@ class GatewayEngine:
         """Write the Gateway status when it changed; a change of RTTs alone waits
         for `REPORT_PERIOD`, so a healthy clusterset costs etcd one write per
         gateway every few seconds, not every health ping."""
+        metrics.GATEWAY.observe(cluster=self.cfg.cluster_id, hostname=self.cfg.node_name,
+                                driver=self.cfg.cable_driver, endpoint_ip=self.cfg.private_ip,
+                                status=status)
         now = time.monotonic()
         if (_without_rtt(status) == _without_rtt(self._reported)
                 and now - self._reported_at < REPORT_PERIOD):
@@ -548,6 +655,11 @@ def main(argv: list[str] | None = None) -> int:
                         "managed, this engine; external, a process beside it (the gateway "
                         "pod's cable container), which outlives the engine's restarts; the "
                         "engine only configures it (default managed)")
+    p.add_argument("--conntrack-sync-dir", type=Path,
+                   help="replicate the state of cross-cluster connections to the other "
+                        "gateway nodes with conntrackd (its config, lock and socket in this "
+                        "directory), so that established connections survive a failover. "
+                        "Default: off")
     p.add_argument("--syncer-kubeconfig", type=Path,
                    help="also run the Broker syncer (gateway.syncer) in this process, as the "
                         "identity of this kubeconfig: one interpreter less per gateway node")
@@ -559,6 +671,9 @@ def main(argv: list[str] | None = None) -> int:
                         f"(default {RENEW_DEADLINE})")
     p.add_argument("--retry-period", type=float, default=RETRY_PERIOD,
                    help=f"seconds between Lease renewals and polls (default {RETRY_PERIOD})")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve Prometheus metrics (gateway.metrics; the Broker syncer's "
+                        "too) on this port (0: off)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     daemon.setup_logging(args.verbose)
@@ -607,8 +722,15 @@ def main(argv: list[str] | None = None) -> int:
             return ClusterSyncer(local_api=syncer_api, broker_api=broker_api)
 
         started += ", with the Broker syncer while active"
+    ctsync = None
+    if args.conntrack_sync_dir is not None:
+        ctsync = ConntrackSync(args.conntrack_sync_dir, netns=args.netns)
+        started += ", replicating conntrack state to the other gateway nodes"
     engine = GatewayEngine(local_api=local_api, broker_api=broker_api, cfg=cfg, cable=cable,
-                           while_active=while_active)
+                           while_active=while_active, ctsync=ctsync)
+    if args.metrics_port:
+        metrics.register_engine()
+    metrics.serve(args.metrics_port, what="gateway engine")
     return daemon.serve(engine, started)
 
 if __name__ == "__main__":

@@ -28,6 +28,7 @@ from typing import Any
 
 from datapath import netns
 from datapath.routes import Route, RouteEvents, RouteTable
+from gateway import metrics
 from kube import daemon, names, resources
 from kube import objects as o
 from kube.informers import InformerSet
@@ -38,19 +39,12 @@ log = logging.getLogger(__name__)
 JSON = dict[str, Any]
 
 
-def internal_ip(node: JSON) -> str | None:
-    for address in (node.get("status") or {}).get("addresses") or []:
-        if isinstance(address, dict) and address.get("type") == "InternalIP":
-            return str(address.get("address") or "") or None
-    return None
-
-
 def active_gateway(nodes: Iterable[JSON], gateways: Iterable[JSON] = (),
                    lease_holder: str = "") -> JSON | None:
     """The node remote traffic leaves by; None when the cluster has no gateway."""
     candidates = [n for n in nodes
                   if o.labels(n).get(names.GATEWAY_LABEL) == names.GATEWAY_LABEL_VALUE
-                  and internal_ip(n)]
+                  and o.internal_ip(n)]
     active = {o.name(g) for g in gateways if o.status(g).get("haStatus") == "active"}
     chosen = ([n for n in candidates if o.name(n) == lease_holder]
               or [n for n in candidates if o.name(n) in active] or candidates)
@@ -65,7 +59,7 @@ def desired_routes(node_name: str, cluster_id: str, nodes: Iterable[JSON],
     gateway = active_gateway(nodes, gateways, lease_holder)
     if gateway is None or o.name(gateway) == node_name:
         return set()
-    via = internal_ip(gateway)
+    via = o.internal_ip(gateway)
     assert via is not None
     return {Route(cidr, via) for cidr in o.remote_cidrs(cluster_id, clusters)}
 
@@ -139,12 +133,18 @@ class RouteAgent:
                 return
             self._dirty.clear()
             try:
-                result = self.table.converge(self.desired())
+                desired = self.desired()
+                result = self.table.converge(desired)
             except Exception:
+                metrics.ROUTE_CONVERGES.labels(result="error").inc()
                 log.exception("routes not converged; retrying")
                 self._stop.wait(1.0)
                 self._dirty.set()
                 continue
+            metrics.ROUTE_CONVERGES.labels(result="ok").inc()
+            metrics.ROUTES.set(len(desired))
+            metrics.ROUTE_CHANGES.labels(op="add").inc(len(result.added))
+            metrics.ROUTE_CHANGES.labels(op="remove").inc(len(result.removed))
             if result.changes:
                 log.info("routes: +%s -%s", [f"{r.dst} via {r.via}" for r in result.added],
                          [f"{r.dst} via {r.via}" for r in result.removed])
@@ -160,6 +160,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--netns", help="program this named network namespace instead of our own")
     p.add_argument("--uninstall", action="store_true",
                    help="remove every route of ours (proto 149) and exit")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve Prometheus metrics on this port (0: off)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     daemon.setup_logging(args.verbose)
@@ -178,6 +180,9 @@ def main(argv: list[str] | None = None) -> int:
 
     agent = RouteAgent(new_api_client(args.kubeconfig), node_name=args.node_name,
                        cluster_id=args.cluster_id, table=table)
+    if args.metrics_port:
+        metrics.register_route_agent()
+    metrics.serve(args.metrics_port, what="route agent")
     return daemon.serve(agent, f"route agent of {args.cluster_id}/{args.node_name} started")
 
 

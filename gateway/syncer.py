@@ -32,6 +32,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Self
 
+from gateway import metrics
 from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
@@ -122,6 +123,7 @@ class ClusterSyncer(controller.Controller):
             if have is not None:
                 log.info("%s %s is gone from the Broker: removing the copy", resource.kind, name)
                 client.delete_if_exists(name, namespace=ns)
+                metrics.BROKER_SYNCS.labels(resource=plural, operation="deleted").inc()
             return
         if have is None:
             log.info("%s %s appeared on the Broker: copying it", resource.kind, name)
@@ -131,10 +133,13 @@ class ClusterSyncer(controller.Controller):
                 namespace=ns)
             if created is None:
                 self.enqueue(key)  # the cache lags: compare again
+            else:
+                metrics.BROKER_SYNCS.labels(resource=plural, operation="created").inc()
             return
         if o.spec(have) != o.spec(want):
             log.info("%s %s changed on the Broker: updating the copy", resource.kind, name)
             client.update({**have, "spec": o.spec(want)}, namespace=ns)
+            metrics.BROKER_SYNCS.labels(resource=plural, operation="updated").inc()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -145,6 +150,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--broker-kubeconfig", type=Path, required=True)
     p.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE)
     p.add_argument("--cluster-namespace", default=names.CLUSTER_NAMESPACE)
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve Prometheus metrics on this port (0: off)")
     p.add_argument("-v", "--verbose", action="store_true")
     args = p.parse_args(argv)
     daemon.setup_logging(args.verbose)
@@ -158,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
                            broker_api=new_api_client(args.broker_kubeconfig),
                            broker_namespace=args.broker_namespace,
                            cluster_namespace=args.cluster_namespace)
+    metrics.serve(args.metrics_port, what="Broker syncer")
     return daemon.serve(syncer, f"syncing Cluster and Endpoint objects from the Broker's "
                                 f"{args.broker_namespace} into {args.cluster_namespace}")
 

@@ -143,10 +143,9 @@ def main(argv: list[str] | None = None) -> int:
         lease_duration=args.lease_duration, renew_deadline=args.renew_deadline,
         retry_period=args.retry_period, node_name=args.node_name,
     )
-    if args.metrics_port:
-        from prometheus_client import start_http_server
+    from kube import metrics as kube_metrics
 
-        start_http_server(args.metrics_port)
+    kube_metrics.serve(args.metrics_port, what="globalnet agent")
     datapath = make_datapath(args.datapath, args.netns, bpffs=args.bpffs,
                              devices=tuple(args.tunnel_dev))
     manager = GlobalnetManager(api, cfg, datapath)

@@ -14,6 +14,8 @@ Rules every controller gets from here:
   succeeds, and if leadership is really lost the owner stops the controller.
 * **Failures** go back to the queue with the key's backoff. A conflict or a
   not-found is expected (the cache lags behind the server) and logged at debug.
+  Every failure counts in ``globalnet_reconcile_errors_total{controller}``
+  (``kube.metrics``), here and nowhere else.
 * **Status writes** have one conflict policy, ``write_status``: start from the cached
   copy, write only a change, and on 409 re-read the object and apply the change again,
   at most ``WRITE_ATTEMPTS`` times; an object that is gone has no status to
@@ -27,7 +29,7 @@ import logging
 from collections.abc import Callable, Iterable
 from typing import Self
 
-from kube import errors
+from kube import errors, metrics
 from kube import objects as o
 from kube.crud import ResourceClient
 from kube.informer import Cache
@@ -61,6 +63,7 @@ class Controller:
         max_requeues: int | None = DEFAULT_MAX_REQUEUES,
     ) -> None:
         self.queue: WorkQueue[str] = WorkQueue(name=self.name)
+        metrics.RECONCILE_ERRORS.labels(controller=self.name)  # exported from 0 on
         self.is_leading = is_leading
         self.max_requeues = max_requeues
         self._workers: Workers[str] | None = None
@@ -126,6 +129,7 @@ class Controller:
         try:
             return self.reconcile(key)
         except Exception as exc:
+            metrics.RECONCILE_ERRORS.labels(controller=self.name).inc()
             self.reconcile_failed(key, exc)
             if errors.is_conflict(exc) or errors.is_not_found(exc):
                 log.debug("%s %s: %s; retrying from a fresher copy", self.name, key, exc)

@@ -93,6 +93,14 @@ def service_ports(svc: JSON) -> list[tuple[str, int]]:
 
 
 # --- pods ---------------------------------------------------------------------------
+def internal_ip(node: JSON) -> str | None:
+    """A Node's InternalIP address, if it reports one."""
+    for address in (node.get("status") or {}).get("addresses") or []:
+        if isinstance(address, dict) and address.get("type") == "InternalIP":
+            return str(address.get("address") or "") or None
+    return None
+
+
 def pod_ip(pod: JSON) -> str | None:
     ip = status(pod).get("podIP")
     return str(ip) if ip else None

@@ -6,7 +6,8 @@ node's underlay leg), the control planes and every node's containerd with its
 images (in parallel), the host relay, kubelets (each registers its Node) and the
 CRDs, kube-proxy on every node, the demo workload (Deployments and a Service,
 applied with kubectl) and, with `globalnet`, the clusterset
-(`lab/globalnet.py`). Any failure tears down what was made and raises
+(`lab/globalnet.py`) and a Prometheus scraping its agents (`lab/prometheus.py`,
+unless `LabSpec.prometheus` is off). Any failure tears down what was made and raises
 `LabError` with a one-line reason. `Lab.down` works from the state file alone,
 so it also cleans up after a crash.
 
@@ -40,6 +41,7 @@ from kube.crud import ResourceClient
 from kube.resources import Resource
 from lab import globalnet as lab_globalnet
 from lab import netns, processes
+from lab import prometheus as lab_prometheus
 from lab.controlplane import (
     KCM_API_CONTROLLERS,
     KCM_DEFAULT_CONTROLLERS,
@@ -213,6 +215,8 @@ class Lab:
                     f"run `gnctl lab down --name {self.name}`"
                 )
             wanted = [plan.broker_host_api_port, *(c.host_api_port for c in plan.clusters)]
+            if _prometheus_wanted(plan):
+                wanted.append(lab_prometheus.host_port(plan))
             for port in (p for p in wanted if p is not None):
                 if not port_is_free("127.0.0.1", port):
                     raise LabError(f"port {port} on 127.0.0.1 is already in use (try --api-port)")
@@ -334,6 +338,8 @@ class Lab:
             progress(f"[6/{steps}] Globalnet and Lighthouse: global CIDRs from the Broker, "
                      "agents and DNS on every gateway node, routes between gateways")
             self._enable_globalnet(plan, progress)
+            if plan.spec.prometheus:
+                self._start_prometheus(plan, progress)
 
     def _build_underlay(self, plan: LabPlan) -> None:
         self._record_netns(plan.underlay_netns)
@@ -493,6 +499,9 @@ class Lab:
                              ca_cert=cp.pki_dir / "ca.crt", token=cp.token,
                              cluster_name=f"{self.name}-{name}")
             self.state.kubeconfigs[name] = str(d / "host.kubeconfig")
+        if _prometheus_wanted(plan):  # started later, once the agents run
+            routes[str(lab_prometheus.host_port(plan))] = [
+                lab_prometheus.netns_name(plan), "127.0.0.1", lab_prometheus.LISTEN_PORT]
         config = self.store.dir / "relay.json"
         config.write_text(json.dumps({"routes": routes}))
         proc, _ = processes.spawn(
@@ -507,6 +516,42 @@ class Lab:
                 if not processes.is_alive(proc) or time.monotonic() > deadline:
                     raise LabError(f"host relay did not start: {processes.tail(proc.log, 1)}")
                 time.sleep(0.05)
+
+    def _start_prometheus(self, plan: LabPlan, progress: Any) -> None:
+        """Prometheus and its relay in their namespace, scraping every agent (see
+        lab/prometheus.py); ready when its API answers."""
+        import sys
+
+        from deploy.manifests import LIGHTHOUSE_DEPLOYMENT
+
+        prom = lab_prometheus.binary()
+        if prom is None:
+            progress(f"      {lab_prometheus.BINARY} is not installed "
+                     "(scripts/install-deps.sh): the lab runs without it")
+            return
+        ns = lab_prometheus.netns_name(plan)
+        self._record_netns(ns)
+        targets = lab_prometheus.node_targets(plan)
+        for c in plan.clusters:
+            for pod in self.pods(c.name, names.CLUSTER_NAMESPACE):
+                if pod.name.startswith(f"{LIGHTHOUSE_DEPLOYMENT}-"):
+                    targets.append(lab_prometheus.pod_target(
+                        c.name, pod.node, node_by_name(c, pod.node).netns, pod.ip))
+        folder = self.store.dir / "prometheus"
+        _, relay_config = lab_prometheus.write(folder, targets)
+        relay, _ = processes.spawn(
+            "prometheus-relay", [sys.executable, "-m", "lab.relay", str(relay_config)],
+            log_path=folder / "relay.log", in_netns=ns,
+            env={"PYTHONPATH": str(Path(__file__).resolve().parent.parent)})
+        self._record_process(relay)
+        proc, _ = processes.spawn("prometheus", lab_prometheus.argv(prom, folder),
+                                  log_path=folder / "prometheus.log", in_netns=ns)
+        self._record_process(proc)
+        url = self.prometheus_url()
+        assert url is not None
+        self._await("prometheus", f"Prometheus answering at {url}",
+                    lambda: lab_prometheus.ready(url), timeout=30)
+        progress(f"      Prometheus at {url}, scraping {len(targets)} agents")
 
     def _start_kube_proxy(self, c: ClusterPlan, node_name: str, kubeconfig: Path) -> None:
         node = node_by_name(c, node_name)
@@ -726,12 +771,19 @@ class Lab:
         return {
             "name": self.name,
             "phase": state.phase,
+            "prometheus": self.prometheus_url() or "",
             "broker": {"api": f"https://127.0.0.1:{plan.broker_host_api_port}",
                        "kubeconfig": state.kubeconfigs.get("broker", "")}
             if plan.broker_netns else None,
             "clusters": clusters,
             "processes": procs,
         }
+
+    def prometheus_url(self) -> str | None:
+        """Where this machine reaches the lab's Prometheus (None: the lab runs none)."""
+        if self.state is None or not any(p.name == "prometheus" for p in self.state.processes):
+            return None
+        return f"http://127.0.0.1:{lab_prometheus.host_port(self.plan)}"
 
     def _pods_or_none(self, cluster: str) -> list[PodRecord]:
         try:
@@ -890,6 +942,11 @@ def _agent_module(pid: int) -> str | None:
 def _runs_agent(pid: int) -> bool:
     """Whether process `pid` is one of the agents."""
     return _agent_module(pid) is not None
+
+
+def _prometheus_wanted(plan: LabPlan) -> bool:
+    """Whether `lab up` starts Prometheus (it scrapes the Globalnet agents)."""
+    return plan.spec.globalnet and plan.spec.prometheus and lab_prometheus.binary() is not None
 
 
 def _port_open(port: int) -> bool:

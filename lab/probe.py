@@ -110,12 +110,15 @@ def recovered(results: list[tuple[float, bool]], event: float) -> bool:
     return bool(before[-10:]) and all(before[-10:]) and bool(after[-20:]) and all(after[-20:])
 
 
-def echo_server_manifest(name: str = "echo", image: str = "globalnet/test:lab") -> str:
-    """A Pod running the echo server and its Service, as a kubectl-applicable List."""
+def echo_server_manifest(name: str = "echo", image: str = "globalnet/test:lab",
+                         node: str | None = None) -> str:
+    """A Pod running the echo server (on `node`, if given) and its Service, as a
+    kubectl-applicable List."""
     return json.dumps({"apiVersion": "v1", "kind": "List", "items": [
         {"apiVersion": "v1", "kind": "Pod",
          "metadata": {"name": name, "namespace": "default", "labels": {"app": name}},
-         "spec": {"containers": [{"name": name, "image": image, "imagePullPolicy": "Never",
+         "spec": {**({"nodeName": node} if node else {}),
+                  "containers": [{"name": name, "image": image, "imagePullPolicy": "Never",
                                   "command": ["python3", "-c", ECHO_SERVER]}]}},
         {"apiVersion": "v1", "kind": "Service",
          "metadata": {"name": name, "namespace": "default"},

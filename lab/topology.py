@@ -51,6 +51,9 @@ class LabSpec:
     datapath: str = "nftables"  # the Globalnet agents' backend (DATAPATHS)
     cable_driver: str = "vxlan"  # the tunnel between gateways (CABLE_DRIVERS)
     gateways: int = 1  # gateway nodes per cluster (nodes 0..gateways-1), one active
+    # With globalnet: a real Prometheus scraping every agent (lab/prometheus.py); about
+    # 1 s to start and tens of MB, so on unless turned off.
+    prometheus: bool = True
 
 
 @dataclass(frozen=True)

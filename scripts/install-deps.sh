@@ -8,6 +8,8 @@ set -euo pipefail
 PACKAGES=(
   nftables python3-nftables bpfcc-tools python3-bpfcc linux-headers-amd64
   iproute2 iptables conntrack etcd-server
+  # The gateways' conntrack replication (datapath/ctsync.py; tests/netns run it here).
+  conntrackd
   golang-go golang-github-modern-go-reflect2-dev golang-github-json-iterator-go-dev
   dpkg-dev rsync python3-venv python3-dev gcc make util-linux procps iputils-ping curl
   nsd dnsperf
@@ -23,6 +25,9 @@ PACKAGES=(
   # userspace over a TUN device (kernels without ESP); the engine configures it
   # over vici. The driver starts its own charon per gateway.
   strongswan-charon strongswan-swanctl libcharon-extra-plugins libstrongswan-standard-plugins
+  # The lab's Prometheus (lab/prometheus.py) scrapes every agent; promtool checks
+  # deploy/prometheus/. Without recommends: no node exporter on the host.
+  prometheus
 )
 say() { printf '[deps] %s\n' "$*"; }
 
@@ -46,6 +51,7 @@ export DEBIAN_FRONTEND=noninteractive
 nsd_before=$(pgrep -x nsd || true)
 containerd_before=$(pgrep -x containerd || true)
 charon_before=$(pgrep -x charon || true)
+prometheus_before=$(pgrep -x prometheus || true)
 apt-get update -q >/dev/null
 apt-get install -y -q --no-install-recommends "${missing[@]}" >/tmp/globalnet-apt.log 2>&1 \
   || { tail -n 20 /tmp/globalnet-apt.log >&2; echo "[deps] error: apt-get install failed" >&2; exit 1; }
@@ -59,5 +65,10 @@ if [[ -z "$charon_before" ]]; then
   # strongswan-starter's unit may start a host-wide charon: never wanted here.
   for pid in $(pgrep -x charon || true); do kill "$pid" 2>/dev/null || true; done
   command -v systemctl >/dev/null && systemctl disable strongswan-starter >/dev/null 2>&1 || true
+fi
+if [[ -z "$prometheus_before" ]]; then
+  # The package's unit would scrape the host: the lab runs its own, in a namespace.
+  for pid in $(pgrep -x prometheus || true); do kill "$pid" 2>/dev/null || true; done
+  command -v systemctl >/dev/null && systemctl disable prometheus >/dev/null 2>&1 || true
 fi
 say "done"

@@ -13,7 +13,7 @@ echo "[test] ruff"
 echo "[test] import contracts"
 .venv/bin/lint-imports --no-cache
 echo "[test] mypy --strict"
-.venv/bin/mypy --strict --no-error-summary globalnet lab cli kube datapath lighthouse gateway bench deploy deferred_import
+.venv/bin/mypy --strict --no-error-summary globalnet lab cli kube datapath lighthouse gateway bench deploy verify ops deferred_import
 echo "[test] pytest in a fresh network namespace"
 set +e
 unshare --net --fork -- bash -c 'ip link set lo up && exec "$0" -m pytest "$@"' "$PY" "$@"

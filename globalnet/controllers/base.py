@@ -16,7 +16,6 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from globalnet import metrics
 from globalnet.allocator import OwnedPool
 from globalnet.controllers.reasons import ALLOCATED, CONFLICTING_ALLOCATION, SUCCESS
 from kube import conditions, controller, errors
@@ -118,9 +117,6 @@ class BaseController(controller.Controller):
         if notify is None and affects_intent:
             notify = self.ctx.on_change
         super().watch(informer, to_keys, notify=notify)
-
-    def reconcile_failed(self, key: str, exc: Exception) -> None:
-        metrics.RECONCILE_ERRORS.labels(cluster=self.ctx.cluster_id, controller=self.name).inc()
 
     # --- status -------------------------------------------------------------------------
     def allocation_condition(

@@ -126,12 +126,8 @@ class Term:
         self.informers.stop()
 
     def observe(self) -> None:
-        by_kind: dict[str, int] = {}
-        for owner in self.pool.owners():
-            kind = owner.split("/", 1)[0]
-            by_kind[kind] = by_kind.get(kind, 0) + 1
-        metrics.observe_pool(self.ctx.cluster_id, self.pool.pool.available,
-                             self.pool.pool.allocated, by_kind)
+        metrics.observe_pool(self.ctx.cluster_id, self.pool.cidr, self.pool.pool.available,
+                             self.pool.owners())
 
 
 class _Serialized:

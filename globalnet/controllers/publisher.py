@@ -154,6 +154,10 @@ class IntentPublisher:
                 continue
             backoff = 0.1
             metrics.INTENT_APPLIES.labels(cluster=self.cfg.cluster_id, result="ok").inc()
+            metrics.observe_applied(self.cfg.cluster_id, {
+                "ingress": len(intent.ingress), "egress": len(intent.egress),
+                "health_check": len(intent.health_checks),
+                "remote_cidr": len(intent.remote_global_cidrs)})
             with self._changed:
                 self.applied = intent
                 self.applies += 1

@@ -1,14 +1,17 @@
 """Run one cluster's Lighthouse agent: ``python -m lighthouse.agent``.
 
     python -m lighthouse.agent --kubeconfig K --broker-kubeconfig B --cluster-id C \\
-        [--broker-namespace N] [--dns-listen 127.0.0.1:5353] [--no-globalnet] [--leave]
+        [--broker-namespace N] [--dns-listen 127.0.0.1:5353] [--no-globalnet] [--leave] \\
+        [--metrics-port 32783]
 
 Runs the exporter, the importer and the DNS feed until SIGINT/SIGTERM. With
 ``--dns-listen`` the clusterset DNS server (``lighthouse.dns``) answers from the
 agent's store in the same process, on its own event-loop thread (the agent's
 controllers are threads; the server's answer path never waits on them). With
 ``--leave`` it withdraws everything the cluster published on the Broker and the
-imports it made locally, then exits.
+imports it made locally, then exits. ``--metrics-port`` serves the agent's metrics
+(``lighthouse.agent.metrics``) and, with ``--dns-listen``, the DNS server's
+(``lighthouse.dns.metrics``) on one port.
 """
 
 from __future__ import annotations
@@ -39,6 +42,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--zone", default="clusterset.local")
     p.add_argument("--leave", action="store_true",
                    help="withdraw everything this cluster published, then exit")
+    p.add_argument("--metrics-port", type=int, default=0,
+                   help="serve Prometheus metrics (the DNS server's too) on this port (0: off)")
     p.add_argument("-v", "--verbose", action="store_true")
     return p.parse_args(argv)
 
@@ -68,6 +73,15 @@ def main(argv: list[str] | None = None) -> int:
             host=host, port=port, zone=args.zone)))
         dns.start()
         log.info("clusterset DNS for %s on %s:%d", args.zone, host, dns.server.port)
+    if args.metrics_port:
+        from kube import metrics as kube_metrics
+        from lighthouse.agent import metrics
+        from lighthouse.dns import metrics as dns_metrics
+
+        metrics.register(agent.records)
+        if dns is not None:
+            dns_metrics.register(dns.server.metrics)
+        kube_metrics.serve(args.metrics_port, what="lighthouse agent")
     done = daemon.stop_requested()
     try:
         agent.start()

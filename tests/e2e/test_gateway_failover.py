@@ -26,7 +26,7 @@ from kube.testing import await_condition
 from lab import netns
 from lab.globalnet import node_routes, routes_of
 from lab.lab import Lab
-from lab.probe import ConnectProbe, gap_after, recovered
+from lab.probe import ConnectProbe, Streams, echo_server_manifest, gap_after, recovered
 from lab.topology import underlay_port
 from tests.e2e.conftest import running_lab
 
@@ -141,6 +141,51 @@ def test_failover_when_the_active_gateway_loses_its_underlay_link_and_back(lab: 
                   f"{gap_after(results, cut):.3f} s, {second} active")
         finally:
             netns.run(lab.plan.underlay_netns, ["ip", "link", "set", port, "up"])
+
+
+def test_established_connections_survive_a_failover(lab: Lab) -> None:
+    """Connections from c1 to an echo server in c2 keep echoing when c2's active
+    gateway loses its underlay link: the standby's kernel holds their conntrack
+    state (replicated by conntrackd) and tracked nothing of them itself while
+    passive. The server runs on the standby gateway node, the hard case: the
+    connections pass through it before the failover."""
+    active = assert_one_active_and_routed(lab, "c2")
+    standby = next(n.name for n in lab.plan.cluster("c2").gateways if n.name != active)
+    subprocess.run(lab.kubectl_argv("c2", ["apply", "-f", "-"]), check=True,
+                   capture_output=True, text=True, input=echo_server_manifest(node=standby))
+    await_condition(lambda: any(p.name == "echo" and p.pid for p in lab.pods("c2")),
+                    timeout=60, message="the echo server running")
+    exports = lab.cluster("c2").client(resources.SERVICE_EXPORTS)
+    exports.create({"metadata": {"name": "echo", "namespace": "default"}})
+    giips = lab.cluster("c2").client(resources.GLOBAL_INGRESS_IPS)
+    ip = str(await_condition(lambda: ((giips.get_or_none("echo", namespace="default") or {})
+                                      .get("status") or {}).get("allocatedIP"),
+                             timeout=30, message="a global IP for echo"))
+    gateways = lab.cluster("c2").client(resources.GATEWAYS)
+    for node in (active, standby):
+        await_condition(lambda n=node: ((gateways.get_or_none(n, namespace=names.CLUSTER_NAMESPACE)
+                                         or {}).get("status") or {}).get(
+            "conntrackSync", {}).get("state") == "running", timeout=30,
+            message=f"conntrack sync running on {node}")
+    time.sleep(2.0)  # the echo mapping programmed on both gateways
+    c2 = lab.plan.cluster("c2")
+    port = underlay_port(c2, next(n for n in c2.gateways if n.name == active))
+    streams = Streams(lab.exec_argv("c1", "client", []), ip, 10)
+    try:
+        time.sleep(3.0)
+        netns.run(lab.plan.underlay_netns, ["ip", "link", "set", port, "down"])
+        try:
+            await_condition(lambda: active_gateway(lab, "c2") == standby, timeout=20,
+                            message=f"{standby} active")
+            time.sleep(4.0)
+        finally:
+            netns.run(lab.plan.underlay_netns, ["ip", "link", "set", port, "up"])
+    finally:
+        reports = streams.stop()
+    alive = [r for r in reports if r["error"] is None and r["echoed"] > 0]
+    print(f"\n{len(alive)}/{len(reports)} established connections survived the failover; "
+          f"longest wait {max(r['worst_s'] for r in reports):.2f} s")
+    assert len(alive) == len(reports), reports
 
 
 def test_failover_when_every_process_of_the_active_gateway_node_is_killed(lab: Lab) -> None:

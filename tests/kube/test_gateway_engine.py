@@ -157,3 +157,64 @@ def test_a_wireguard_engine_connects_wireguard_and_refuses_vxlan(
             engine.stop()
         east_cable.remove()
         west_cable.remove()
+
+
+def test_the_engine_replicates_conntrack_state_to_the_other_gateway_nodes(
+        api_client: Any, make_netns: Callable[[str], str], tmp_path: Path) -> None:
+    """Every gateway node's engine runs conntrackd towards the other gateway nodes'
+    InternalIPs (read from their Node objects), passive or active, and stops it when
+    it is the only gateway left; the Gateway status says so."""
+    import shutil
+    import uuid
+
+    from datapath.ctsync import ConntrackSync
+    from kube import names
+
+    if shutil.which("conntrackd") is None:
+        pytest.skip("conntrackd not installed (scripts/install-deps.sh)")
+    gw = make_netns("cts")
+    netns.ensure_veth(netns=gw, ifname="eth0", peer_netns=make_netns("ctp"),
+                      peer_ifname="eth0", address="10.77.0.1/24", peer_address="10.77.0.2/24")
+    nodes = crud.ResourceClient(api_client, resources.NODES)
+    tag = uuid.uuid4().hex[:6]
+    mine, peer = f"ct-{tag}-a", f"ct-{tag}-b"
+
+    def make_node(name: str, ip: str) -> None:
+        node = nodes.create({"apiVersion": "v1", "kind": "Node", "metadata": {
+            "name": name, "labels": {names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE}}})
+        node["status"] = {"addresses": [{"type": "InternalIP", "address": ip}]}
+        nodes.update_status(node)
+
+    gateways = crud.ResourceClient(api_client, resources.GATEWAYS)
+    with temporary_namespace(api_client, "broker") as broker_ns, \
+            temporary_namespace(api_client, "member") as member_ns, \
+            broker_member(api_client, broker_ns, "north", global_cidr="242.82.0.0/16"):
+        make_node(mine, "10.77.0.1")
+        make_node(peer, "10.77.0.2")
+        cfg = EngineConfig(cluster_id="north", node_name=mine, private_ip="10.77.0.1",
+                           subnets=("242.82.0.0/16",), namespace=member_ns,
+                           broker_namespace=broker_ns, lease_duration=2.0,
+                           renew_deadline=1.5, retry_period=0.25, health_period=0.2)
+        sync = ConntrackSync(tmp_path / "ctsync", netns=gw)
+        engine = GatewayEngine(local_api=api_client, broker_api=api_client, cfg=cfg,
+                               cable=VxlanCable("10.77.0.1", netns=gw), ctsync=sync).start()
+        try:
+            def sync_status() -> dict[str, Any]:
+                obj = gateways.get_or_none(mine, namespace=member_ns) or {}
+                return dict((obj.get("status") or {}).get("conntrackSync") or {})
+
+            await_condition(lambda: sync_status().get("state") == "running", timeout=20,
+                            message=lambda: f"conntrackd running, not {sync_status()}")
+            assert sync_status()["peers"] == ["10.77.0.2"]
+            conf = (tmp_path / "ctsync" / "conntrackd.conf").read_text()
+            assert "IPv4_Destination_Address 10.77.0.2" in conf
+            assert "Interface eth0" in conf and "IPv4_address 242.82.0.0/16" in conf
+            nodes.delete(peer)
+            await_condition(lambda: sync_status().get("state") == "idle", timeout=20,
+                            message="conntrackd stopped: no other gateway node")
+            assert not sync.running()
+        finally:
+            engine.stop()
+            for name in (mine, peer):
+                nodes.delete_if_exists(name)
+        assert not sync.running()

@@ -407,10 +407,13 @@ def test_metrics_report_the_pool(term: Term, driver: Driver) -> None:
     def sample(name: str, **labels: str) -> float | None:
         return REGISTRY.get_sample_value(name, {"cluster": "east", **labels})
 
-    await_condition(lambda: (sample("globalnet_global_ips_allocated") or 0) >= 8, timeout=10,
-                    message="allocated gauge")
-    allocated = sample("globalnet_global_ips_allocated") or 0
-    available = sample("globalnet_global_ips_available") or 0
+    def pool(name: str) -> float:  # upstream's pool gauges, labelled by CIDR
+        return REGISTRY.get_sample_value(name, {"cidr": GLOBAL_CIDR}) or 0
+
+    await_condition(lambda: pool("submariner_cluster_global_egress_IP_allocated") >= 8,
+                    timeout=10, message="allocated gauge")
+    allocated = pool("submariner_global_IP_allocated")
+    available = pool("submariner_global_IP_availability")
     assert allocated + available == 62
     assert (sample("globalnet_allocations", kind="ClusterGlobalEgressIP") or 0) == 1
     assert (sample("globalnet_intent_applies_total", result="ok") or 0) >= 1

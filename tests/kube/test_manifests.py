@@ -288,7 +288,9 @@ def test_engine_and_lighthouse_tokens_are_limited(
     try:
         nodes = crud.ResourceClient(engine, resources.NODES)
         assert status(lambda: nodes.get("no-such-node")) == 404  # allowed, not there
-        assert status(lambda: nodes.list()) == 403  # get by name only
+        nodes.list()  # the gateway nodes' InternalIPs: the conntrack sync peers
+        assert status(lambda: nodes.patch("no-such-node", {"metadata": {
+            "labels": {"x": "y"}}})) == 403  # read only
         gateway = {"apiVersion": resources.GATEWAYS.api_version,
                    "kind": resources.GATEWAYS.kind, "metadata": {"name": "probe"}}
         assert status(create_dry(engine, resources.GATEWAYS, gateway, ns)) == 200

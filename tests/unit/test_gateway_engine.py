@@ -3,7 +3,10 @@ Addresses: underlay 198.18.0.1x, global CIDRs 242.<i>.0.0/16."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
+
+import pytest
 
 from gateway.engine import EngineConfig, _without_rtt, endpoint_spec, remote_endpoints
 
@@ -40,3 +43,42 @@ def test_rtts_alone_do_not_make_a_new_status() -> None:
                                                 "latencyRTT": {"last": "0.2ms"}}]}
     c = {"haStatus": "active", "connections": [{"status": "error"}]}
     assert _without_rtt(a) == _without_rtt(b) != _without_rtt(c)
+
+
+def test_health_checker_reports_min_average_max_over_the_answered_pings(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """upstream's latencyRTT: the last RTT and the window's min/average/max/stdDev;
+    an unanswered ping blanks them (nothing stale is shown as live)."""
+    import threading
+
+    from gateway import engine
+
+    answers = iter([1.0, 3.0, 2.0, None])
+    done = threading.Event()
+
+    def fake_ping(target: str, timeout_s: int = 1, *, netns_name: str | None = None
+                  ) -> float | None:
+        try:
+            return next(answers)
+        except StopIteration:
+            done.set()
+            return None
+
+    monkeypatch.setattr(engine, "ping", fake_ping)
+    checker = engine.HealthChecker(None, 0.05, lambda: None)
+    seen: list[dict[str, str]] = []
+    checker.watch(["242.1.0.1"])
+    checker.start()
+    try:
+        deadline = time.monotonic() + 5
+        while len(seen) < 1 and time.monotonic() < deadline:
+            stats = checker.rtt_stats("242.1.0.1")
+            if stats.get("max") == "3.000ms" and stats.get("last") == "2.000ms":
+                seen.append(stats)
+            time.sleep(0.001)
+        assert done.wait(5)
+    finally:
+        checker.stop()
+    assert seen and seen[0]["min"] == "1.000ms" and seen[0]["average"] == "2.000ms"
+    assert seen[0]["stdDev"] == "0.816ms"
+    assert checker.rtt_stats("242.1.0.1") == {}
