@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from cli import kubeargs
-from cli.lab_cmd import lab_name
+from cli.lab_cmd import lab_name, up_lab
 
 DEFAULT_IMAGE = "globalnet/test:lab"
 LAB_DEFAULTS = ("c1", "c2")
@@ -85,7 +85,7 @@ def _apis(args: argparse.Namespace) -> tuple[tuple[str, Any], tuple[str, Any]]:
         if args.kubeconfig is not None or args.tokubeconfig is not None:
             raise VerifyError("--lab names the clusters: leave out --kubeconfig and "
                               "--tokubeconfig")
-        lab = _lab(args.lab)
+        lab = up_lab(args.lab, globalnet=True)
         names = (args.context or LAB_DEFAULTS[0], args.tocontext or LAB_DEFAULTS[1])
         return ((names[0], new_api_client(lab.cluster(names[0]).kubeconfig, retries=0)),
                 (names[1], new_api_client(lab.cluster(names[1]).kubeconfig, retries=0)))
@@ -99,18 +99,3 @@ def _apis(args: argparse.Namespace) -> tuple[tuple[str, Any], tuple[str, Any]]:
                             context=args.tocontext)
     return ((args.context or "--context", kubeargs.api_client(args)),
             (args.tocontext or "--tocontext", kubeargs.api_client(to)))
-
-
-def _lab(name: str) -> Any:
-    from lab.lab import Lab, LabError
-
-    try:
-        lab = Lab(name)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LabError(f"lab {name!r}: its state file is damaged ({type(exc).__name__})"
-                       ) from None
-    if lab.state is None:
-        raise LabError(f"lab {name!r} is not up (gnctl lab up --name {name} --globalnet)")
-    if not lab.state.spec.globalnet:
-        raise LabError(f"lab {name!r} runs no Globalnet (gnctl lab up --globalnet)")
-    return lab

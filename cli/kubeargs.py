@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,40 @@ def server_of(args: argparse.Namespace) -> str:
     from kube.client import new_configuration
 
     return str(new_configuration(kubeconfig_of(args), context=args.context).host)
+
+
+def context_names(text: str) -> list[str]:
+    """`--contexts a,b`: the names, none empty (an argparse type)."""
+    found = [name.strip() for name in text.split(",")]
+    if not all(found):
+        raise argparse.ArgumentTypeError(f"{text!r}: a context name is empty")
+    return found
+
+
+_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
+
+
+def namespace_name(text: str) -> str:
+    """A namespace name (a DNS label; an argparse type)."""
+    if not _DNS_LABEL.match(text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a namespace name (a DNS label)")
+    return text
+
+
+def contexts_of(args: argparse.Namespace) -> list[str | None]:
+    """`--context` then every `--contexts`, in order, each once; [None]: the
+    kubeconfig's current context."""
+    wanted = [*([args.context] if args.context else []),
+              *(name for group in args.contexts for name in group)]
+    return list(dict.fromkeys(wanted)) or [None]
+
+
+def current_context(path: Path) -> str:
+    """The kubeconfig's current-context ("" when unreadable: only a label)."""
+    import yaml
+
+    try:
+        config = yaml.safe_load(path.read_text())
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return ""
+    return str(config.get("current-context") or "") if isinstance(config, dict) else ""

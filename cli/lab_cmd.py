@@ -109,11 +109,15 @@ def _open(name: str) -> Lab:
                        "is left") from None
 
 
-def _up_lab(name: str) -> Lab:
-    """The lab `name`, which must be up (its state recorded) for exec and kubectl."""
+def up_lab(name: str, *, globalnet: bool = False) -> Lab:
+    """The lab `name`, which must be up (its state recorded) for exec and kubectl, and
+    run Globalnet when `globalnet` (verify, diagnose, benchmark)."""
     lab = _open(name)
     if lab.state is None:
-        raise LabError(f"lab {name!r} is not up (gnctl lab up --name {name})")
+        flag = " --globalnet" if globalnet else ""
+        raise LabError(f"lab {name!r} is not up (gnctl lab up --name {name}{flag})")
+    if globalnet and not lab.state.spec.globalnet:
+        raise LabError(f"lab {name!r} runs no Globalnet (gnctl lab up --globalnet)")
     return lab
 
 
@@ -204,7 +208,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
     if not cmd:
         return _fail("lab exec needs a command after --")
     try:
-        argv = _up_lab(args.name).exec_argv(args.cluster, args.pod, cmd, args.namespace)
+        argv = up_lab(args.name).exec_argv(args.cluster, args.pod, cmd, args.namespace)
     except (LabError, ValueError) as exc:
         return _fail(str(exc))
     os.execvp(argv[0], argv)
@@ -212,7 +216,7 @@ def cmd_exec(args: argparse.Namespace) -> int:
 
 def cmd_kubectl(args: argparse.Namespace) -> int:
     try:
-        lab = _up_lab(args.name)
+        lab = up_lab(args.name)
         argv = lab.kubectl_argv(args.cluster, _strip_dashes(args.cmd))
     except (LabError, ValueError) as exc:
         return _fail(str(exc))

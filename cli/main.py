@@ -16,7 +16,7 @@ import os
 import sys
 from typing import Any
 
-from cli import clusterset_cmd, lab_cmd, show_cmd, verify_cmd
+from cli import clusterset_cmd, diagnose_cmd, lab_cmd, show_cmd, verify_cmd
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -28,6 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="on an error, show its traceback instead of one line")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     clusterset_cmd.register(sub)
+    diagnose_cmd.register(sub)
     lab_cmd.register(sub)
     show_cmd.register(sub)
     verify_cmd.register(sub)

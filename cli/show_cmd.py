@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
@@ -41,7 +40,6 @@ VIEWS: dict[str, str] = {
     "globalnet": "global IP usage of the cluster's pool, and what is not allocated",
     "versions": "the image every component runs",
 }
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 
 def register(sub: Any) -> None:
@@ -147,30 +145,18 @@ def cmd_allocations(args: argparse.Namespace) -> int:
 
 # --- the clusterset views (ops) ------------------------------------------------------------
 
-def _context_names(text: str) -> list[str]:
-    found = [name.strip() for name in text.split(",")]
-    if not all(found):
-        raise argparse.ArgumentTypeError(f"{text!r}: a context name is empty")
-    return found
-
-
-def _namespace_name(text: str) -> str:
-    if not _DNS_LABEL.match(text):
-        raise argparse.ArgumentTypeError(f"{text!r} is not a namespace name (a DNS label)")
-    return text
-
-
 def _view_flags(parser: argparse.ArgumentParser, *, brokers: bool) -> None:
     from kube import names
 
     kubeargs.add_flags(parser, "the cluster")
     parser.add_argument(
-        "--contexts", metavar="NAME[,NAME...]", type=_context_names, action="append",
+        "--contexts", metavar="NAME[,NAME...]", type=kubeargs.context_names, action="append",
         default=[], help="show each of these contexts of the kubeconfig in turn (repeat, or "
                          "separate by commas); with --context, that one first")
     # Where the agents keep their objects: always names.CLUSTER_NAMESPACE once
     # installed (deploy.manifests refuses another); tests point it at their own.
-    parser.add_argument("--namespace", type=_namespace_name, default=names.CLUSTER_NAMESPACE,
+    parser.add_argument("--namespace", type=kubeargs.namespace_name,
+                        default=names.CLUSTER_NAMESPACE,
                         help=argparse.SUPPRESS)
     if brokers:
         parser.add_argument(
@@ -193,23 +179,6 @@ class Shown:
     views: dict[str, Any]
 
 
-def _contexts(args: argparse.Namespace) -> list[str | None]:
-    """The contexts to show, in order, each once; [None]: the kubeconfig's current one."""
-    wanted = [*([args.context] if args.context else []),
-              *(name for group in args.contexts for name in group)]
-    return list(dict.fromkeys(wanted)) or [None]
-
-
-def _current_context(path: Path) -> str:
-    import yaml
-
-    try:
-        config = yaml.safe_load(path.read_text())
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return ""
-    return str(config.get("current-context") or "") if isinstance(config, dict) else ""
-
-
 def cmd_view(args: argparse.Namespace) -> int:
     """One or all of ops.inventory's sections, for each context."""
     from ops import broker
@@ -218,14 +187,14 @@ def cmd_view(args: argparse.Namespace) -> int:
     clients: list[tuple[str | None, Any]] = []
     named = None
     try:
-        for context in _contexts(args):  # every context is checked before any read
+        for context in kubeargs.contexts_of(args):  # every context is checked before any read
             clients.append((context, kubeargs.api_client(
                 argparse.Namespace(**{**vars(args), "context": context}))))
         if "brokers" in args.views and (args.broker_kubeconfig or args.broker_context):
             named = broker.named_broker(args.broker_kubeconfig or kubeargs.kubeconfig_of(args),
                                         context=args.broker_context)
         read_once: dict[str, Any] = {}
-        shown = [Shown(context or _current_context(kubeargs.kubeconfig_of(args)),
+        shown = [Shown(context or kubeargs.current_context(kubeargs.kubeconfig_of(args)),
                        str(api.configuration.host),
                        _collect(ClusterState(api, namespace=args.namespace), args.views,
                                 named=named, read_once=read_once))
