@@ -107,3 +107,30 @@ def test_versions_show_what_the_agents_run(kubeconfig: Path) -> None:
         assert (engine["repository"], engine["version"]) == ("globalnet/globalnet", "lab")
         assert engine["running"] and all(engine["running"])  # the kubelet's imageIDs
         assert engine["ready"] == engine["desired"] == 2
+
+
+def test_show_all_reads_every_view_of_both_clusters(lab: Lab, kubeconfig: Path) -> None:
+    """`show all`: both clusters' networks and Endpoints, the Broker's members, the
+    pool in use, conntrack sync running on both gateway nodes, RTT figures."""
+    done = gnctl("show", "all", "--kubeconfig", str(kubeconfig), "--contexts",
+                 ",".join(CLUSTERS), "--broker-kubeconfig", str(lab.broker_kubeconfig()),
+                 "-o", "json")
+    assert done.returncode == 0 and not done.stderr, done.stderr
+    docs = {doc["context"]: doc for doc in json.loads(done.stdout)}
+    for cluster in CLUSTERS:
+        doc = docs[cluster]
+        nets = {c["cluster_id"]: c for c in doc["networks"]["clusters"]}
+        assert set(nets) == set(CLUSTERS) and all(c["global_cidrs"] for c in nets.values())
+        assert nets[cluster]["local"] and nets[cluster]["pod_cidrs"] == ["10.244.0.0/16"]
+        assert {e["cluster_id"] for e in doc["endpoints"]["endpoints"]} == set(CLUSTERS)
+        [pool] = doc["globalnet"]["pools"]
+        assert pool["cidr"] == nets[cluster]["global_cidrs"][0]
+        assert pool["allocated"] > 0 and pool["available"] > 0 and pool["gateway"] == 2
+        members = {m["cluster_id"] for ns in doc["brokers"]["namespaces"]
+                   for m in ns["members"]}
+        assert members == set(CLUSTERS), doc["brokers"]
+        syncs = [g["conntrack_sync"] for g in doc["gateways"]["gateways"]]
+        assert len(syncs) == 2 and all(s.startswith("running (to ") for s in syncs), syncs
+        [cable] = doc["connections"]["connections"]
+        assert all(cable["rtt"][k].endswith("ms") for k in ("min", "average", "max")), cable
+        assert doc["versions"]["components"]

@@ -149,6 +149,36 @@ def test_an_unallocated_global_ingress_ip_fails_until_allocated(
                 if world.app_namespace in c["name"] and c["verdict"] != "PASS"]
 
 
+def test_an_exhausted_pool_fails_until_addresses_are_freed(
+        capsys: pytest.CaptureFixture[str], world: World) -> None:
+    """Every usable address of c1's /24 held by GlobalEgressIPs (as the agent
+    records them): the pool check FAILs with a hint; one object gone, it PASSes."""
+    import netaddr
+
+    egress = crud.ResourceClient(world.api, resources.GLOBAL_EGRESS_IPS)
+    usable = [str(ip) for ip in list(netaddr.IPNetwork(C1_CIDR))[1:-1]]
+    made = []
+    for i in range(0, len(usable), 20):
+        block = usable[i:i + 20]
+        made.append(_with_status(egress, {
+            "metadata": {"name": f"hog-{i // 20}", "namespace": world.app_namespace},
+            "spec": {"numberOfIPs": len(block)}},
+            {"allocatedIPs": block, "conditions": _condition(
+                reasons.ALLOCATED, True, reasons.SUCCESS, "allocated")}))
+    try:
+        code, checks = diagnose(capsys, world, "globalnet")
+        pool = checks[("globalnet", f"pool {C1_CIDR}")]
+        assert code == 1 and pool["verdict"] == "FAIL", pool
+        assert "exhausted" in pool["message"] and pool["hint"]
+        egress.delete(made.pop()["metadata"]["name"], namespace=world.app_namespace)
+        code, checks = diagnose(capsys, world, "globalnet")
+        pool = checks[("globalnet", f"pool {C1_CIDR}")]
+        assert pool["verdict"] == "PASS" and "free" in pool["message"], pool
+    finally:
+        for obj in made:
+            egress.delete_if_exists(obj["metadata"]["name"], namespace=world.app_namespace)
+
+
 def test_overlapping_global_cidrs_on_the_broker_fail(capsys: pytest.CaptureFixture[str],
                                                      world: World) -> None:
     key = ("globalnet", "global CIDRs overlap")
