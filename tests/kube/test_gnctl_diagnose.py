@@ -27,15 +27,13 @@ from typing import Any
 import pytest
 
 from cli import main as gnctl_main
-from deploy import broker as broker_identity
-from deploy import install, manifests
-from gateway import clusterset
 from globalnet.controllers import reasons
 from kube import conditions, crud, discovery, names, resources
 from kube.client import new_api_client
 from kube.testing import temporary_namespace
 from lighthouse.agent import reasons as lreasons
 from lighthouse.agent import render
+from tests.kube import joined_world
 
 pytestmark = [pytest.mark.kube]
 
@@ -58,39 +56,6 @@ def _condition(ctype: str, status: bool, reason: str, message: str = "ok") -> li
     return found
 
 
-def _broker(api: Any, server: str, ns: str, broker_ns: str, stack: contextlib.ExitStack
-            ) -> None:
-    info = install.deploy_broker(api, server=server, globalnet=True, cidr_range=GLOBAL_RANGE,
-                                 cluster_size=256, namespace=broker_ns,
-                                 progress=lambda _line: None)
-    rbac = resources.Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
-                              "ClusterRoleBinding", namespaced=False)
-    stack.callback(crud.ResourceClient(api, rbac).delete_if_exists,
-                   f"{broker_identity.JOIN_ROLE}:{broker_ns}")
-    for cluster_id in ("c1", "c2"):
-        member = names.broker_member_namespace(cluster_id, broker_ns)
-        stack.callback(crud.ResourceClient(api, resources.NAMESPACES).delete_if_exists, member)
-        broker_identity.apply_all(api, broker_identity.member_objects(cluster_id, broker_ns))
-        request = clusterset.JoinRequest(cluster_id=cluster_id,
-                                         cluster_cidrs=("10.244.0.0/16",),
-                                         service_cidrs=("10.96.0.0/16",), cable_driver="vxlan")
-        clusterset.join(api, api, request, broker_namespace=broker_ns, cluster_namespace=ns)
-    token, _ca = broker_identity.account_token(api, names.broker_member_account("c1"),
-                                               broker_ns)
-    secret = install.broker_secret(info, token)
-    secret["metadata"]["namespace"] = ns
-    crud.ResourceClient(api, resources.SECRETS).create(secret)
-
-
-def _workloads(api: Any, ns: str) -> None:
-    opts = manifests.Options(cluster_id="c1", global_cidr=C1_CIDR,
-                             cluster_cidrs=("10.244.0.0/16",), service_cidrs=("10.96.0.0/16",))
-    for obj in manifests.render(opts):
-        if obj["kind"] in ("DaemonSet", "Deployment"):
-            obj["metadata"]["namespace"] = ns
-            crud.ResourceClient(api, manifests.KINDS[obj["kind"]]).create(obj)
-
-
 @pytest.fixture(scope="module")
 def world(control_plane: Any) -> Iterator[World]:
     api = new_api_client(control_plane.kubeconfig)
@@ -99,8 +64,9 @@ def world(control_plane: Any) -> Iterator[World]:
             ns = stack.enter_context(temporary_namespace(api, "diag"))
             app_ns = stack.enter_context(temporary_namespace(api, "diagapp"))
             broker_ns = stack.enter_context(temporary_namespace(api, "diagbrk"))
-            _broker(api, control_plane.server_url, ns, broker_ns, stack)
-            _workloads(api, ns)
+            assert joined_world.joined_broker(api, control_plane.server_url, ns, broker_ns, stack,
+                                              global_range=GLOBAL_RANGE) == (C1_CIDR, C2_CIDR)
+            joined_world.agent_workloads(api, ns, C1_CIDR)
             yield World(api, Path(control_plane.kubeconfig), ns, app_ns, broker_ns)
     finally:
         api.close()

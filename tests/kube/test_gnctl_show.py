@@ -35,14 +35,13 @@ import pytest
 import yaml
 
 from cli import main as gnctl_main
-from deploy import broker as broker_identity
-from deploy import install, manifests
-from gateway import clusterset
+from deploy import manifests
 from gateway.engine import EngineConfig, endpoint_spec
 from globalnet.controllers import reasons
 from kube import conditions, crud, names, resources
 from kube.client import new_api_client
 from kube.testing import temporary_namespace, unique_name
+from tests.kube import joined_world
 
 pytestmark = [pytest.mark.kube]
 
@@ -79,36 +78,6 @@ def _allocated(status: bool | str, reason: str, message: str = "allocated"
 def _engine(cluster_id: str, node: str, ip: str, subnet: str) -> EngineConfig:
     return EngineConfig(cluster_id=cluster_id, node_name=node, private_ip=ip,
                         subnets=(subnet,))
-
-
-def _join(api: Any, world_ns: str, broker_ns: str, cluster_id: str) -> str | None:
-    request = clusterset.JoinRequest(cluster_id=cluster_id, cluster_cidrs=("10.244.0.0/16",),
-                                     service_cidrs=("10.96.0.0/16",), cable_driver="vxlan")
-    return clusterset.join(api, api, request, broker_namespace=broker_ns,
-                           cluster_namespace=world_ns).global_cidr
-
-
-def _broker(api: Any, server: str, ns: str, broker_ns: str, stack: contextlib.ExitStack
-            ) -> None:
-    """deploy-broker, c1 and c2 joined, c1's identity recorded in the cluster."""
-    info = install.deploy_broker(api, server=server, globalnet=True, cidr_range=GLOBAL_RANGE,
-                                 cluster_size=256, namespace=broker_ns,
-                                 progress=lambda _line: None)
-    rbac = resources.Resource("rbac.authorization.k8s.io", "v1", "clusterrolebindings",
-                              "ClusterRoleBinding", namespaced=False)
-    stack.callback(crud.ResourceClient(api, rbac).delete_if_exists,
-                   f"{broker_identity.JOIN_ROLE}:{broker_ns}")
-    for cluster_id in ("c1", "c2"):
-        member = names.broker_member_namespace(cluster_id, broker_ns)
-        stack.callback(crud.ResourceClient(api, resources.NAMESPACES).delete_if_exists, member)
-        broker_identity.apply_all(api, broker_identity.member_objects(cluster_id, broker_ns))
-    assert _join(api, ns, broker_ns, "c1") == C1_CIDR
-    assert _join(api, ns, broker_ns, "c2") == C2_CIDR
-    token, _ca = broker_identity.account_token(api, names.broker_member_account("c1"),
-                                               broker_ns)
-    secret = install.broker_secret(info, token)
-    secret["metadata"]["namespace"] = ns
-    crud.ResourceClient(api, resources.SECRETS).create(secret)
 
 
 def _gateways(api: Any, ns: str, broker_ns: str, active: str, standby: str) -> None:
@@ -177,17 +146,6 @@ def _globalnet(api: Any, app_ns: str) -> None:
                              "serviceRef": {"name": "db"}}})
 
 
-def _workloads(api: Any, ns: str) -> None:
-    """The agents' DaemonSets and Deployment as join renders them (in `ns`)."""
-    opts = manifests.Options(cluster_id="c1", global_cidr=C1_CIDR,
-                             cluster_cidrs=("10.244.0.0/16",), service_cidrs=("10.96.0.0/16",),
-                             image=IMAGE)
-    for obj in manifests.render(opts):
-        if obj["kind"] in ("DaemonSet", "Deployment"):
-            obj["metadata"]["namespace"] = ns
-            crud.ResourceClient(api, manifests.KINDS[obj["kind"]]).create(obj)
-
-
 @pytest.fixture(scope="module")
 def world(control_plane: Any) -> Iterator[World]:
     api = new_api_client(control_plane.kubeconfig)
@@ -201,8 +159,9 @@ def world(control_plane: Any) -> Iterator[World]:
                 stack.callback(crud.ResourceClient(api, resources.NODES).delete_if_exists, node)
             stack.callback(crud.ResourceClient(api, resources.CLUSTER_GLOBAL_EGRESS_IPS)
                            .delete_if_exists, names.CLUSTER_EGRESS_NAME)
-            _broker(api, control_plane.server_url, ns, broker_ns, stack)
-            _workloads(api, ns)
+            assert joined_world.joined_broker(api, control_plane.server_url, ns, broker_ns, stack,
+                                              global_range=GLOBAL_RANGE) == (C1_CIDR, C2_CIDR)
+            joined_world.agent_workloads(api, ns, C1_CIDR, image=IMAGE)
             _gateways(api, ns, broker_ns, active, standby)
             _globalnet(api, app_ns)
             yield World(Path(control_plane.kubeconfig), control_plane.server_url, ns,
