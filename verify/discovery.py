@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import functools
 import time
+from typing import Any
 
 from kube import resources
 from verify import scripts
@@ -50,20 +51,30 @@ def _by_name(ctx: Context, kind: str, node: str | None) -> Result:
     if ip is None:
         return Result(NAME, CHECK_NAME, _path(ctx), where, Outcome.FAIL,
                       f"Service {SOLO} got no global IP within {ctx.timeout:.0f} s")
-    res = ctx.session.probe(ctx.source, node, "connect", {
-        "host": name, "port": scripts.ECHO_PORT, "deadline": ctx.timeout,
-        "cluster": ctx.target.cluster_id, "addresses": [ip]},
-        timeout=ctx.timeout + 60, name="name")
-    seconds = float(res.data.get("seconds", 0.0))
-    if not res.ok:
-        got = res.data.get("addresses")
-        return Result(NAME, CHECK_NAME, _path(ctx), where, Outcome.FAIL,
-                      f"{name}: {res.error}" + (f" (resolved to {', '.join(got)}, "
-                                                f"expected {ip})" if got else ""), seconds)
+    res, seconds, failure = _connect_by_name(ctx, node, name, [ip], probe_name="name")
+    if failure:
+        return Result(NAME, CHECK_NAME, _path(ctx), where, Outcome.FAIL, failure, seconds)
     reply = (res.data.get("replies") or {}).get(ip) or {}
     return Result(NAME, CHECK_NAME, _path(ctx), where, Outcome.PASS,
                   f"{name} -> {ip}, answered by {ctx.target.cluster_id}/{reply.get('pod')}",
                   seconds)
+
+
+def _connect_by_name(ctx: Context, node: Any, name: str, addresses: list[str], *,
+                     probe_name: str) -> tuple[Any, float, str]:
+    """A probe on `node` resolving `name` to exactly `addresses` of the target cluster
+    and connecting to each: (its result, seconds, why it failed or "")."""
+    res = ctx.session.probe(ctx.source, node, "connect", {
+        "host": name, "port": scripts.ECHO_PORT, "deadline": ctx.timeout,
+        "cluster": ctx.target.cluster_id, "addresses": addresses},
+        timeout=ctx.timeout + 60, name=probe_name)
+    seconds = float(res.data.get("seconds", 0.0))
+    if res.ok:
+        return res, seconds, ""
+    got = res.data.get("addresses")
+    resolved = (f" (resolved to {', '.join(got)}, expected {', '.join(addresses)})"
+                if got else "")
+    return res, seconds, f"{name}: {res.error}{resolved}"
 
 
 def _headless(ctx: Context) -> Result:
@@ -79,17 +90,10 @@ def _headless(ctx: Context) -> Result:
                       f"global IPs for {sorted(ips)} of pods {sorted(backends)} within "
                       f"{ctx.timeout:.0f} s")
     assert node is not None  # the active gateway always exists
-    res = ctx.session.probe(ctx.source, node, "connect", {
-        "host": name, "port": scripts.ECHO_PORT, "deadline": ctx.timeout,
-        "cluster": ctx.target.cluster_id, "addresses": sorted(ips.values())},
-        timeout=ctx.timeout + 60, name="headless")
-    seconds = float(res.data.get("seconds", 0.0))
-    if not res.ok:
-        got = res.data.get("addresses")
-        return Result(NAME, CHECK_HEADLESS, _path(ctx), where, Outcome.FAIL,
-                      f"{name}: {res.error}" + (f" (resolved to {', '.join(got)}, expected "
-                                                f"{', '.join(sorted(ips.values()))})"
-                                                if got else ""), seconds)
+    res, seconds, failure = _connect_by_name(ctx, node, name, sorted(ips.values()),
+                                             probe_name="headless")
+    if failure:
+        return Result(NAME, CHECK_HEADLESS, _path(ctx), where, Outcome.FAIL, failure, seconds)
     replies = res.data.get("replies") or {}
     wrong = [f"{ip} answered as {(replies.get(ip) or {}).get('pod')}, not {pod}"
              for pod, ip in ips.items() if (replies.get(ip) or {}).get("pod") != pod]
