@@ -139,8 +139,9 @@ def endpoint_name(cfg: EngineConfig) -> str:
 
 
 def endpoint_spec(cfg: EngineConfig, health_check_ip: str | None,
-                  backend_config: dict[str, str] | None = None) -> JSON:
-    spec: JSON = {"cluster_id": cfg.cluster_id,
+                  backend_config: dict[str, str] | None = None, term: int = 0) -> JSON:
+    """`term` is the gateway Lease's term this gateway won (`gatewayTerm`)."""
+    spec: JSON = {"cluster_id": cfg.cluster_id, "gatewayTerm": term,
                   "cable_name": f"{cfg.cable_driver}-{cfg.cluster_id}-{cfg.node_name}",
                   "hostname": cfg.node_name, "subnets": list(cfg.subnets),
                   "private_ip": cfg.private_ip, "public_ip": cfg.private_ip,
@@ -151,17 +152,25 @@ def endpoint_spec(cfg: EngineConfig, health_check_ip: str | None,
     return spec
 
 
+def endpoint_precedence(ep: JSON) -> tuple[int, str]:
+    """Which of two Endpoints of one cluster is its active gateway's: the higher
+    gateway Lease term, then the newer. By time alone, a deposed gateway's publish
+    that was held up on a cut link and landed after its successor's would win."""
+    return (int(o.spec(ep).get("gatewayTerm") or 0),
+            str(o.meta(ep).get("creationTimestamp") or ""))
+
+
 def remote_endpoints(cluster_id: str, endpoints: list[JSON]) -> list[JSON]:
-    """One Endpoint per other cluster: the newest, when a failover left two."""
-    newest: dict[str, JSON] = {}
+    """One Endpoint per other cluster: its active gateway's (`endpoint_precedence`),
+    when a failover left two."""
+    chosen: dict[str, JSON] = {}
     for ep in endpoints:
         cid = str(o.spec(ep).get("cluster_id") or "")
         if not cid or cid == cluster_id or not o.spec(ep).get("private_ip"):
             continue
-        if cid not in newest or (o.meta(ep).get("creationTimestamp") or "") > (
-                o.meta(newest[cid]).get("creationTimestamp") or ""):
-            newest[cid] = ep
-    return [newest[c] for c in sorted(newest)]
+        if cid not in chosen or endpoint_precedence(ep) > endpoint_precedence(chosen[cid]):
+            chosen[cid] = ep
+    return [chosen[c] for c in sorted(chosen)]
 
 
 def remote_gateway(ep: JSON) -> RemoteGateway:
@@ -447,7 +456,8 @@ class GatewayEngine:
             log.error("%s", failure)
         node = self._nodes.get_or_none(self.cfg.node_name) or {}
         health_ip = o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION)
-        spec = endpoint_spec(self.cfg, health_ip, self.cable.backend_config())
+        spec = endpoint_spec(self.cfg, health_ip, self.cable.backend_config(),
+                             self.elector.term)
         if not self.elector.is_leader:
             return  # stepped down during this round: publish nothing
         try:
@@ -554,22 +564,35 @@ class GatewayEngine:
         return str(spec.get("healthCheckIP") or self.cable.tunnel_ip(str(spec["private_ip"])))
 
     def _publish(self, spec: JSON) -> None:
+        """Publish this gateway's Endpoint and withdraw the cluster's others.
+
+        Others: every round those the local copies show (a deposed gateway's publish
+        that was held up on a cut link can land after this term began), and once a
+        term those the Broker lists (copies may lag or be missing). Leadership is
+        checked before each write: a request of a deposed gateway that lands late
+        loses to the successor's by `gatewayTerm` anyway, but it should be rare."""
         name, ns = endpoint_name(self.cfg), member_namespace(self.cfg)
+        stale = {o.name(ep) for ep in self.endpoints.list()
+                 if o.spec(ep).get("cluster_id") == self.cfg.cluster_id}
         if not self._withdrawn_stale:
-            # Once per term: the Endpoints of this cluster's earlier active gateways
-            # would send other clusters' cables to a node that no longer carries it.
-            for ep in self._broker_endpoints.list(namespace=ns).items:
-                if o.spec(ep).get("cluster_id") == self.cfg.cluster_id and o.name(ep) != name:
-                    log.info("withdrawing Endpoint %s of an earlier gateway", o.name(ep))
-                    self._broker_endpoints.delete_if_exists(o.name(ep), namespace=ns)
-            self._withdrawn_stale = True
+            stale |= {o.name(ep) for ep in self._broker_endpoints.list(namespace=ns).items
+                      if o.spec(ep).get("cluster_id") == self.cfg.cluster_id}
+        for other in sorted(stale - {name}):
+            if not self.elector.is_leader:
+                return
+            log.info("withdrawing Endpoint %s of an earlier gateway", other)
+            self._broker_endpoints.delete_if_exists(other, namespace=ns)
+        self._withdrawn_stale = True
         current = self._broker_endpoints.get_or_none(name, namespace=ns)
+        if not self.elector.is_leader:
+            return
         if current is None:
             if self._broker_endpoints.create_if_absent({
                     "apiVersion": resources.SUBMARINER_ENDPOINTS.api_version,
                     "kind": resources.SUBMARINER_ENDPOINTS.kind,
                     "metadata": {"name": name, "namespace": ns}, "spec": spec}, namespace=ns):
-                log.info("published Endpoint %s (%s)", name, ", ".join(self.cfg.subnets))
+                log.info("published Endpoint %s (%s, term %s)", name,
+                         ", ".join(self.cfg.subnets), spec.get("gatewayTerm"))
         elif o.spec(current) != spec:
             self._broker_endpoints.update({**current, "spec": spec}, namespace=ns)
 

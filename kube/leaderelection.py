@@ -163,6 +163,14 @@ class LeaderElector:
             return self._leading and time.monotonic() < self._valid_until
 
     @property
+    def term(self) -> int:
+        """The Lease's leaseTransitions as last read or written: while we lead, the
+        term we won, which a later holder's always exceeds (a deposed leader's late
+        writes can be told from its successor's by it)."""
+        with self._lock:
+            return self._observed.lease_transitions if self._observed is not None else 0
+
+    @property
     def leader_identity(self) -> str:
         """The holder of the lease as last observed ("" if none)."""
         with self._lock:

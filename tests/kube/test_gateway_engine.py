@@ -23,7 +23,7 @@ from datapath.vxlan import VxlanCable
 from datapath.wireguard import WireguardCable
 from gateway.engine import EngineConfig, GatewayEngine
 from gateway.syncer import ClusterSyncer
-from kube import crud, resources
+from kube import crud, names, resources
 from kube.testing import await_condition, broker_member, temporary_namespace
 from lab import netns
 
@@ -65,6 +65,16 @@ def test_the_engine_publishes_cables_and_reports(
 
             await_condition(published, timeout=20, message="ours published, the stale gone")
             assert endpoints.list(namespace=broker_ns).items == []
+            lease = crud.ResourceClient(api_client, resources.LEASES).get(
+                names.GATEWAY_LEASE, namespace=member_ns)
+            ours = endpoints.get("east-east-gw", namespace=east)
+            assert ours["spec"]["gatewayTerm"] == lease["spec"].get("leaseTransitions", 0)
+            # A deposed gateway's publish that lands late, after this term's one
+            # Broker sweep: its copy in the cluster is enough to have it withdrawn.
+            late = endpoint("east-late-gw", "east", "198.18.7.8", "242.80.0.0/16")
+            endpoints.create(late, namespace=east)
+            endpoints.create(late, namespace=member_ns)
+            await_condition(published, timeout=20, message="the late stale Endpoint withdrawn")
             # Another member's syncer (west's cluster namespace here) copies it in.
             syncer = ClusterSyncer(local_api=api_client, broker_api=api_client,
                                    broker_namespace=broker_ns, cluster_namespace=west_side)

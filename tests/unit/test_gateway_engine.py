@@ -36,6 +36,24 @@ def test_one_remote_endpoint_per_cluster_the_newest_and_never_our_own() -> None:
         "198.18.0.21", "198.18.0.12"]
 
 
+def test_the_higher_gateway_term_wins_over_the_newer_endpoint() -> None:
+    """A deposed gateway's publish held up on a cut link lands after its
+    successor's: newer, but of the earlier Lease term."""
+    successor = endpoint("c2", "198.18.0.11", "2026-01-01T00:00:01Z")
+    successor["spec"]["gatewayTerm"] = 4
+    deposed = endpoint("c2", "198.18.0.21", "2026-01-01T00:00:05Z")
+    deposed["spec"]["gatewayTerm"] = 3
+    assert [e["spec"]["private_ip"] for e in remote_endpoints("c1", [successor, deposed])] \
+        == ["198.18.0.11"]
+    assert [e["spec"]["private_ip"] for e in remote_endpoints("c1", [deposed, successor])] \
+        == ["198.18.0.11"]
+
+
+def test_the_endpoint_carries_the_term_it_was_published_in() -> None:
+    assert endpoint_spec(CFG, None, term=7)["gatewayTerm"] == 7
+    assert endpoint_spec(CFG, None)["gatewayTerm"] == 0
+
+
 def test_rtts_alone_do_not_make_a_new_status() -> None:
     a = {"haStatus": "active", "connections": [{"status": "connected",
                                                 "latencyRTT": {"last": "0.1ms"}}]}
