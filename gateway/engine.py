@@ -8,9 +8,12 @@ Every gateway node runs an engine; they elect one leader per cluster (the Lease
   member namespace there (`names.broker_member_namespace`, made by `gnctl
   join`; its Broker identity may write nowhere else), withdrawing those of
   the cluster's earlier active gateways (cable end `private_ip`,
-  `subnets` - the global CIDR under Globalnet - and `healthCheckIP`, the node's
-  health-check global IP once Globalnet has given it one); the Broker syncer
-  copies every member's into every cluster;
+  `subnets` - the global CIDR under Globalnet - `healthCheckIP`, the node's
+  health-check global IP once Globalnet has given it one, and `gatewayTerm`,
+  the Lease term it won, by which remote clusters tell the active gateway's
+  Endpoint from a deposed one's); the Broker syncer copies every member's into
+  every cluster. The writes go through `EndpointPublisher`'s thread: a Broker
+  request that hangs never holds up the loop that moves the cable;
 * it converges its cable (`--cable-driver`: `vxlan` or `wireguard`, through the
   `datapath.cable.Cable` protocol) to the other clusters' Endpoints: one tunnel
   end and one route per remote subnet. The driver is the Endpoint's `backend`
@@ -76,6 +79,7 @@ from datapath import cable_drivers, netns
 from datapath.cable import Cable, CableError, PeerState, RemoteGateway, UnderlayLink
 from datapath.ctsync import ConntrackSync, ConntrackSyncError, Standby, SyncLink
 from gateway import metrics
+from gateway.endpoint_publisher import EndpointPublisher
 from kube import controller, daemon, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient
@@ -299,7 +303,6 @@ class GatewayEngine:
         if cable.driver != cfg.cable_driver:
             raise ValueError(f"a {cable.driver} cable for an engine of {cfg.cable_driver}")
         self.cfg, self.cable = cfg, cable
-        self._broker_endpoints = ResourceClient(broker_api, resources.SUBMARINER_ENDPOINTS)
         self._gateways = ResourceClient(local_api, resources.GATEWAYS)
         self._nodes = ResourceClient(local_api, resources.NODES)
         self.informers = InformerSet(local_api, name=f"engine@{cfg.node_name}")
@@ -325,7 +328,6 @@ class GatewayEngine:
                                            on_update=lambda _a, _b: self._wake.set(),
                                            on_delete=lambda _o: self._wake.set())
         self.active = False
-        self._withdrawn_stale = False
         self._reported: JSON = {}
         self._reported_at = 0.0
         self._stop = threading.Event()
@@ -345,11 +347,16 @@ class GatewayEngine:
                                  retry_period=cfg.retry_period),
             on_started_leading=self._lead, on_stopped_leading=self._follow,
             eligible=eligible or UnderlayLink(cfg.private_ip, cable.netns).up)
+        # Broker writes never hold up the loop that moves the cable (endpoint_publisher).
+        self.publisher = EndpointPublisher(
+            broker_api, cluster_id=cfg.cluster_id, name=endpoint_name(cfg),
+            namespace=member_namespace(cfg), local_copies=self.endpoints,
+            is_leader=lambda: self.elector.is_leader)
 
     def _lead(self) -> None:
         log.info("%s is the active gateway of %s", self.cfg.node_name, self.cfg.cluster_id)
         self.active = True
-        self._withdrawn_stale = False
+        self.publisher.new_term()
         self._wake.set()
         if self._while_active is not None:
             with self._term_lock:
@@ -361,6 +368,7 @@ class GatewayEngine:
     def _follow(self) -> None:
         log.info("%s is passive", self.cfg.node_name)
         self.active = False
+        self.publisher.end_term()
         self._wake.set()
         with self._term_lock:
             self._term += 1
@@ -397,6 +405,7 @@ class GatewayEngine:
         self.informers.wait_for_sync(30)
         self._thread = threading.Thread(target=self._loop, name="gateway-engine", daemon=True)
         self._thread.start()
+        self.publisher.start()
         self.health.start()
         self.elector.start()
         return self
@@ -405,6 +414,7 @@ class GatewayEngine:
         self._stop.set()
         self._wake.set()
         self.elector.stop(5)
+        self.publisher.stop()
         self.health.stop()
         if self._thread:
             self._thread.join(10)
@@ -460,10 +470,7 @@ class GatewayEngine:
                              self.elector.term)
         if not self.elector.is_leader:
             return  # stepped down during this round: publish nothing
-        try:
-            self._publish(spec)
-        except Exception as exc:  # reported below; retried next round
-            log.warning("could not publish the Endpoint to the Broker: %s", exc)
+        self.publisher.want(spec)
         peers = self.cable.peers() if failure is None else {}
         self.health.watch([self._health_target(ep) for ep in remotes
                            if failure is None and o.name(ep) not in refused])
@@ -562,39 +569,6 @@ class GatewayEngine:
         cable's tunnel address."""
         spec = o.spec(ep)
         return str(spec.get("healthCheckIP") or self.cable.tunnel_ip(str(spec["private_ip"])))
-
-    def _publish(self, spec: JSON) -> None:
-        """Publish this gateway's Endpoint and withdraw the cluster's others.
-
-        Others: every round those the local copies show (a deposed gateway's publish
-        that was held up on a cut link can land after this term began), and once a
-        term those the Broker lists (copies may lag or be missing). Leadership is
-        checked before each write: a request of a deposed gateway that lands late
-        loses to the successor's by `gatewayTerm` anyway, but it should be rare."""
-        name, ns = endpoint_name(self.cfg), member_namespace(self.cfg)
-        stale = {o.name(ep) for ep in self.endpoints.list()
-                 if o.spec(ep).get("cluster_id") == self.cfg.cluster_id}
-        if not self._withdrawn_stale:
-            stale |= {o.name(ep) for ep in self._broker_endpoints.list(namespace=ns).items
-                      if o.spec(ep).get("cluster_id") == self.cfg.cluster_id}
-        for other in sorted(stale - {name}):
-            if not self.elector.is_leader:
-                return
-            log.info("withdrawing Endpoint %s of an earlier gateway", other)
-            self._broker_endpoints.delete_if_exists(other, namespace=ns)
-        self._withdrawn_stale = True
-        current = self._broker_endpoints.get_or_none(name, namespace=ns)
-        if not self.elector.is_leader:
-            return
-        if current is None:
-            if self._broker_endpoints.create_if_absent({
-                    "apiVersion": resources.SUBMARINER_ENDPOINTS.api_version,
-                    "kind": resources.SUBMARINER_ENDPOINTS.kind,
-                    "metadata": {"name": name, "namespace": ns}, "spec": spec}, namespace=ns):
-                log.info("published Endpoint %s (%s, term %s)", name,
-                         ", ".join(self.cfg.subnets), spec.get("gatewayTerm"))
-        elif o.spec(current) != spec:
-            self._broker_endpoints.update({**current, "spec": spec}, namespace=ns)
 
     def _report(self, status: JSON) -> None:
         """Write the Gateway status when it changed; a change of RTTs alone waits

@@ -12,11 +12,15 @@ and 198.18.7.2 (remote), global CIDRs 242.80/81.0.0/16.
 
 from __future__ import annotations
 
+import socket
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import pytest
+from kubernetes.client.configuration import Configuration
 
 from datapath.cable import RemoteGateway
 from datapath.vxlan import VxlanCable
@@ -24,6 +28,7 @@ from datapath.wireguard import WireguardCable
 from gateway.engine import EngineConfig, GatewayEngine
 from gateway.syncer import ClusterSyncer
 from kube import crud, names, resources
+from kube.rest import ApiClient
 from kube.testing import await_condition, broker_member, temporary_namespace
 from lab import netns
 
@@ -228,3 +233,44 @@ def test_the_engine_replicates_conntrack_state_to_the_other_gateway_nodes(
             for name in (mine, peer):
                 nodes.delete_if_exists(name)
         assert not sync.running()
+
+
+def test_a_hanging_broker_holds_up_neither_the_cable_nor_stepping_down(
+        api_client: Any, make_netns: Callable[[str], str]) -> None:
+    """The Broker accepts connections and never answers (the publisher's request
+    waits for its whole read timeout): the cable still follows the remote
+    Endpoint, and a gateway that turns ineligible removes its cable at once -
+    a deposed gateway's cable left up sends its node's replies into a dead tunnel."""
+    gw = make_netns("hang")
+    netns.ensure_veth(netns=gw, ifname="ul0", peer_netns=make_netns("hfar"), peer_ifname="ul0",
+                      address="198.18.8.1/24", peer_address="198.18.8.2/24")
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(16)  # the kernel completes the handshakes; nobody reads
+    broker = ApiClient(Configuration(host=f"http://127.0.0.1:{silent.getsockname()[1]}"))
+    eligible = threading.Event()
+    eligible.set()
+    endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
+    with temporary_namespace(api_client, "member") as member_ns:
+        endpoints.create(endpoint("west-gw", "west", "198.18.8.2", "242.83.0.0/16"),
+                         namespace=member_ns)
+        cfg = EngineConfig(cluster_id="east", node_name="east-gw", private_ip="198.18.8.1",
+                           subnets=("242.82.0.0/16",), namespace=member_ns,
+                           lease_duration=2.0, renew_deadline=1.5, retry_period=0.25,
+                           health_period=0.2)
+        engine = GatewayEngine(local_api=api_client, broker_api=broker, cfg=cfg,
+                               cable=VxlanCable("198.18.8.1", netns=gw),
+                               eligible=eligible.is_set).start()
+        try:
+            await_condition(
+                lambda: "via 240.18.8.2" in netns.run(gw, ["ip", "route", "show",
+                                                           "242.83.0.0/16"]),
+                timeout=20, message="the cable to west, the Broker hanging")
+            time.sleep(0.5)  # the publisher's request is in flight
+            eligible.clear()
+            await_condition(lambda: not engine.cable.exists(), timeout=5,
+                            message="the cable removed while the Broker hangs")
+            assert not engine.active
+        finally:
+            silent.close()
+            engine.stop()

@@ -1,0 +1,129 @@
+"""Publishing the active gateway's Endpoint to the Broker, in a thread of its own.
+
+The Broker may be slow, down, or reachable only over the link a failover is
+about: a request to it can take its whole timeout. The engine's loop must not
+wait for one, because the same loop takes this node's cable down when it turns
+passive, and a cable left up for seconds on a deposed gateway sends the replies
+of the pods on that node into a tunnel nobody answers. So the loop only says
+what it wants published (`want`); this thread writes it while the gateway leads.
+
+What it writes into the cluster's member namespace on the Broker: the Endpoint
+wanted, and it withdraws the cluster's other Endpoints - every round those the
+cluster's local copies show (a deposed gateway's publish held up on a cut link
+can land after this term began), and once a term those the Broker lists (copies
+may lag or be missing). Leadership is checked before each write; a deposed
+gateway's request that lands late anyway loses to its successor's by
+`gatewayTerm` (`engine.endpoint_precedence`).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kube import objects as o
+from kube import resources
+from kube.crud import ResourceClient
+from kube.informer import Informer
+
+log = logging.getLogger(__name__)
+
+JSON = dict[str, Any]
+RETRY_S = 1.0  # after a failed round (the Broker down): how soon to try again
+
+
+class EndpointPublisher:
+    """Keeps Endpoint `name` in `namespace` on the Broker at the spec last wanted."""
+
+    def __init__(self, broker_api: Any, *, cluster_id: str, name: str, namespace: str,
+                 local_copies: Informer, is_leader: Callable[[], bool]) -> None:
+        self.cluster_id, self.name, self.namespace = cluster_id, name, namespace
+        self._endpoints = ResourceClient(broker_api, resources.SUBMARINER_ENDPOINTS)
+        self._local_copies = local_copies
+        self._is_leader = is_leader
+        self._lock = threading.Lock()
+        self._wanted: JSON | None = None
+        self._term = 0  # counts new_term(): a round of an earlier term sweeps nothing
+        self._swept_term = -1  # the term whose Broker-wide sweep is done
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.problem: str | None = None  # the last round's failure, for the status
+
+    def want(self, spec: JSON) -> None:
+        """Publish `spec` (again: a round also repairs an Endpoint deleted by hand)."""
+        with self._lock:
+            self._wanted = spec
+        self._wake.set()
+
+    def new_term(self) -> None:
+        """A term begins: sweep the Broker once more; publish nothing until wanted."""
+        with self._lock:
+            self._wanted, self._term = None, self._term + 1
+
+    def end_term(self) -> None:
+        with self._lock:
+            self._wanted = None
+
+    def start(self) -> EndpointPublisher:
+        self._thread = threading.Thread(target=self._loop, name="endpoint-publisher",
+                                        daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(2)  # a request hanging on the Broker: the thread is a daemon
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            self._wake.wait()
+            self._wake.clear()
+            with self._lock:
+                spec = self._wanted
+            if spec is None or self._stop.is_set():
+                continue
+            try:
+                self.publish_once(spec)
+                self.problem = None
+            except Exception as exc:  # the Broker down or refusing: retried
+                self.problem = f"could not publish the Endpoint to the Broker: {exc}"
+                log.warning("%s", self.problem)
+                self._stop.wait(RETRY_S)
+                self._wake.set()
+
+    def publish_once(self, spec: JSON) -> None:
+        """One round: withdraw the cluster's other Endpoints, then write ours."""
+        ns = self.namespace
+        stale = {o.name(ep) for ep in self._local_copies.list()
+                 if o.spec(ep).get("cluster_id") == self.cluster_id}
+        with self._lock:
+            term = self._term
+            swept = self._swept_term == term
+        if not swept:
+            stale |= {o.name(ep) for ep in self._endpoints.list(namespace=ns).items
+                      if o.spec(ep).get("cluster_id") == self.cluster_id}
+        for other in sorted(stale - {self.name}):
+            if not self._is_leader():
+                return
+            log.info("withdrawing Endpoint %s of an earlier gateway", other)
+            self._endpoints.delete_if_exists(other, namespace=ns)
+        with self._lock:
+            self._swept_term = term
+        current = self._endpoints.get_or_none(self.name, namespace=ns)
+        if not self._is_leader():
+            return
+        if current is None:
+            if self._endpoints.create_if_absent({
+                    "apiVersion": resources.SUBMARINER_ENDPOINTS.api_version,
+                    "kind": resources.SUBMARINER_ENDPOINTS.kind,
+                    "metadata": {"name": self.name, "namespace": ns}, "spec": spec},
+                    namespace=ns):
+                log.info("published Endpoint %s (%s, term %s)", self.name,
+                         ", ".join(spec.get("subnets") or ()), spec.get("gatewayTerm"))
+        elif o.spec(current) != spec:
+            self._endpoints.update({**current, "spec": spec}, namespace=ns)
