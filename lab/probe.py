@@ -19,16 +19,17 @@ from typing import Any
 
 ECHO_PORT = 9000
 
+PROBE_TIMEOUT_S = 0.3  # a probe's connect, then its answer, may take this long each
 CONNECT_PROBE = r"""
 import json, socket, sys, time
 host, port = sys.argv[1], int(sys.argv[2])
-duration, interval = float(sys.argv[3]), float(sys.argv[4])
+duration, interval, timeout = float(sys.argv[3]), float(sys.argv[4]), float(sys.argv[5])
 out, end = [], time.time() + duration
 while time.time() < end:
     t, ok = time.time(), False
     try:
-        with socket.create_connection((host, port), timeout=0.3) as s:
-            s.settimeout(0.3)
+        with socket.create_connection((host, port), timeout=timeout) as s:
+            s.settimeout(timeout)
             s.sendall(b"GET / HTTP/1.0\r\n\r\n")
             ok = s.recv(64).startswith(b"HTTP/1")
     except OSError:
@@ -90,7 +91,7 @@ class ConnectProbe:
                  port: int = 80, interval: float = 0.05) -> None:
         self.proc = subprocess.Popen(
             [*argv_in_pod, "python3", "-c", CONNECT_PROBE, ip, str(port), str(duration),
-             str(interval)], stdout=subprocess.PIPE, text=True)
+             str(interval), str(PROBE_TIMEOUT_S)], stdout=subprocess.PIPE, text=True)
 
     def results(self) -> list[tuple[float, bool]]:
         out, _ = self.proc.communicate(timeout=120)
@@ -104,8 +105,10 @@ def gap_after(results: list[tuple[float, bool]], event: float) -> float:
 
 
 def recovered(results: list[tuple[float, bool]], event: float) -> bool:
-    """Answered in the last 10 probes before `event` and in the last 20 of the run."""
-    before = [ok for t, ok in results if t < event]
+    """Answered in the last 10 probes before `event` and in the last 20 of the run.
+    Before: those that ended before it (a probe started just before the event
+    meets it; its failure is the event's, not a path that was broken before)."""
+    before = [ok for t, ok in results if t < event - 2 * PROBE_TIMEOUT_S]
     after = [ok for t, ok in results if t > event]
     return bool(before[-10:]) and all(before[-10:]) and bool(after[-20:]) and all(after[-20:])
 
