@@ -92,14 +92,18 @@ def cut_link(lab: Lab, node: str, up: bool) -> None:
     netns.run(lab.plan.underlay_netns, ["ip", "link", "set", port, "up" if up else "down"])
 
 
-def wait_answering(lab: Lab, ip: str, timeout: float = 60) -> None:
-    """Until c1's client gets an answer from `ip` (a round starts from a working path)."""
+def wait_answering(lab: Lab, ip: str, timeout: float = 60, in_a_row: int = 5) -> None:
+    """Until c1's client gets `in_a_row` answers in a row from `ip`: a round starts
+    from a working path (one answer right after the export may come while only
+    some backends are reachable yet)."""
     argv = lab.exec_argv("c1", "client", ["curl", "-s", "--max-time", "1", f"http://{ip}/"])
-    deadline = time.monotonic() + timeout
-    while not subprocess.run(argv, capture_output=True, text=True).stdout.startswith("hello"):
+    deadline, answered = time.monotonic() + timeout, 0
+    while answered < in_a_row:
+        ok = subprocess.run(argv, capture_output=True, text=True).stdout.startswith("hello")
+        answered = answered + 1 if ok else 0
         if time.monotonic() > deadline:
-            raise TimeoutError(f"{ip} does not answer c1")
-        time.sleep(0.5)
+            raise TimeoutError(f"{ip} does not answer c1 steadily")
+        time.sleep(0.2 if ok else 0.5)
 
 
 def verdict(results: list[tuple[float, bool]], event: float, what: str) -> float:

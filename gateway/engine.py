@@ -188,11 +188,11 @@ def cable_state(cable: Cable, state: PeerState | None, now: float) -> JSON:
     """The `cable` of one connection in the Gateway status: the driver's own view."""
     out: JSON = {"driver": cable.driver, "implementation": cable.implementation()}
     if state is not None:
-        out.update(rxBytes=state.rx_bytes, txBytes=state.tx_bytes,
-                   latestHandshake=(time.strftime("%Y-%m-%dT%H:%M:%SZ",
-                                                  time.gmtime(state.latest_handshake))
-                                    if state.latest_handshake else ""))
-        if state.latest_handshake:
+        out.update(rxBytes=state.rx_bytes, txBytes=state.tx_bytes)
+        if state.latest_handshake:  # absent, not "", before the first one (an API
+            # server of the lab's build rejects an empty string in a typed field)
+            out["latestHandshake"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
+                                                   time.gmtime(state.latest_handshake))
             out["handshakeAgeSeconds"] = max(0, int(now - state.latest_handshake))
         if state.state:
             out["state"] = state.state  # IPsec: the IKE and child SA states
@@ -328,6 +328,7 @@ class GatewayEngine:
                                            on_update=lambda _a, _b: self._wake.set(),
                                            on_delete=lambda _o: self._wake.set())
         self.active = False
+        self._cable_removed = False  # by this passive engine, since it last converged it
         self._reported: JSON = {}
         self._reported_at = 0.0
         self._stop = threading.Event()
@@ -442,14 +443,16 @@ class GatewayEngine:
         self._converge_ctsync()
         if not self.active:
             leader = self.elector.leader_identity
-            if self.cable.exists() and ((leader and leader != self.cfg.node_name)
-                                        or not self.elector.eligible):
+            if not self._cable_removed and self.cable.exists() and (
+                    (leader and leader != self.cfg.node_name) or not self.elector.eligible):
                 # Its routes would send replies of this node's pods into a tunnel
                 # nobody answers; the route agent routes them to the active gateway.
                 log.info("%s: removing this node's cable",
                          f"{leader} is the active gateway now" if leader != self.cfg.node_name
                          else "this node cannot carry the cable")
                 self.cable.remove()
+                # An external daemon's device stays (its routes and peers go): once.
+                self._cable_removed = True
             self._report(self._with_ctsync({"haStatus": "passive", "connections": []}))
             return
         # The cable first, from the local cache alone: a Broker or API server that is
@@ -458,6 +461,7 @@ class GatewayEngine:
         refused = {o.name(ep): why for ep in remotes
                    if (why := self.refusal(ep)) is not None}
         failure = None
+        self._cable_removed = False
         try:
             self.cable.converge([remote_gateway(ep) for ep in remotes
                                  if o.name(ep) not in refused])

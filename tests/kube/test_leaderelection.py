@@ -395,3 +395,35 @@ def test_a_sub_second_lease_is_waited_out_at_its_own_length() -> None:
 
     assert held(1, 0.5) and not held(1, 0.7)  # like us: 0.6 s
     assert held(2, 1.5) and not held(2, 2.1)  # someone else's 2 s: in full
+
+
+def test_a_leader_renews_in_one_write_and_reads_again_after_another_writer(
+        api_client: Any, namespace: str) -> None:
+    """Renewals are one conditional PUT each, no read: a loaded API server must be
+    twice as slow to depose a healthy leader. A write by someone else in between
+    (here a label added by hand) makes the next renewal read the Lease again; the
+    leader keeps leading, in the same term."""
+    elector = LeaderElector(api_client, config(namespace, "a"))
+    reads: list[str] = []
+    get = elector._leases.get
+
+    def counted_get(name: str, **kwargs: Any) -> dict[str, Any]:
+        reads.append(name)
+        return get(name, **kwargs)
+
+    elector._leases.get = counted_get  # type: ignore[method-assign]
+    with stopping(elector):
+        elector.start()
+        await_condition(lambda: elector.is_leader, timeout=10, message="a leads")
+        await_renewals(api_client, namespace, "a", 1)
+        before = len(reads)
+        await_renewals(api_client, namespace, "a", 4)
+        assert len(reads) == before, "renewals read the Lease"
+        leases = crud.ResourceClient(api_client, resources.LEASES)
+        lease = leases.get("gateway", namespace=namespace)
+        lease["metadata"].setdefault("labels", {})["touched"] = "by-hand"
+        leases.update(lease, namespace=namespace)
+        await_renewals(api_client, namespace, "a", 2)
+        assert len(reads) > before, "a renewal after another write read the Lease again"
+        assert elector.is_leader
+        assert lease_spec(api_client, namespace).get("leaseTransitions", 0) == 0

@@ -86,3 +86,10 @@ def test_counters_alone_do_not_make_a_new_status(tmp_path: Path) -> None:
     assert _without_rtt(status[0]) != _without_rtt({"haStatus": "active", "connections": [
         {"status": "connected", "cable": {**one, "implementation": "kernel"}}]})
     assert _without_rtt(status[0]) == _without_rtt(status[1])
+
+
+def test_before_the_first_handshake_the_status_has_no_handshake_time(tmp_path: Path) -> None:
+    wg = WireguardCable("198.18.0.10", state_dir=tmp_path)
+    wg.mode = "wireguard-go"
+    state = cable_state(wg, PeerState(0, 0, 0, ""), 1_700_000_000)
+    assert "latestHandshake" not in state and "handshakeAgeSeconds" not in state
