@@ -161,13 +161,19 @@ def apply_all(api: Any, objects: list[JSON], *, dry_run: bool = False) -> list[J
 
 def account_token(api: Any, account: str, namespace: str = names.BROKER_NAMESPACE, *,
                   timeout: float = TOKEN_TIMEOUT) -> tuple[str, str]:
-    """(token, CA PEM) of an identity, once the token controller has filled its Secret."""
+    """(token, CA PEM) of an identity, once the token controller has filled its Secret.
+
+    A token Secret that is gone is applied again: the token controller deletes one
+    whose ServiceAccount its cache does not hold yet (a busy controller-manager),
+    and would never issue a token for it."""
     import base64
 
     secrets = ResourceClient(api, resources.SECRETS)
     deadline = time.monotonic() + timeout
     while True:
         secret = secrets.get_or_none(token_secret_name(account), namespace=namespace)
+        if secret is None:
+            apply_all(api, [_account(account, namespace)[1]])
         data = (secret or {}).get("data") or {}
         if data.get("token") and data.get("ca.crt"):
             return (base64.b64decode(data["token"]).decode(),

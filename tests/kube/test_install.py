@@ -314,3 +314,18 @@ def test_cidr_discovery_names_its_source_or_the_flag_to_pass(
             ("10.244.0.0/16",), "the kube-proxy ConfigMap's clusterCIDR")
     finally:
         configmaps.delete_if_exists("kube-proxy", namespace="kube-system")
+
+
+def test_a_token_secret_the_token_controller_deleted_is_applied_again(
+        api_client: Any) -> None:
+    """The token controller deletes a token Secret whose ServiceAccount its cache
+    does not hold yet; waiting for the token must not wait for a Secret that is
+    gone (here deleted by hand after the account was made)."""
+    from kube.testing import temporary_namespace
+
+    with temporary_namespace(api_client, "tok") as ns:
+        broker_identity.apply_all(api_client, broker_identity._account("member", ns))
+        secrets = crud.ResourceClient(api_client, resources.SECRETS)
+        secrets.delete_if_exists(broker_identity.token_secret_name("member"), namespace=ns)
+        token, ca = broker_identity.account_token(api_client, "member", ns, timeout=30)
+        assert token and "BEGIN CERTIFICATE" in ca
