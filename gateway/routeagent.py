@@ -27,7 +27,8 @@ from pathlib import Path
 from typing import Any
 
 from datapath import netns
-from datapath.routes import Route, RouteEvents, RouteTable
+from datapath.ctsync import ConntrackSyncError, Standby
+from datapath.routes import RTPROT_CABLE, Route, RouteEvents, RouteTable
 from gateway import metrics
 from kube import daemon, names, resources
 from kube import objects as o
@@ -89,11 +90,36 @@ class RouteAgent:
             on_add=lambda _o: self._dirty.set(), on_delete=lambda _o: self._dirty.set(),
             on_update=lambda a, b: self._dirty.set() if holder_of(a) != holder_of(b) else None)
         self._thread: threading.Thread | None = None
+        self._leftovers_cleared = False  # of a gateway, on this node since it is none
 
     def desired(self) -> set[Route]:
         lease = next((x for x in self.leases.list() if o.name(x) == names.GATEWAY_LEASE), None)
         return desired_routes(self.node_name, self.cluster_id, self.nodes.list(),
                               self.clusters.list(), self.gateways.list(), holder_of(lease))
+
+    def _clear_gateway_leftovers(self) -> None:
+        """On a node that is no gateway any more (its label removed): the cable's
+        routes and the standby conntrack table go. The gateway pod is gone with the
+        label, and a stopping engine removes nothing (a restart must not disturb
+        traffic), so they would stay: this node's clusterset traffic would go into a
+        cable nobody serves, and its connections would be left untracked."""
+        node = self.nodes.get(self.node_name)
+        if node is None:
+            return
+        gateway = o.labels(node).get(names.GATEWAY_LABEL) == names.GATEWAY_LABEL_VALUE
+        if gateway or self._leftovers_cleared:
+            self._leftovers_cleared = self._leftovers_cleared and not gateway
+            return
+        removed = RouteTable(self.table.netns, proto=RTPROT_CABLE).clear()
+        try:
+            Standby(self.table.netns).converge(None)
+        except ConntrackSyncError as exc:
+            log.warning("could not remove the standby conntrack table: %s", exc)
+            return  # tried again on the next round
+        if removed:
+            log.info("%s is no gateway node: removed %d cable routes it left", self.node_name,
+                     removed)
+        self._leftovers_cleared = True
 
     def start(self, sync_timeout: float = 30.0) -> RouteAgent:
         self.informers.start()
@@ -141,6 +167,7 @@ class RouteAgent:
                 self._stop.wait(1.0)
                 self._dirty.set()
                 continue
+            self._clear_gateway_leftovers()
             metrics.ROUTE_CONVERGES.labels(result="ok").inc()
             metrics.ROUTES.set(len(desired))
             metrics.ROUTE_CHANGES.labels(op="add").inc(len(result.added))
