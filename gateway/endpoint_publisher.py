@@ -8,10 +8,11 @@ of the pods on that node into a tunnel nobody answers. So the loop only says
 what it wants published (`want`); this thread writes it while the gateway leads.
 
 What it writes into the cluster's member namespace on the Broker: the Endpoint
-wanted, and it withdraws the cluster's other Endpoints - every round those the
-cluster's local copies show (a deposed gateway's publish held up on a cut link
-can land after this term began), and once a term those the Broker lists (copies
-may lag or be missing). Leadership is checked before each write; a deposed
+wanted (first: remote clusters switch to it at once, by its term), then it
+withdraws the cluster's other Endpoints - every round those the cluster's local
+copies show (a deposed gateway's publish held up on a cut link can land after
+this term began), and once a term those the Broker lists (copies may lag or be
+missing). Leadership is checked before each write; a deposed
 gateway's request that lands late anyway loses to its successor's by
 `gatewayTerm` (`engine.endpoint_precedence`).
 """
@@ -97,10 +98,21 @@ class EndpointPublisher:
                 self._wake.set()
 
     def publish_once(self, spec: JSON) -> None:
-        """One round: withdraw the cluster's other Endpoints, then write ours."""
+        """One round: write ours, then withdraw the cluster's other Endpoints.
+
+        Ours first: remote clusters follow the higher term at once, so a failover
+        waits for one Broker request (a create), not for the withdrawals before
+        it. Nothing is written while the cluster's copy (the Broker syncer's)
+        shows ours as wanted: a steady gateway costs the Broker no requests."""
+        copies = {o.name(ep): ep for ep in self._local_copies.list()
+                  if o.spec(ep).get("cluster_id") == self.cluster_id}
+        mine = copies.get(self.name)
+        if mine is None or o.spec(mine) != spec:
+            if not self._is_leader():
+                return
+            self._write(spec)
         ns = self.namespace
-        stale = {o.name(ep) for ep in self._local_copies.list()
-                 if o.spec(ep).get("cluster_id") == self.cluster_id}
+        stale = set(copies)
         with self._lock:
             term = self._term
             swept = self._swept_term == term
@@ -114,16 +126,17 @@ class EndpointPublisher:
             self._endpoints.delete_if_exists(other, namespace=ns)
         with self._lock:
             self._swept_term = term
-        current = self._endpoints.get_or_none(self.name, namespace=ns)
-        if not self._is_leader():
+
+    def _write(self, spec: JSON) -> None:
+        ns = self.namespace
+        if self._endpoints.create_if_absent({
+                "apiVersion": resources.SUBMARINER_ENDPOINTS.api_version,
+                "kind": resources.SUBMARINER_ENDPOINTS.kind,
+                "metadata": {"name": self.name, "namespace": ns}, "spec": spec},
+                namespace=ns):
+            log.info("published Endpoint %s (%s, term %s)", self.name,
+                     ", ".join(spec.get("subnets") or ()), spec.get("gatewayTerm"))
             return
-        if current is None:
-            if self._endpoints.create_if_absent({
-                    "apiVersion": resources.SUBMARINER_ENDPOINTS.api_version,
-                    "kind": resources.SUBMARINER_ENDPOINTS.kind,
-                    "metadata": {"name": self.name, "namespace": ns}, "spec": spec},
-                    namespace=ns):
-                log.info("published Endpoint %s (%s, term %s)", self.name,
-                         ", ".join(spec.get("subnets") or ()), spec.get("gatewayTerm"))
-        elif o.spec(current) != spec:
+        current = self._endpoints.get_or_none(self.name, namespace=ns)
+        if current is not None and o.spec(current) != spec and self._is_leader():
             self._endpoints.update({**current, "spec": spec}, namespace=ns)

@@ -19,7 +19,10 @@ from typing import Any
 
 ECHO_PORT = 9000
 
-PROBE_TIMEOUT_S = 0.3  # a probe's connect, then its answer, may take this long each
+# A probe's connect, then its answer, may take this long each: under the 1 s of
+# TCP's first SYN retransmission (a SYN lost in the outage fails its probe), above
+# the few hundred ms a loaded lab's answer sometimes takes (not an outage).
+PROBE_TIMEOUT_S = 0.9
 # A new connection every `interval` on the clock, each in a thread of its own: one
 # that hangs through an outage does not hold back the next, so the gap is measured
 # to the interval, not to the timeout.
