@@ -89,14 +89,14 @@ RULES: dict[str, tuple[Rule, ...]] = {
         # on conflict, and its status (HA state, connections, RTTs) written.
         Rule(N, resources.GATEWAYS, ("get", "create")),
         Rule(N, resources.GATEWAYS, ("update",), subresource="status"),
-        # tick(): the gateway node's health-check global IP annotation (written by
-        # Globalnet) goes into the published Endpoint. Any gateway node may run it,
-        # so the name is not known when the role is written. The gateway nodes'
-        # informer (`ctsync_link`): the other gateway nodes' InternalIPs, the peers
-        # conntrack state is replicated to.
+        # The gateway nodes' informer: this node's health-check global IP annotation
+        # (written by Globalnet) goes into the published Endpoint (`endpoint_spec`;
+        # any gateway node may run it, so the name is not known when the role is
+        # written), and `ctsync_link` takes the other gateway nodes' InternalIPs, the
+        # peers conntrack state is replicated to. cable_ip(): the node's cable IP.
         Rule(C, resources.NODES, ("get", *READ)),
-        # _publish(): this cluster's Endpoint on the Broker; Endpoints of its
-        # earlier gateways are listed and withdrawn once per term.
+        # EndpointPublisher: this cluster's Endpoint on the Broker; the Endpoints of
+        # its earlier gateways are withdrawn (listed once per term).
         Rule(BO, resources.SUBMARINER_ENDPOINTS,
              ("get", "list", "create", "update", "delete")),
     ),

@@ -304,7 +304,6 @@ class GatewayEngine:
             raise ValueError(f"a {cable.driver} cable for an engine of {cfg.cable_driver}")
         self.cfg, self.cable = cfg, cable
         self._gateways = ResourceClient(local_api, resources.GATEWAYS)
-        self._nodes = ResourceClient(local_api, resources.NODES)
         self.informers = InformerSet(local_api, name=f"engine@{cfg.node_name}")
         self.endpoints = self.informers.get(resources.SUBMARINER_ENDPOINTS,
                                             namespace=cfg.namespace)
@@ -319,11 +318,12 @@ class GatewayEngine:
         self.ctsync = ctsync
         self.standby = Standby(cable.netns) if ctsync is not None else None
         self._ctsync_problem: str | None = None
-        self.gateway_nodes = None
+        # The gateway nodes, this one among them: their InternalIPs for conntrack
+        # sync, and this node's health-check IP for the Endpoint without a GET a round.
+        self.gateway_nodes = self.informers.get(
+            resources.NODES,
+            label_selector=f"{names.GATEWAY_LABEL}={names.GATEWAY_LABEL_VALUE}")
         if ctsync is not None:
-            self.gateway_nodes = self.informers.get(
-                resources.NODES,
-                label_selector=f"{names.GATEWAY_LABEL}={names.GATEWAY_LABEL_VALUE}")
             self.gateway_nodes.add_handler(on_add=lambda _o: self._wake.set(),
                                            on_update=lambda _a, _b: self._wake.set(),
                                            on_delete=lambda _o: self._wake.set())
@@ -358,6 +358,9 @@ class GatewayEngine:
         log.info("%s is the active gateway of %s", self.cfg.node_name, self.cfg.cluster_id)
         self.active = True
         self.publisher.new_term()
+        # At once, not after this node's cable converged: remote clusters switch
+        # their cables to it meanwhile.
+        self.publisher.want(self.endpoint_spec())
         self._wake.set()
         if self._while_active is not None:
             with self._term_lock:
@@ -468,10 +471,7 @@ class GatewayEngine:
         except CableError as exc:  # one line in the status; retried next round
             failure = f"{self.cfg.cable_driver} cable: {exc}"
             log.error("%s", failure)
-        node = self._nodes.get_or_none(self.cfg.node_name) or {}
-        health_ip = o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION)
-        spec = endpoint_spec(self.cfg, health_ip, self.cable.backend_config(),
-                             self.elector.term)
+        spec = self.endpoint_spec()
         if not self.elector.is_leader:
             return  # stepped down during this round: publish nothing
         self.publisher.want(spec)
@@ -485,11 +485,18 @@ class GatewayEngine:
             status["statusFailure"] = failure
         self._report(self._with_ctsync(status))
 
+    def endpoint_spec(self) -> JSON:
+        """This gateway's Endpoint, in the term it leads (its health-check IP from
+        the Node's annotation, once Globalnet has given it one)."""
+        node = self.gateway_nodes.get(self.cfg.node_name) or {}
+        health_ip = o.annotations_of(node).get(names.GATEWAY_GLOBAL_IP_ANNOTATION)
+        return endpoint_spec(self.cfg, health_ip, self.cable.backend_config(),
+                             self.elector.term)
+
     def ctsync_link(self) -> SyncLink | None:
         """This node's conntrack replication: its InternalIP, the other gateway nodes'
         and the subnets of every cluster (ours and the remote Endpoints'); None
         while this node has no InternalIP."""
-        assert self.gateway_nodes is not None
         nodes = self.gateway_nodes.list()
         me = next((n for n in nodes if o.name(n) == self.cfg.node_name), None)
         local_ip = o.internal_ip(me) if me is not None else None
