@@ -2,7 +2,9 @@
 
 One YAML file per CRD lives next to this module (package data, shipped in the wheel):
 ``submariner.io/v1`` Cluster, Endpoint, Gateway, ClusterGlobalEgressIP, GlobalEgressIP,
-GlobalIngressIP and ``multicluster.x-k8s.io/v1alpha1`` ServiceExport, ServiceImport.
+GlobalIngressIP and ``multicluster.x-k8s.io`` ServiceExport, ServiceImport (stored at
+``kube.resources.MCS_VERSION``, the legacy versions still served; objects an older
+install stored at a legacy version are re-stored by ``kube.crds.migration``).
 Names, short names and field names follow upstream Submariner and the MCS API so users'
 manifests and habits carry over. Schemas are structural (apiextensions.k8s.io/v1), so the
 API server itself rejects malformed objects (422) before any controller sees them; rules
@@ -20,6 +22,7 @@ from typing import Any
 import yaml
 
 from kube import crud, errors
+from kube.crds import migration
 from kube.resources import CUSTOM_RESOURCE_DEFINITIONS
 from kube.rest import ApiClient
 
@@ -102,7 +105,8 @@ def _await_gone(client: crud.ResourceClient, name: str, timeout: float = 60.0) -
 
 
 def install_crds(api_client: ApiClient, *, timeout: float = 30.0) -> None:
-    """Create or update every CRD and wait until the server reports each Established."""
+    """Create or update every CRD, wait until the server reports each Established, then
+    re-store objects an older install left at a legacy version (idempotent)."""
     client = crud.ResourceClient(api_client, CUSTOM_RESOURCE_DEFINITIONS)
     manifests = load_crd_manifests()
     for manifest in manifests:
@@ -112,7 +116,9 @@ def install_crds(api_client: ApiClient, *, timeout: float = 30.0) -> None:
     while True:
         pending = {name for name in pending if not _established(client.get(name))}
         if not pending:
-            return
+            break
         if time.monotonic() >= deadline:
             raise TimeoutError(f"CRDs not Established after {timeout}s: {sorted(pending)}")
         time.sleep(0.1)
+    for manifest in manifests:
+        migration.migrate_stored_versions(api_client, manifest["metadata"]["name"])
