@@ -130,10 +130,12 @@ class ApiCluster:
         return self.client(resources.SERVICES).create(
             {"metadata": {"name": name, "namespace": ns}, "spec": spec})
 
-    def export(self, ns: str, name: str) -> JSON:
-        """Create the ServiceExport of ``ns/name``."""
-        return self.client(resources.SERVICE_EXPORTS).create(
-            {"metadata": {"name": name, "namespace": ns}})
+    def export(self, ns: str, name: str, **spec: Any) -> JSON:
+        """Create the ServiceExport of ``ns/name`` (``spec``: e.g. exportedLabels)."""
+        obj: JSON = {"metadata": {"name": name, "namespace": ns}}
+        if spec:
+            obj["spec"] = spec
+        return self.client(resources.SERVICE_EXPORTS).create(obj)
 
     def unexport(self, ns: str, name: str) -> None:
         self.client(resources.SERVICE_EXPORTS).delete(name, namespace=ns)

@@ -4,10 +4,10 @@ A pure function of the export, its Service, the Service's Endpoints, its
 GlobalIngressIPs and the pods they name (all read from informer caches by the
 exporter). Rules, after upstream Lighthouse and the MCS API:
 
-* no Service: ``Valid=False ServiceUnavailable``, nothing published (an export
+* no Service: ``Valid=False NoService``, nothing published (an export
   created before its Service is published as soon as the Service appears);
 * a Service that is neither ClusterIP nor headless (ExternalName, NodePort,
-  LoadBalancer): ``Valid=False UnsupportedServiceType``;
+  LoadBalancer): ``Valid=False InvalidServiceType``;
 * ClusterIP under Globalnet: the GlobalIngressIP named like the Service gives the
   address; until it has one, ``Valid=False ServiceGlobalIPUnavailable`` and nothing
   is published (clients must never get the cluster-local ClusterIP). The slice holds
@@ -16,11 +16,17 @@ exporter). Rules, after upstream Lighthouse and the MCS API:
   selector, ``ep-<svc>-<ip>`` without one), named by the pod's ``spec.hostname`` or
   the pod name. It is published with the addresses it already has; ready backends
   still lacking one make ``Ready=False ServiceGlobalIPUnavailable``;
-* without Globalnet the ClusterIP and the pod IPs are published instead.
+* without Globalnet the ClusterIP and the pod IPs are published instead;
+* every publication carries the MCS v1beta1 properties (:func:`properties_of`): the
+  Service's session affinity, IP families and, where the API server has them,
+  ``internalTrafficPolicy``/``trafficDistribution``; the export's exportedLabels and
+  exportedAnnotations, less the keys the agents read (``kube.names.RESERVED_*``),
+  which are left out and named in the ``Valid`` message.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +34,7 @@ from dataclasses import dataclass, field
 from kube import names
 from kube import objects as o
 from lighthouse.agent import reasons as r
-from lighthouse.agent.model import JSON, EndpointSpec, Port, Publication
+from lighthouse.agent.model import JSON, EndpointSpec, Port, Properties, Publication, pairs
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -186,7 +192,52 @@ def _headless_plain(inputs: ExportInputs) -> list[EndpointSpec]:
     return ready + unready
 
 
-_AWAITING = ConditionState(status=False, reason=r.AWAITING_EXPORT,
+def _ip_families(service: JSON) -> tuple[str, ...]:
+    """``spec.ipFamilies``, else the families of the ClusterIPs (older servers)."""
+    spec = o.spec(service)
+    families = [str(f) for f in spec.get("ipFamilies") or [] if f in ("IPv4", "IPv6")]
+    if families:
+        return tuple(dict.fromkeys(families))
+    ips = [str(ip) for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip]
+    out = []
+    for ip in ips:
+        try:
+            out.append(f"IPv{ipaddress.ip_address(ip).version}")
+        except ValueError:
+            continue  # "None": headless
+    return tuple(dict.fromkeys(out))
+
+
+def _optional_str(value: object) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+def properties_of(service: JSON, export: JSON) -> tuple[Properties, list[str]]:
+    """The export's MCS v1beta1 properties, and the reserved keys it asked for in vain."""
+    spec = o.spec(service)
+    affinity = str(spec.get("sessionAffinity") or r.SESSION_AFFINITY_NONE)
+    timeout = None
+    if affinity == r.SESSION_AFFINITY_CLIENT_IP:
+        raw = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
+            "timeoutSeconds")
+        timeout = raw if isinstance(raw, int) else None
+    export_spec = o.spec(export)
+    labels = pairs(export_spec.get("exportedLabels"))
+    annotations = pairs(export_spec.get("exportedAnnotations"))
+    refused = sorted({k for k, _ in labels if k in names.RESERVED_IMPORT_LABELS}
+                     | {k for k, _ in annotations if k in names.RESERVED_IMPORT_ANNOTATIONS})
+    return Properties(
+        session_affinity=affinity, session_affinity_timeout=timeout,
+        ip_families=_ip_families(service),
+        internal_traffic_policy=_optional_str(spec.get("internalTrafficPolicy")),
+        traffic_distribution=_optional_str(spec.get("trafficDistribution")),
+        labels=tuple((k, v) for k, v in labels if k not in names.RESERVED_IMPORT_LABELS),
+        annotations=tuple((k, v) for k, v in annotations
+                          if k not in names.RESERVED_IMPORT_ANNOTATIONS),
+    ), refused
+
+
+_AWAITING = ConditionState(status=False, reason=r.PENDING,
                            message="The export is not valid; nothing is published")
 _EXPORTED = ConditionState(status=True, reason=r.EXPORTED,
                            message="The service is published to the Broker")
@@ -198,18 +249,20 @@ def decide(inputs: ExportInputs) -> Decision:
     if export is None or o.is_deleting(export):
         return Decision()
     if service is None or o.is_deleting(service):
-        return Decision(valid=ConditionState(status=False, reason=r.SERVICE_UNAVAILABLE,
+        return Decision(valid=ConditionState(status=False, reason=r.NO_SERVICE,
                                              message="Service to be exported doesn't exist"),
                         ready=_AWAITING)
     kind = service_import_type(service)
     if kind is None:
         return Decision(valid=ConditionState(
-            status=False, reason=r.UNSUPPORTED_SERVICE_TYPE,
+            status=False, reason=r.INVALID_SERVICE_TYPE,
             message=f"Service of type {o.service_type(service)} not supported"), ready=_AWAITING)
     exported_at = str(o.meta(export).get("creationTimestamp") or "")
     ports = service_ports(service)
-    valid = ConditionState(status=True, reason=r.SERVICE_VALID,
-                           message=f"Service of type {kind} can be exported")
+    props, refused = properties_of(service, export)
+    note = (f" (left out reserved exported keys: {', '.join(refused)})" if refused else "")
+    valid = ConditionState(status=True, reason=r.REASON_VALID,
+                           message=f"Service of type {kind} can be exported{note}")
     if kind == r.CLUSTER_SET_IP:
         ip, why = _cluster_ip_address(inputs, service)
         if ip is None:
@@ -219,7 +272,7 @@ def decide(inputs: ExportInputs) -> Decision:
         endpoint = EndpointSpec(ip=ip, ready=has_ready_backend(inputs.endpoints))
         return Decision(valid=valid, ready=_EXPORTED, publication=Publication(
             service_type=kind, ports=ports, ips=(ip,), endpoints=(endpoint,),
-            slice_ports=ports, exported_at=exported_at))
+            slice_ports=ports, exported_at=exported_at, properties=props))
     ready = _EXPORTED
     if inputs.globalnet:
         endpoints, covered = _headless_globalnet(inputs)
@@ -234,4 +287,5 @@ def decide(inputs: ExportInputs) -> Decision:
         endpoints = _headless_plain(inputs)
     return Decision(valid=valid, ready=ready, publication=Publication(
         service_type=kind, ports=ports, ips=(), endpoints=tuple(sorted(endpoints)),
-        slice_ports=backend_ports(service, inputs.endpoints), exported_at=exported_at))
+        slice_ports=backend_ports(service, inputs.endpoints), exported_at=exported_at,
+        properties=props))
