@@ -97,6 +97,10 @@ def object_name(namespace: str, name: str, cluster: str, *, taken_by_other: bool
 
 # --- ServiceImport properties -------------------------------------------------------------
 
+# ServiceImport spec fields v1beta1 added; a v1alpha1-only server (an older Broker) drops
+# them, so the agent does not write them there (they read back as unset).
+V1BETA1_ONLY_SPEC_FIELDS = ("ipFamilies", "internalTrafficPolicy", "trafficDistribution")
+
 def properties_spec(props: Properties) -> JSON:
     """The ServiceImport spec fields of ``props`` (unset ones left out)."""
     spec: JSON = {"sessionAffinity": props.session_affinity}
@@ -151,6 +155,11 @@ def service_import(*, name: str, namespace: str, cluster: str, source_namespace:
                   "ports": [p.to_json() for p in publication.ports], **properties_spec(props)}
     if publication.ips:
         spec["ips"] = list(publication.ips)
+    if api_version.rsplit("/", 1)[-1] in resources.MCS_LEGACY_VERSIONS:
+        # The server would prune them, and the object would never compare equal to
+        # what we want: rewritten on every event.
+        for field in V1BETA1_ONLY_SPEC_FIELDS:
+            spec.pop(field, None)
     return {
         "apiVersion": api_version,
         "kind": "ServiceImport",
