@@ -172,7 +172,8 @@ def configmap(namespace: str, name: str, **data: str) -> dict[str, Any]:
 
 
 def legacy_mcs_crd_manifests(version: str = MCS_LEGACY_VERSIONS[0]) -> list[dict[str, Any]]:
-    """The MCS CRDs as an older release shipped them: only ``version``, stored."""
+    """The MCS CRDs as an older release shipped them: only ``version``, stored, and its
+    schema without what v1beta1 added (so the server prunes those fields, as it would)."""
     out = []
     for manifest in crds.load_crd_manifests():
         if manifest["spec"]["group"] != MCS_GROUP:
@@ -180,6 +181,16 @@ def legacy_mcs_crd_manifests(version: str = MCS_LEGACY_VERSIONS[0]) -> list[dict
         legacy = copy.deepcopy(manifest)
         legacy["spec"]["versions"] = [{**v, "storage": True} for v in legacy["spec"]["versions"]
                                       if v["name"] == version]
+        for entry in legacy["spec"]["versions"]:
+            root = entry["schema"]["openAPIV3Schema"]["properties"]
+            if legacy["spec"]["names"]["kind"] == "ServiceExport":
+                root.pop("spec", None)
+                continue
+            spec = root["spec"]["properties"]
+            for field in ("ipFamilies", "internalTrafficPolicy", "trafficDistribution"):
+                spec.pop(field)
+            spec["ips"]["maxItems"] = 1
+            root["status"]["properties"].pop("conditions")
         out.append(legacy)
     return out
 

@@ -156,8 +156,8 @@ def service_import(*, name: str, namespace: str, cluster: str, source_namespace:
     if publication.ips:
         spec["ips"] = list(publication.ips)
     if api_version.rsplit("/", 1)[-1] in resources.MCS_LEGACY_VERSIONS:
-        # The server would prune them, and the object would never compare equal to
-        # what we want: rewritten on every event.
+        # The server would prune them, so the object would never compare equal to what
+        # we want: every reconcile would send another (no-op) update.
         for field in V1BETA1_ONLY_SPEC_FIELDS:
             spec.pop(field, None)
     return {
