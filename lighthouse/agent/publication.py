@@ -20,8 +20,10 @@ exporter). Rules, after upstream Lighthouse and the MCS API:
 * every publication carries the MCS v1beta1 properties (:func:`properties_of`): the
   Service's session affinity, IP families and, where the API server has them,
   ``internalTrafficPolicy``/``trafficDistribution``; the export's exportedLabels and
-  exportedAnnotations, less the keys the agents read (``kube.names.RESERVED_*``),
-  which are left out and named in the ``Valid`` message.
+  exportedAnnotations, less the keys the agents read (``kube.names.RESERVED_*``)
+  and entries the API server would refuse (bad keys, bad label values): those are
+  left out and named in the ``Valid`` message, so one bad entry does not stop the
+  export.
 """
 
 from __future__ import annotations
@@ -34,7 +36,15 @@ from dataclasses import dataclass, field
 from kube import names
 from kube import objects as o
 from lighthouse.agent import reasons as r
-from lighthouse.agent.model import JSON, EndpointSpec, Port, Properties, Publication, pairs
+from lighthouse.agent.model import (
+    JSON,
+    EndpointSpec,
+    Pairs,
+    Port,
+    Properties,
+    Publication,
+    pairs,
+)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -212,8 +222,40 @@ def _optional_str(value: object) -> str | None:
     return str(value) if isinstance(value, str) and value else None
 
 
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _valid_key(key: str) -> bool:
+    """A label or annotation key: ``[prefix/]name`` (Kubernetes' qualified name)."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _valid_label_value(value: str) -> bool:
+    return value == "" or (len(value) <= 63 and bool(_LABEL_NAME.match(value)))
+
+
+def _exported(items: Pairs, *, reserved: frozenset[str], what: str, labels: bool
+              ) -> tuple[Pairs, list[str]]:
+    """The entries the API server will take, and a note for each one left out."""
+    kept, notes = [], []
+    for key, value in items:
+        if key in reserved:
+            notes.append(f"{what} {key} (reserved)")
+        elif not _valid_key(key):
+            notes.append(f"{what} {key} (not a valid key)")
+        elif labels and not _valid_label_value(value):
+            notes.append(f"{what} {key}={value} (not a valid label value)")
+        else:
+            kept.append((key, value))
+    return tuple(kept), notes
+
+
 def properties_of(service: JSON, export: JSON) -> tuple[Properties, list[str]]:
-    """The export's MCS v1beta1 properties, and the reserved keys it asked for in vain."""
+    """The export's MCS v1beta1 properties, and why exported entries were left out."""
     spec = o.spec(service)
     affinity = str(spec.get("sessionAffinity") or r.SESSION_AFFINITY_NONE)
     timeout = None
@@ -222,19 +264,19 @@ def properties_of(service: JSON, export: JSON) -> tuple[Properties, list[str]]:
             "timeoutSeconds")
         timeout = raw if isinstance(raw, int) else None
     export_spec = o.spec(export)
-    labels = pairs(export_spec.get("exportedLabels"))
-    annotations = pairs(export_spec.get("exportedAnnotations"))
-    refused = sorted({k for k, _ in labels if k in names.RESERVED_IMPORT_LABELS}
-                     | {k for k, _ in annotations if k in names.RESERVED_IMPORT_ANNOTATIONS})
+    labels, label_notes = _exported(pairs(export_spec.get("exportedLabels")),
+                                    reserved=names.RESERVED_IMPORT_LABELS, what="label",
+                                    labels=True)
+    annotations, annotation_notes = _exported(
+        pairs(export_spec.get("exportedAnnotations")),
+        reserved=names.RESERVED_IMPORT_ANNOTATIONS, what="annotation", labels=False)
     return Properties(
         session_affinity=affinity, session_affinity_timeout=timeout,
         ip_families=_ip_families(service),
         internal_traffic_policy=_optional_str(spec.get("internalTrafficPolicy")),
         traffic_distribution=_optional_str(spec.get("trafficDistribution")),
-        labels=tuple((k, v) for k, v in labels if k not in names.RESERVED_IMPORT_LABELS),
-        annotations=tuple((k, v) for k, v in annotations
-                          if k not in names.RESERVED_IMPORT_ANNOTATIONS),
-    ), refused
+        labels=labels, annotations=annotations,
+    ), label_notes + annotation_notes
 
 
 _AWAITING = ConditionState(status=False, reason=r.PENDING,
@@ -260,7 +302,7 @@ def decide(inputs: ExportInputs) -> Decision:
     exported_at = str(o.meta(export).get("creationTimestamp") or "")
     ports = service_ports(service)
     props, refused = properties_of(service, export)
-    note = (f" (left out reserved exported keys: {', '.join(refused)})" if refused else "")
+    note = f" (left out of the import: {', '.join(refused)})" if refused else ""
     valid = ConditionState(status=True, reason=r.REASON_VALID,
                            message=f"Service of type {kind} can be exported{note}")
     if kind == r.CLUSTER_SET_IP:

@@ -282,3 +282,20 @@ def test_exported_labels_and_annotations_are_carried_less_reserved_keys() -> Non
     assert decision.valid is not None and decision.valid.reason == r.REASON_VALID
     assert names.SOURCE_CLUSTER_LABEL in decision.valid.message
     assert names.EXPORTED_AT_ANNOTATION in decision.valid.message
+
+
+def test_exported_entries_the_server_would_refuse_are_left_out_and_named() -> None:
+    exp = export()
+    exp["spec"] = {"exportedLabels": {"ok": "yes", "bad key!": "x", "tier": "not valid!"},
+                   "exportedAnnotations": {"example.com/note": "any text at all", "-x": "y"}}
+    decision = decide(ExportInputs(export=exp, service=service(),
+                                   ingress_ips=[cluster_ip_giip("242.1.0.5")]))
+    assert decision.publication is not None and decision.valid is not None
+    props = decision.publication.properties
+    assert props.labels == (("ok", "yes"),)
+    assert props.annotations == (("example.com/note", "any text at all"),)
+    assert decision.valid.status and "\n" not in decision.valid.message
+    for shown in ("label bad key! (not a valid key)",
+                  "label tier=not valid! (not a valid label value)",
+                  "annotation -x (not a valid key)"):
+        assert shown in decision.valid.message, decision.valid.message
