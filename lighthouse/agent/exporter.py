@@ -143,8 +143,9 @@ class Exporter(controller.Controller):
                 if errors.is_conflict(exc):
                     raise  # our cache is behind: retry from a fresher copy, status unchanged
                 log.warning("%s %s: publishing to the Broker failed: %s", self.name, key, exc)
-                ready = ConditionState(status=False, reason=r.FAILED,
-                                       message=f"Publishing to the Broker failed: {exc}")
+                ready = ConditionState(
+                    status=False, reason=r.FAILED,
+                    message=f"Publishing to the Broker failed: {errors.message_of(exc)}")
                 requeue = True
         self.write_export_conditions(key, decision, ready)
         return Result(requeue=True) if requeue else None
