@@ -15,6 +15,7 @@ controllers' job.
 from __future__ import annotations
 
 import importlib.resources
+import json
 import logging
 import time
 from typing import Any
@@ -45,7 +46,9 @@ def load_crd_manifests() -> list[JSON]:
     for entry in files:
         for document in yaml.safe_load_all(entry.read_text(encoding="utf-8")):
             if document:
-                manifests.append(document)
+                # Through JSON: the versions that share a schema by YAML alias get copies
+                # of their own, so neither an edit nor a YAML dump (anchors) links them.
+                manifests.append(json.loads(json.dumps(document)))
     return manifests
 
 

@@ -70,6 +70,8 @@ def test_mcs_crds_store_v1beta1_and_serve_v1alpha1_with_one_schema(
     assert versions["v1beta1"]["storage"] and not versions["v1alpha1"]["storage"]
     for field in ("schema", "subresources", "additionalPrinterColumns"):
         assert versions["v1alpha1"][field] == versions["v1beta1"][field], field
+        # Equal, not shared: a rendered manifest has no YAML anchors, an edit no echo.
+        assert versions["v1alpha1"][field] is not versions["v1beta1"][field], field
 
 
 def test_service_import_v1beta1_fields() -> None:
