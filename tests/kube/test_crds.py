@@ -285,6 +285,20 @@ def test_service_export_v1beta1_fields_are_validated(api_client: Any) -> None:
         message = rejected(client, {"metadata": {"name": "bad", "namespace": namespace},
                                     "spec": {"exportedLabels": {"tier": 3}}})
         assert "spec.exportedLabels.tier" in message and "string" in message, message
+        # status.conditions are metav1.Conditions: every field there, reasons CamelCase
+        # (joined by commas for several conflicts).
+        good_condition = {"type": "Conflict", "status": "True",
+                          "reason": "PortConflict,LabelsConflict", "message": "ports differ",
+                          "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        created = client.update_status({**created, "status": {"conditions": [good_condition]}})
+        for broken, field in (({**good_condition, "reason": "port conflict"}, "reason"),
+                              ({k: v for k, v in good_condition.items()
+                                if k != "lastTransitionTime"}, "lastTransitionTime")):
+            with pytest.raises(ApiException) as caught:
+                client.update_status({**created, "status": {"conditions": [broken]}})
+            assert errors.is_invalid(caught.value)
+            message = rest.status_message(caught.value)
+            assert f"status.conditions.{field}" in message, message
 
 
 def test_install_migrates_objects_an_older_release_stored_at_v1alpha1(

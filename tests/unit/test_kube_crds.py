@@ -95,7 +95,8 @@ def test_service_export_v1beta1_fields() -> None:
     for field in ("exportedLabels", "exportedAnnotations"):
         node = root["spec"]["properties"][field]
         assert node == {**node, "type": "object", "additionalProperties": {"type": "string"}}
-    assert root["status"]["properties"]["conditions"]["items"]["required"] == ["type", "status"]
+    assert root["status"]["properties"]["conditions"]["items"]["required"] == [
+        "type", "status", "lastTransitionTime", "reason", "message"]
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda m: m["spec"]["names"]["kind"])
