@@ -40,7 +40,7 @@ JSON = dict[str, Any]
 Progress = Callable[[str], object]
 FIELD_MANAGER: Final = broker_identity.FIELD_MANAGER
 DEFAULT_WAIT: Final = 300.0
-MCS_GROUP: Final = "multicluster.x-k8s.io"
+MCS_GROUP: Final = resources.MCS_GROUP
 
 
 class InstallError(RuntimeError):

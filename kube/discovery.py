@@ -3,7 +3,8 @@
 Globalnet must run on servers that differ in which versions they serve; the test and lab
 control planes are Kubernetes 1.20, which serves EndpointSlice only as
 ``discovery.k8s.io/v1beta1`` (``v1`` arrived in 1.21). Code that needs such a resource
-asks here once at start-up instead of hard-coding a version.
+asks here once at start-up instead of hard-coding a version. The same goes for the MCS
+API: a Broker installed by an older release may serve only ``v1alpha1``.
 """
 
 from __future__ import annotations
@@ -12,7 +13,16 @@ import re
 from dataclasses import dataclass
 
 from kube import errors, rest
-from kube.resources import ENDPOINTSLICE_GROUP, ENDPOINTSLICES_V1BETA1, Resource
+from kube.resources import (
+    ENDPOINTSLICE_GROUP,
+    ENDPOINTSLICES_V1BETA1,
+    MCS_GROUP,
+    MCS_LEGACY_VERSIONS,
+    MCS_VERSION,
+    SERVICE_EXPORTS,
+    SERVICE_IMPORTS,
+    Resource,
+)
 from kube.rest import ApiClient
 
 
@@ -96,3 +106,28 @@ def endpointslices(api_client: ApiClient) -> Resource:
     """The EndpointSlice ``Resource`` at the version this server serves."""
     version = endpointslice_api_version(api_client).rsplit("/", 1)[1]
     return ENDPOINTSLICES_V1BETA1.with_version(version)
+
+
+def mcs_version(api_client: ApiClient) -> str:
+    """``MCS_VERSION`` where served, else the newest legacy version served (an older Broker).
+
+    Every MCS version has the same shape here, so only the version differs; fields an
+    older schema lacks are dropped by that server, and readers treat them as unset.
+    """
+    served = group_versions(api_client, MCS_GROUP)
+    for version in (MCS_VERSION, *MCS_LEGACY_VERSIONS):
+        if version in served:
+            return version
+    raise LookupError(
+        f"the API server serves no {MCS_GROUP} version we know (has {served or 'none'}); "
+        "are the MCS CRDs installed?")
+
+
+def service_exports(api_client: ApiClient) -> Resource:
+    """The ServiceExport ``Resource`` at the MCS version this server serves."""
+    return SERVICE_EXPORTS.with_version(mcs_version(api_client))
+
+
+def service_imports(api_client: ApiClient) -> Resource:
+    """The ServiceImport ``Resource`` at the MCS version this server serves."""
+    return SERVICE_IMPORTS.with_version(mcs_version(api_client))

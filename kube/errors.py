@@ -7,6 +7,8 @@ above ``kube/`` should use these predicates rather than compare status codes its
 
 from __future__ import annotations
 
+import json
+
 import urllib3
 from kubernetes.client.exceptions import ApiException
 
@@ -19,6 +21,20 @@ def status_of(exc: BaseException) -> int | None:
     if isinstance(exc, ApiException):
         return int(exc.status) if exc.status is not None else 0
     return None
+
+
+def message_of(exc: BaseException) -> str:
+    """One line for a user: the server's own Status message for an API error (not the
+    client's multi-line dump of headers and body), else the error's text."""
+    if isinstance(exc, ApiException):
+        try:
+            status = json.loads(exc.body or "")
+        except (TypeError, ValueError):
+            status = None
+        if isinstance(status, dict) and isinstance(status.get("message"), str):
+            return str(status["message"])
+        return f"{exc.status} {exc.reason or ''}".strip()
+    return " ".join(str(exc).split())
 
 
 def is_not_found(exc: BaseException) -> bool:

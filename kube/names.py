@@ -152,3 +152,14 @@ ENDPOINTSLICE_MANAGED_BY_LIGHTHOUSE: Final = "lighthouse-agent.submariner.io"
 # When the ServiceExport was created (RFC 3339), on published ServiceImports: the oldest
 # export decides the aggregated type when clusters disagree (MCS conflict resolution).
 EXPORTED_AT_ANNOTATION: Final = "lighthouse.submariner.io/exported-at"
+# Ours: the comma-separated keys of the annotations a ServiceExport's
+# ``spec.exportedAnnotations`` put on a ServiceImport, so one taken out of the export is
+# removed again while annotations others set stay.
+EXPORTED_ANNOTATIONS_ANNOTATION: Final = "lighthouse.submariner.io/exported-annotations"
+# Label and annotation keys an export's exportedLabels/exportedAnnotations may not set:
+# the agents find and read their objects by them.
+RESERVED_IMPORT_LABELS: Final = frozenset({
+    SOURCE_CLUSTER_LABEL, SERVICE_NAME_LABEL, SOURCE_NAMESPACE_LABEL, SERVICE_TYPE_LABEL,
+    MANAGED_BY_LABEL, ENDPOINTSLICE_MANAGED_BY_LABEL})
+RESERVED_IMPORT_ANNOTATIONS: Final = frozenset({
+    EXPORTED_AT_ANNOTATION, EXPORTED_ANNOTATIONS_ANNOTATION})

@@ -107,13 +107,18 @@ GLOBAL_INGRESS_IPS = Resource(
     SUBMARINER_GROUP, "v1", "globalingressips", "GlobalIngressIP", namespaced=True
 )
 
-# Multi-cluster Services API (kube/crds/).
+# Multi-cluster Services API (kube/crds/, sigs.k8s.io/mcs-api v0.5.0). Our CRDs store
+# MCS_VERSION and still serve the legacy versions; a server with only an older CRD (a
+# Broker not upgraded yet) is spoken to at the version kube.discovery.mcs_version finds.
 MCS_GROUP = "multicluster.x-k8s.io"
+MCS_VERSION = "v1beta1"
+MCS_LEGACY_VERSIONS: tuple[str, ...] = ("v1alpha1",)
+MCS_API_VERSION = f"{MCS_GROUP}/{MCS_VERSION}"
 SERVICE_EXPORTS = Resource(
-    MCS_GROUP, "v1alpha1", "serviceexports", "ServiceExport", namespaced=True
+    MCS_GROUP, MCS_VERSION, "serviceexports", "ServiceExport", namespaced=True
 )
 SERVICE_IMPORTS = Resource(
-    MCS_GROUP, "v1alpha1", "serviceimports", "ServiceImport", namespaced=True
+    MCS_GROUP, MCS_VERSION, "serviceimports", "ServiceImport", namespaced=True
 )
 
 # The custom resources whose CRDs ship in kube/crds/, in install order.

@@ -8,11 +8,13 @@ processed: ``ReconcileRecorder`` tells when a controller has reconciled a key.
 tests sharing one API server do not see each other's objects. ``broker_member`` writes
 on a Broker what ``gnctl join`` writes for a member: its member namespace and its
 ``Cluster`` object (which is what makes the readers watch that namespace).
+``install_legacy_mcs_crds`` sets up the MCS CRDs as a release before v1beta1 did.
 """
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import itertools
 import os
 import threading
@@ -20,8 +22,14 @@ import time
 from collections.abc import Callable, Iterator
 from typing import Any, TypeVar
 
-from kube import crud, names
-from kube.resources import CLUSTERS, NAMESPACES
+from kube import crds, crud, names
+from kube.resources import (
+    CLUSTERS,
+    CUSTOM_RESOURCE_DEFINITIONS,
+    MCS_GROUP,
+    MCS_LEGACY_VERSIONS,
+    NAMESPACES,
+)
 from kube.rest import ApiClient
 
 T = TypeVar("T")
@@ -161,3 +169,41 @@ def broker_member(api_client: ApiClient, broker_namespace: str, cluster_id: str,
 def configmap(namespace: str, name: str, **data: str) -> dict[str, Any]:
     """A ConfigMap body: the plainest object to watch change."""
     return {"metadata": {"name": name, "namespace": namespace}, "data": data}
+
+
+def legacy_mcs_crd_manifests(version: str = MCS_LEGACY_VERSIONS[0]) -> list[dict[str, Any]]:
+    """The MCS CRDs as an older release shipped them: only ``version``, stored, and its
+    schema without what v1beta1 added (so the server prunes those fields, as it would)."""
+    out = []
+    for manifest in crds.load_crd_manifests():
+        if manifest["spec"]["group"] != MCS_GROUP:
+            continue
+        legacy = copy.deepcopy(manifest)
+        legacy["spec"]["versions"] = [{**v, "storage": True} for v in legacy["spec"]["versions"]
+                                      if v["name"] == version]
+        for entry in legacy["spec"]["versions"]:
+            root = entry["schema"]["openAPIV3Schema"]["properties"]
+            if legacy["spec"]["names"]["kind"] == "ServiceExport":
+                root.pop("spec", None)
+                continue
+            spec = root["spec"]["properties"]
+            for field in ("ipFamilies", "internalTrafficPolicy", "trafficDistribution"):
+                spec.pop(field)
+            spec["ips"]["maxItems"] = 1
+            root["status"]["properties"].pop("conditions")
+        out.append(legacy)
+    return out
+
+
+def install_legacy_mcs_crds(api_client: ApiClient, *, timeout: float = 30.0) -> None:
+    """Create the legacy MCS CRDs and wait until the server serves them."""
+    definitions = crud.ResourceClient(api_client, CUSTOM_RESOURCE_DEFINITIONS)
+    manifests = legacy_mcs_crd_manifests()
+    for manifest in manifests:
+        definitions.create(manifest)
+
+    def established() -> bool:
+        return all(crds._established(definitions.get(m["metadata"]["name"]))
+                   for m in manifests)
+
+    await_condition(established, timeout=timeout, message="legacy MCS CRDs Established")

@@ -43,7 +43,7 @@ from datapath.recording import RecordingDatapath
 from globalnet.controllers.manager import GlobalnetConfig, GlobalnetManager
 from kube import crds, crud, discovery, names, resources
 from kube.client import new_api_client
-from kube.testing import await_condition, join_broker, unique_name
+from kube.testing import await_condition, install_legacy_mcs_crds, join_broker, unique_name
 from lab.controlplane import ControlPlane, ControlPlaneConfig
 from lab.ports import free_port
 from lighthouse.agent.agent import AgentConfig, LighthouseAgent
@@ -78,6 +78,9 @@ class ClustersetConfig:
     retry_period: float = 0.25
     debounce: float = 0.02
     leader_timeout: float = 30.0
+    # True: the Broker has an older release's MCS CRDs (v1alpha1 only), as one not
+    # upgraded yet; the members' CRDs are always current.
+    legacy_broker_mcs: bool = False
 
 
 @dataclass
@@ -130,10 +133,12 @@ class ApiCluster:
         return self.client(resources.SERVICES).create(
             {"metadata": {"name": name, "namespace": ns}, "spec": spec})
 
-    def export(self, ns: str, name: str) -> JSON:
-        """Create the ServiceExport of ``ns/name``."""
-        return self.client(resources.SERVICE_EXPORTS).create(
-            {"metadata": {"name": name, "namespace": ns}})
+    def export(self, ns: str, name: str, **spec: Any) -> JSON:
+        """Create the ServiceExport of ``ns/name`` (``spec``: e.g. exportedLabels)."""
+        obj: JSON = {"metadata": {"name": name, "namespace": ns}}
+        if spec:
+            obj["spec"] = spec
+        return self.client(resources.SERVICE_EXPORTS).create(obj)
 
     def unexport(self, ns: str, name: str) -> None:
         self.client(resources.SERVICE_EXPORTS).delete(name, namespace=ns)
@@ -309,7 +314,8 @@ class ApiClusterset(Generic[ClusterT]):
             # Leaving this block waits for every start, failed or not: stop() then
             # sees every process that was spawned.
             with ThreadPoolExecutor(max_workers=len(self.planes)) as pool:
-                started = {name: pool.submit(self._start_plane, cp)
+                started = {name: pool.submit(self._start_plane, cp,
+                                             legacy_mcs=name == BROKER and cfg.legacy_broker_mcs)
                            for name, cp in self.planes.items()}
                 apis = {name: future.result() for name, future in started.items()}
             self._broker_api = apis[BROKER]
@@ -324,11 +330,15 @@ class ApiClusterset(Generic[ClusterT]):
             raise
         return self
 
-    def _start_plane(self, cp: ControlPlane) -> Any:
+    def _start_plane(self, cp: ControlPlane, *, legacy_mcs: bool = False) -> Any:
         cp.start()
         api = new_api_client(cp.kubeconfig)
         self._apis.append(api)
-        crds.install_crds(api)
+        if legacy_mcs:
+            install_legacy_mcs_crds(api)
+            crds.install_crds(api, exclude_groups=(resources.MCS_GROUP,))
+        else:
+            crds.install_crds(api)
         return api
 
     def _start_member(self, name: str, global_cidr: str, api: Any) -> ClusterT:

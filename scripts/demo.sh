@@ -28,7 +28,7 @@ done
 echo
 echo "[demo] export Service web of c2 to the clusterset (a ServiceExport):"
 lab kubectl c2 -- apply -f - <<'YAML'
-apiVersion: multicluster.x-k8s.io/v1alpha1
+apiVersion: multicluster.x-k8s.io/v1beta1
 kind: ServiceExport
 metadata:
   name: web

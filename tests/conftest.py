@@ -21,6 +21,28 @@ from lab.controlplane import ControlPlane, ControlPlaneConfig
 from lab.ports import free_port
 
 
+@pytest.fixture
+def bare_control_plane() -> Iterator[ControlPlane]:
+    """A control plane of its own with no CRDs: a server an older release set up (an old
+    Broker), for tests that install or upgrade CRDs without disturbing the session's."""
+    data = Path(tempfile.mkdtemp(prefix="gn-cp-bare-"))
+    cp = ControlPlane(
+        ControlPlaneConfig(
+            name="bare",
+            data_dir=data,
+            apiserver_port=free_port(),
+            etcd_client_port=free_port(),
+            etcd_peer_port=free_port(),
+        )
+    )
+    try:
+        cp.start()
+        yield cp
+    finally:
+        cp.stop()
+        shutil.rmtree(data, ignore_errors=True)
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A real etcd + kube-apiserver 1.20 + kube-controller-manager with the CRDs installed."""

@@ -203,7 +203,7 @@ Try it: export a service in $last and reach it from c1 by its clusterset name
 
   kubectl --context kind-$last create deployment web --image=$TEST_IMAGE
   kubectl --context kind-$last expose deployment web --port=80 --target-port=8080
-  printf 'apiVersion: multicluster.x-k8s.io/v1alpha1\\nkind: ServiceExport\\nmetadata: {name: web, namespace: default}\\n' \\
+  printf 'apiVersion: multicluster.x-k8s.io/v1beta1\\nkind: ServiceExport\\nmetadata: {name: web, namespace: default}\\n' \\
     | kubectl --context kind-$last apply -f -
   kubectl --context kind-$last get globalingressip web
   kubectl --context kind-c1 run client --image=$TEST_IMAGE --command -- sleep infinity

@@ -2,7 +2,9 @@
 
 One YAML file per CRD lives next to this module (package data, shipped in the wheel):
 ``submariner.io/v1`` Cluster, Endpoint, Gateway, ClusterGlobalEgressIP, GlobalEgressIP,
-GlobalIngressIP and ``multicluster.x-k8s.io/v1alpha1`` ServiceExport, ServiceImport.
+GlobalIngressIP and ``multicluster.x-k8s.io`` ServiceExport, ServiceImport (stored at
+``kube.resources.MCS_VERSION``, the legacy versions still served; objects an older
+install stored at a legacy version are re-stored by ``kube.crds.migration``).
 Names, short names and field names follow upstream Submariner and the MCS API so users'
 manifests and habits carry over. Schemas are structural (apiextensions.k8s.io/v1), so the
 API server itself rejects malformed objects (422) before any controller sees them; rules
@@ -13,6 +15,7 @@ controllers' job.
 from __future__ import annotations
 
 import importlib.resources
+import json
 import logging
 import time
 from typing import Any
@@ -20,6 +23,7 @@ from typing import Any
 import yaml
 
 from kube import crud, errors
+from kube.crds import migration
 from kube.resources import CUSTOM_RESOURCE_DEFINITIONS
 from kube.rest import ApiClient
 
@@ -42,7 +46,9 @@ def load_crd_manifests() -> list[JSON]:
     for entry in files:
         for document in yaml.safe_load_all(entry.read_text(encoding="utf-8")):
             if document:
-                manifests.append(document)
+                # Through JSON: the versions that share a schema by YAML alias get copies
+                # of their own, so neither an edit nor a YAML dump (anchors) links them.
+                manifests.append(json.loads(json.dumps(document)))
     return manifests
 
 
@@ -101,10 +107,15 @@ def _await_gone(client: crud.ResourceClient, name: str, timeout: float = 60.0) -
         time.sleep(0.1)
 
 
-def install_crds(api_client: ApiClient, *, timeout: float = 30.0) -> None:
-    """Create or update every CRD and wait until the server reports each Established."""
+def install_crds(api_client: ApiClient, *, timeout: float = 30.0,
+                 exclude_groups: tuple[str, ...] = ()) -> None:
+    """Create or update every CRD, wait until the server reports each Established, then
+    re-store objects an older install left at a legacy version (idempotent).
+
+    ``exclude_groups``: API groups whose CRDs are left as they are (a test Broker kept at
+    an older release's MCS CRDs)."""
     client = crud.ResourceClient(api_client, CUSTOM_RESOURCE_DEFINITIONS)
-    manifests = load_crd_manifests()
+    manifests = [m for m in load_crd_manifests() if m["spec"]["group"] not in exclude_groups]
     for manifest in manifests:
         _create_or_update(client, manifest)
     pending = {manifest["metadata"]["name"] for manifest in manifests}
@@ -112,7 +123,9 @@ def install_crds(api_client: ApiClient, *, timeout: float = 30.0) -> None:
     while True:
         pending = {name for name in pending if not _established(client.get(name))}
         if not pending:
-            return
+            break
         if time.monotonic() >= deadline:
             raise TimeoutError(f"CRDs not Established after {timeout}s: {sorted(pending)}")
         time.sleep(0.1)
+    for manifest in manifests:
+        migration.migrate_stored_versions(api_client, manifest["metadata"]["name"])

@@ -79,7 +79,8 @@ class LighthouseAgent:
         broker_slices = discovery.endpointslices(self.broker_api)
         local_slices = discovery.endpointslices(self.local_api)
         broker = BrokerCache(self.broker_informers, namespace=cfg.broker_namespace,
-                             endpointslices=broker_slices)
+                             endpointslices=broker_slices,
+                             service_imports=discovery.service_imports(self.broker_api))
         self.exporter = Exporter(cluster_id=cfg.cluster_id, local_api=self.local_api,
                                  broker_api=self.broker_api, local=self.local, broker=broker,
                                  globalnet=cfg.globalnet)
@@ -144,7 +145,7 @@ def withdraw_cluster(broker_api: Any, *, cluster_id: str,
     selector = f"{names.LIGHTHOUSE_SELECTOR},{names.SOURCE_CLUSTER_LABEL}={cluster_id}"
     namespace = names.broker_member_namespace(cluster_id, namespace)
     removed = 0
-    for resource in (discovery.endpointslices(broker_api), resources.SERVICE_IMPORTS):
+    for resource in (discovery.endpointslices(broker_api), discovery.service_imports(broker_api)):
         client = crud.ResourceClient(broker_api, resource)
         for obj in client.list(namespace=namespace, label_selector=selector).items:
             if client.delete_if_exists(obj["metadata"]["name"], namespace=namespace):

@@ -20,7 +20,7 @@ import copy
 import logging
 from collections.abc import Callable, Iterable
 
-from kube import conditions, controller, errors
+from kube import conditions, controller, errors, names
 from kube import objects as o
 from kube.crud import ResourceClient
 from lighthouse.agent.model import JSON
@@ -45,7 +45,8 @@ def create_or_update(client: ResourceClient, desired: JSON, existing: JSON | Non
 
     ``existing`` is the cached copy (None: not in the cache). ``content`` gives the
     canonical form compared; ``fields`` are the top-level fields copied from
-    ``desired`` on update (labels and our annotations always). A create that finds
+    ``desired`` on update (labels and our annotations always; exported annotations an
+    older version of the object listed and ``desired`` lacks are removed). A create that finds
     the object, or an update that meets 409 because the cache lags behind our own
     last write, re-reads it and goes on from the fresh copy. An object found under
     the same name that ``owned`` rejects (someone else's) is left alone.
@@ -84,7 +85,12 @@ def _merged(existing: JSON, desired: JSON, fields: tuple[str, ...]) -> JSON:
     meta["labels"] = dict(o.labels(desired))
     wanted_annotations = o.annotations_of(desired)
     if wanted_annotations:
-        meta["annotations"] = {**o.annotations_of(existing), **wanted_annotations}
+        kept = o.annotations_of(existing)
+        if names.EXPORTED_ANNOTATIONS_ANNOTATION in wanted_annotations:
+            # Annotations an earlier export put here go unless still wanted; others' stay.
+            listed = kept.get(names.EXPORTED_ANNOTATIONS_ANNOTATION, "").split(",")
+            kept = {k: v for k, v in kept.items() if k not in listed}
+        meta["annotations"] = {**kept, **wanted_annotations}
     for field in fields:
         if field in desired:
             body[field] = copy.deepcopy(desired[field])

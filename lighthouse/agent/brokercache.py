@@ -27,12 +27,16 @@ class BrokerCache:
     """Informers and indexes over the member namespaces (create before any controller)."""
 
     def __init__(self, informers: InformerSet, *, namespace: str,
-                 endpointslices: Resource) -> None:
-        """``namespace``: the Broker namespace (of the ``Cluster`` objects)."""
+                 endpointslices: Resource,
+                 service_imports: Resource = resources.SERVICE_IMPORTS) -> None:
+        """``namespace``: the Broker namespace (of the ``Cluster`` objects);
+        ``endpointslices``/``service_imports``: at the versions the Broker serves
+        (``kube.discovery``; an older Broker serves MCS v1alpha1 only)."""
         self.namespace = namespace
         self.endpointslices = endpointslices
+        self.service_imports = service_imports
         self.imports: Cache = informers.across_members(
-            resources.SERVICE_IMPORTS, broker_namespace=namespace,
+            service_imports, broker_namespace=namespace,
             label_selector=names.LIGHTHOUSE_SELECTOR)
         self.slices: Cache = informers.across_members(
             endpointslices, broker_namespace=namespace, label_selector=names.LIGHTHOUSE_SELECTOR)

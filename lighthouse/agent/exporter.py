@@ -55,7 +55,7 @@ class Exporter(controller.Controller):
         self.broker = broker
         self.globalnet = globalnet
         self.export_client = ResourceClient(local_api, resources.SERVICE_EXPORTS)
-        self.import_client = ResourceClient(broker_api, resources.SERVICE_IMPORTS)
+        self.import_client = ResourceClient(broker_api, broker.service_imports)
         self.slice_client = ResourceClient(broker_api, broker.endpointslices)
 
     # --- wiring ------------------------------------------------------------------------------
@@ -143,8 +143,9 @@ class Exporter(controller.Controller):
                 if errors.is_conflict(exc):
                     raise  # our cache is behind: retry from a fresher copy, status unchanged
                 log.warning("%s %s: publishing to the Broker failed: %s", self.name, key, exc)
-                ready = ConditionState(status=False, reason=r.EXPORT_FAILED,
-                                       message=f"Publishing to the Broker failed: {exc}")
+                ready = ConditionState(
+                    status=False, reason=r.FAILED,
+                    message=f"Publishing to the Broker failed: {errors.message_of(exc)}")
                 requeue = True
         self.write_export_conditions(key, decision, ready)
         return Result(requeue=True) if requeue else None
@@ -173,8 +174,8 @@ class Exporter(controller.Controller):
             self.import_client,
             render.service_import(
                 name=import_name, namespace=self.broker.member_namespace(self.cluster_id),
-                cluster=self.cluster_id,
-                source_namespace=ns, service=svc, publication=pub),
+                cluster=self.cluster_id, source_namespace=ns, service=svc, publication=pub,
+                api_version=self.broker.service_imports.api_version),
             next((i for i in imports if o.name(i) == import_name), None),
             content=render.import_content, fields=("spec",),
             owned=lambda obj: render.identity_of(obj) == identity)
@@ -215,5 +216,6 @@ class Exporter(controller.Controller):
                   if (imp := render.cluster_import_of(obj)) is not None
                   and imp.cluster != self.cluster_id]
         ours = ClusterImport(cluster=self.cluster_id, service_type=pub.service_type,
-                             ports=tuple(sorted(pub.ports)), exported_at=pub.exported_at)
+                             ports=tuple(sorted(pub.ports)), exported_at=pub.exported_at,
+                             properties=pub.properties)
         return aggregate([*others, ours])

@@ -7,7 +7,9 @@ included) and whose namespace exists here, the importer keeps in that namespace:
   (source cluster, service name, source namespace, managed-by), so the DNS feed
   and users read the global IPs locally;
 * one aggregated ServiceImport named like the service: the union of the ports,
-  the type of the oldest export and ``status.clusters`` (``aggregate.py``).
+  the type and MCS v1beta1 properties of the oldest export (exported labels and
+  annotations on the object itself), ``status.clusters`` and a ``Ready`` condition
+  (some cluster publishes a ready endpoint) (``aggregate.py``, ``render.py``).
 
 Slices go first: they are what DNS answers from. Objects whose export left the
 Broker are deleted; objects here that are not labelled as ours are never touched.
@@ -18,7 +20,6 @@ owns its ServiceExport's status and reads the same Broker cache.
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Callable
 from typing import Any
@@ -177,7 +178,9 @@ class Importer(controller.Controller):
                     o.name(existing), namespace=o.namespace(existing), uid=o.uid(existing),
                     conflict_is_gone=True)
             return
-        desired = render.aggregated_service_import(namespace=ns, name=svc, agg=agg)
+        ready = any(e.ready for obj in self.broker.slices_by_service.objects(key)
+                    for e in render.endpoints_of(obj))
+        desired = render.aggregated_service_import(namespace=ns, name=svc, agg=agg, ready=ready)
         written = create_or_update(self.import_client, desired, existing,
                                    content=render.import_content, fields=("spec",),
                                    owned=_is_aggregate)
@@ -185,10 +188,5 @@ class Importer(controller.Controller):
         if current is None:
             return  # a ServiceImport of that name that is not ours
 
-        def set_clusters(obj: JSON) -> bool:
-            if render.import_status(obj) == agg.clusters:
-                return False
-            obj["status"] = copy.deepcopy(desired["status"])
-            return True
-
-        controller.write_status(self.import_client, current, set_clusters)
+        controller.write_status(self.import_client, current,
+                                lambda obj: render.set_import_status(obj, desired))

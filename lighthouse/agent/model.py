@@ -54,6 +54,38 @@ class EndpointSpec:
     ready: bool = True
 
 
+Pairs = tuple[tuple[str, str], ...]
+"""A frozen string map (sorted items): exported labels or annotations."""
+
+
+def pairs(mapping: Any) -> Pairs:
+    """Sorted (key, value) items of a JSON string map; non-maps and non-strings dropped."""
+    if not isinstance(mapping, dict):
+        return ()
+    return tuple(sorted((str(k), v) for k, v in mapping.items() if isinstance(v, str)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Properties:
+    """The MCS v1beta1 properties of an export besides type and ports.
+
+    Copied from the Service (session affinity, IP families, and the traffic fields where
+    the API server has them; Kubernetes 1.20 has neither ``internalTrafficPolicy`` nor
+    ``trafficDistribution``, so they stay None there) and from the ServiceExport
+    (``exportedLabels``/``exportedAnnotations``). Clusters disagreeing on one is an MCS
+    conflict; the oldest export's value wins.
+    """
+
+    session_affinity: str = "None"
+    # ClientIP stickiness; None unless session_affinity is ClientIP.
+    session_affinity_timeout: int | None = None
+    ip_families: tuple[str, ...] = ()
+    internal_traffic_policy: str | None = None
+    traffic_distribution: str | None = None
+    labels: Pairs = ()
+    annotations: Pairs = ()
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Publication:
     """What one cluster publishes for one exported service (ServiceImport + slice).
@@ -69,6 +101,7 @@ class Publication:
     endpoints: tuple[EndpointSpec, ...]
     slice_ports: tuple[Port, ...]
     exported_at: str = ""
+    properties: Properties = Properties()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -79,3 +112,4 @@ class ClusterImport:
     service_type: str
     ports: tuple[Port, ...]
     exported_at: str = ""
+    properties: Properties = Properties()

@@ -4,10 +4,10 @@ A pure function of the export, its Service, the Service's Endpoints, its
 GlobalIngressIPs and the pods they name (all read from informer caches by the
 exporter). Rules, after upstream Lighthouse and the MCS API:
 
-* no Service: ``Valid=False ServiceUnavailable``, nothing published (an export
+* no Service: ``Valid=False NoService``, nothing published (an export
   created before its Service is published as soon as the Service appears);
 * a Service that is neither ClusterIP nor headless (ExternalName, NodePort,
-  LoadBalancer): ``Valid=False UnsupportedServiceType``;
+  LoadBalancer): ``Valid=False InvalidServiceType``;
 * ClusterIP under Globalnet: the GlobalIngressIP named like the Service gives the
   address; until it has one, ``Valid=False ServiceGlobalIPUnavailable`` and nothing
   is published (clients must never get the cluster-local ClusterIP). The slice holds
@@ -16,11 +16,19 @@ exporter). Rules, after upstream Lighthouse and the MCS API:
   selector, ``ep-<svc>-<ip>`` without one), named by the pod's ``spec.hostname`` or
   the pod name. It is published with the addresses it already has; ready backends
   still lacking one make ``Ready=False ServiceGlobalIPUnavailable``;
-* without Globalnet the ClusterIP and the pod IPs are published instead.
+* without Globalnet the ClusterIP and the pod IPs are published instead;
+* every publication carries the MCS v1beta1 properties (:func:`properties_of`): the
+  Service's session affinity, IP families and, where the API server has them,
+  ``internalTrafficPolicy``/``trafficDistribution``; the export's exportedLabels and
+  exportedAnnotations, less the keys the agents read (``kube.names.RESERVED_*``)
+  and entries the API server would refuse (bad keys, bad label values): those are
+  left out and named in the ``Valid`` message, so one bad entry does not stop the
+  export.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +36,15 @@ from dataclasses import dataclass, field
 from kube import names
 from kube import objects as o
 from lighthouse.agent import reasons as r
-from lighthouse.agent.model import JSON, EndpointSpec, Port, Publication
+from lighthouse.agent.model import (
+    JSON,
+    EndpointSpec,
+    Pairs,
+    Port,
+    Properties,
+    Publication,
+    pairs,
+)
 
 _DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
@@ -186,7 +202,84 @@ def _headless_plain(inputs: ExportInputs) -> list[EndpointSpec]:
     return ready + unready
 
 
-_AWAITING = ConditionState(status=False, reason=r.AWAITING_EXPORT,
+def _ip_families(service: JSON) -> tuple[str, ...]:
+    """``spec.ipFamilies``, else the families of the ClusterIPs (older servers)."""
+    spec = o.spec(service)
+    families = [str(f) for f in spec.get("ipFamilies") or [] if f in ("IPv4", "IPv6")]
+    if families:
+        return tuple(dict.fromkeys(families))
+    ips = [str(ip) for ip in spec.get("clusterIPs") or [spec.get("clusterIP")] if ip]
+    out = []
+    for ip in ips:
+        try:
+            out.append(f"IPv{ipaddress.ip_address(ip).version}")
+        except ValueError:
+            continue  # "None": headless
+    return tuple(dict.fromkeys(out))
+
+
+def _optional_str(value: object) -> str | None:
+    return str(value) if isinstance(value, str) and value else None
+
+
+_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
+_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
+
+
+def _valid_key(key: str) -> bool:
+    """A label or annotation key: ``[prefix/]name`` (Kubernetes' qualified name)."""
+    prefix, _, name = key.rpartition("/")
+    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
+        return False
+    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
+
+
+def _valid_label_value(value: str) -> bool:
+    return value == "" or (len(value) <= 63 and bool(_LABEL_NAME.match(value)))
+
+
+def _exported(items: Pairs, *, reserved: frozenset[str], what: str, labels: bool
+              ) -> tuple[Pairs, list[str]]:
+    """The entries the API server will take, and a note for each one left out."""
+    kept, notes = [], []
+    for key, value in items:
+        if key in reserved:
+            notes.append(f"{what} {key} (reserved)")
+        elif not _valid_key(key):
+            notes.append(f"{what} {key} (not a valid key)")
+        elif labels and not _valid_label_value(value):
+            notes.append(f"{what} {key}={value} (not a valid label value)")
+        else:
+            kept.append((key, value))
+    return tuple(kept), notes
+
+
+def properties_of(service: JSON, export: JSON) -> tuple[Properties, list[str]]:
+    """The export's MCS v1beta1 properties, and why exported entries were left out."""
+    spec = o.spec(service)
+    affinity = str(spec.get("sessionAffinity") or r.SESSION_AFFINITY_NONE)
+    timeout = None
+    if affinity == r.SESSION_AFFINITY_CLIENT_IP:
+        raw = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
+            "timeoutSeconds")
+        timeout = raw if isinstance(raw, int) else None
+    export_spec = o.spec(export)
+    labels, label_notes = _exported(pairs(export_spec.get("exportedLabels")),
+                                    reserved=names.RESERVED_IMPORT_LABELS, what="label",
+                                    labels=True)
+    annotations, annotation_notes = _exported(
+        pairs(export_spec.get("exportedAnnotations")),
+        reserved=names.RESERVED_IMPORT_ANNOTATIONS, what="annotation", labels=False)
+    return Properties(
+        session_affinity=affinity, session_affinity_timeout=timeout,
+        ip_families=_ip_families(service),
+        internal_traffic_policy=_optional_str(spec.get("internalTrafficPolicy")),
+        traffic_distribution=_optional_str(spec.get("trafficDistribution")),
+        labels=labels, annotations=annotations,
+    ), label_notes + annotation_notes
+
+
+_AWAITING = ConditionState(status=False, reason=r.PENDING,
                            message="The export is not valid; nothing is published")
 _EXPORTED = ConditionState(status=True, reason=r.EXPORTED,
                            message="The service is published to the Broker")
@@ -198,18 +291,20 @@ def decide(inputs: ExportInputs) -> Decision:
     if export is None or o.is_deleting(export):
         return Decision()
     if service is None or o.is_deleting(service):
-        return Decision(valid=ConditionState(status=False, reason=r.SERVICE_UNAVAILABLE,
+        return Decision(valid=ConditionState(status=False, reason=r.NO_SERVICE,
                                              message="Service to be exported doesn't exist"),
                         ready=_AWAITING)
     kind = service_import_type(service)
     if kind is None:
         return Decision(valid=ConditionState(
-            status=False, reason=r.UNSUPPORTED_SERVICE_TYPE,
+            status=False, reason=r.INVALID_SERVICE_TYPE,
             message=f"Service of type {o.service_type(service)} not supported"), ready=_AWAITING)
     exported_at = str(o.meta(export).get("creationTimestamp") or "")
     ports = service_ports(service)
-    valid = ConditionState(status=True, reason=r.SERVICE_VALID,
-                           message=f"Service of type {kind} can be exported")
+    props, refused = properties_of(service, export)
+    note = f" (left out of the import: {', '.join(refused)})" if refused else ""
+    valid = ConditionState(status=True, reason=r.REASON_VALID,
+                           message=f"Service of type {kind} can be exported{note}")
     if kind == r.CLUSTER_SET_IP:
         ip, why = _cluster_ip_address(inputs, service)
         if ip is None:
@@ -219,7 +314,7 @@ def decide(inputs: ExportInputs) -> Decision:
         endpoint = EndpointSpec(ip=ip, ready=has_ready_backend(inputs.endpoints))
         return Decision(valid=valid, ready=_EXPORTED, publication=Publication(
             service_type=kind, ports=ports, ips=(ip,), endpoints=(endpoint,),
-            slice_ports=ports, exported_at=exported_at))
+            slice_ports=ports, exported_at=exported_at, properties=props))
     ready = _EXPORTED
     if inputs.globalnet:
         endpoints, covered = _headless_globalnet(inputs)
@@ -234,4 +329,5 @@ def decide(inputs: ExportInputs) -> Decision:
         endpoints = _headless_plain(inputs)
     return Decision(valid=valid, ready=ready, publication=Publication(
         service_type=kind, ports=ports, ips=(), endpoints=tuple(sorted(endpoints)),
-        slice_ports=backend_ports(service, inputs.endpoints), exported_at=exported_at))
+        slice_ports=backend_ports(service, inputs.endpoints), exported_at=exported_at,
+        properties=props))

@@ -1,53 +1,81 @@
 """Names the Lighthouse agent shares with users and other tools: conditions, types.
 
 Everything here is a stable string: users match on condition reasons. Names follow
-upstream Lighthouse and the MCS API where they exist, so habits and tooling carry
-over. The labels and annotations other clusters' agents select our objects by are
-in ``kube.names``.
+the MCS API (sigs.k8s.io/mcs-api v0.5.0, ``ServiceExportReason*``) where it has one,
+so habits and tooling carry over; the few of our own say what the MCS reasons cannot
+(a Globalnet address still missing). The labels and annotations other clusters'
+agents select our objects by are in ``kube.names``.
 
 ServiceExport conditions (kept few on purpose; each has one writer, the exporter):
 
-=========  ======  ============================  =========================================
-type       status  reason                        meaning
-=========  ======  ============================  =========================================
-Valid      True    ServiceValid                  the Service can be exported
-Valid      False   ServiceUnavailable            no Service of that name (yet)
-Valid      False   UnsupportedServiceType        not ClusterIP/headless (ExternalName...)
-Valid      False   ServiceGlobalIPUnavailable    ClusterIP service without a global IP yet
-Ready      True    Exported                      published to the Broker
-Ready      False   AwaitingExport                not valid yet, nothing published
-Ready      False   ServiceGlobalIPUnavailable    headless: some ready backends lack one
-Ready      False   ExportFailed                  the Broker refused or is unreachable
-Conflict   True    ConflictingType               clusters disagree on ClusterSetIP/Headless
-Conflict   True    ConflictingPorts              same port name, other port or protocol
-Conflict   False   NoConflict                    a former conflict is resolved
-=========  ======  ============================  =========================================
+=========  ======  ==============================  =======================================
+type       status  reason                          meaning
+=========  ======  ==============================  =======================================
+Valid      True    Valid                           the Service can be exported
+Valid      False   NoService                       no Service of that name (yet)
+Valid      False   InvalidServiceType              not ClusterIP/headless (ExternalName...)
+Valid      False   ServiceGlobalIPUnavailable      ClusterIP service without a global IP yet
+Ready      True    Exported                        published to the Broker
+Ready      False   Pending                         not valid yet, nothing published
+Ready      False   ServiceGlobalIPUnavailable      headless: some ready backends lack one
+Ready      False   Failed                          the Broker refused or is unreachable
+Conflict   True    TypeConflict                    clusters disagree on ClusterSetIP/Headless
+Conflict   True    PortConflict                    same port name, other port or protocol
+Conflict   True    SessionAffinityConflict         None vs ClientIP
+Conflict   True    SessionAffinityConfigConflict   other ClientIP timeouts
+Conflict   True    InternalTrafficPolicyConflict   Cluster vs Local
+Conflict   True    LabelsConflict                  other exportedLabels
+Conflict   True    AnnotationsConflict             other exportedAnnotations
+Conflict   False   NoConflicts                     a former conflict is resolved
+=========  ======  ==============================  =======================================
 
-``Conflict`` appears only once a conflict was seen (as upstream), so a plain
-export carries just ``Valid`` and ``Ready``.
+Several conflicts at once are one ``Conflict`` whose reason joins theirs with commas,
+in the order of :data:`CONFLICT_ORDER` (as the MCS API allows). ``Conflict`` appears
+only once a conflict was seen (as upstream), so a plain export carries just ``Valid``
+and ``Ready``.
+
+The aggregated ServiceImport of a cluster carries ``Ready``: ``Ready`` when some
+exporting cluster publishes a ready endpoint, else ``Pending``.
 """
 
 from __future__ import annotations
 
 from typing import Final
 
-# --- ServiceExport condition types (MCS names) -------------------------------------------
+# --- condition types (MCS names) ------------------------------------------------------------
 VALID: Final = "Valid"
 READY: Final = "Ready"
 CONFLICT: Final = "Conflict"
 
-# --- reasons ------------------------------------------------------------------------------
-SERVICE_VALID: Final = "ServiceValid"
-SERVICE_UNAVAILABLE: Final = "ServiceUnavailable"
-UNSUPPORTED_SERVICE_TYPE: Final = "UnsupportedServiceType"
+# --- ServiceExport reasons ---------------------------------------------------------------------
+REASON_VALID: Final = "Valid"
+NO_SERVICE: Final = "NoService"
+INVALID_SERVICE_TYPE: Final = "InvalidServiceType"
 SERVICE_GLOBAL_IP_UNAVAILABLE: Final = "ServiceGlobalIPUnavailable"
 EXPORTED: Final = "Exported"
-AWAITING_EXPORT: Final = "AwaitingExport"
-EXPORT_FAILED: Final = "ExportFailed"
-CONFLICTING_TYPE: Final = "ConflictingType"
-CONFLICTING_PORTS: Final = "ConflictingPorts"
-NO_CONFLICT: Final = "NoConflict"
+PENDING: Final = "Pending"
+FAILED: Final = "Failed"
+TYPE_CONFLICT: Final = "TypeConflict"
+PORT_CONFLICT: Final = "PortConflict"
+SESSION_AFFINITY_CONFLICT: Final = "SessionAffinityConflict"
+SESSION_AFFINITY_CONFIG_CONFLICT: Final = "SessionAffinityConfigConflict"
+INTERNAL_TRAFFIC_POLICY_CONFLICT: Final = "InternalTrafficPolicyConflict"
+LABELS_CONFLICT: Final = "LabelsConflict"
+ANNOTATIONS_CONFLICT: Final = "AnnotationsConflict"
+NO_CONFLICTS: Final = "NoConflicts"
+
+CONFLICT_ORDER: Final = (
+    TYPE_CONFLICT, PORT_CONFLICT, SESSION_AFFINITY_CONFLICT, SESSION_AFFINITY_CONFIG_CONFLICT,
+    INTERNAL_TRAFFIC_POLICY_CONFLICT, LABELS_CONFLICT, ANNOTATIONS_CONFLICT)
+
+# --- ServiceImport reasons (its Ready condition) ------------------------------------------------
+REASON_READY: Final = "Ready"
+# PENDING as above: no exporting cluster has a ready endpoint yet.
 
 # --- ServiceImport types ----------------------------------------------------------------------
 CLUSTER_SET_IP: Final = "ClusterSetIP"
 HEADLESS: Final = "Headless"
+
+# --- Service values the MCS API copies ---------------------------------------------------------
+SESSION_AFFINITY_NONE: Final = "None"
+SESSION_AFFINITY_CLIENT_IP: Final = "ClientIP"

@@ -10,6 +10,14 @@ another service (``a-b`` in ``c`` and ``a`` in ``b-c`` would both be
 Comparisons go through canonical forms (:func:`slice_content`,
 :func:`import_content`), so a server that adds defaults never makes the agent
 rewrite an unchanged object.
+
+ServiceImports are written at ``kube.resources.MCS_API_VERSION`` (v1beta1) with its
+fields: ``sessionAffinity``/``sessionAffinityConfig``, ``ipFamilies``,
+``internalTrafficPolicy``, ``trafficDistribution`` and ``ips``. An export's
+exportedLabels and exportedAnnotations become the ServiceImports' own labels and
+annotations (ours win on a shared key); ``names.EXPORTED_ANNOTATIONS_ANNOTATION``
+lists the exported annotation keys, so readers tell them from others' annotations.
+A Broker still at v1alpha1 drops the new fields: they read back as unset.
 """
 
 from __future__ import annotations
@@ -18,10 +26,19 @@ import copy
 import hashlib
 from typing import Any
 
-from kube import names
+from kube import conditions, names, resources
 from kube import objects as o
+from lighthouse.agent import reasons as r
 from lighthouse.agent.aggregate import Aggregate
-from lighthouse.agent.model import JSON, ClusterImport, EndpointSpec, Port, Publication
+from lighthouse.agent.model import (
+    JSON,
+    ClusterImport,
+    EndpointSpec,
+    Port,
+    Properties,
+    Publication,
+    pairs,
+)
 
 Identity = tuple[str, str, str]
 """(source namespace, service name, source cluster) of a published object."""
@@ -78,23 +95,81 @@ def object_name(namespace: str, name: str, cluster: str, *, taken_by_other: bool
     return f"{base[:MAX_NAME - 11].rstrip('-.')}-{digest}"
 
 
+# --- ServiceImport properties -------------------------------------------------------------
+
+# ServiceImport spec fields v1beta1 added; a v1alpha1-only server (an older Broker) drops
+# them, so the agent does not write them there (they read back as unset).
+V1BETA1_ONLY_SPEC_FIELDS = ("ipFamilies", "internalTrafficPolicy", "trafficDistribution")
+
+def properties_spec(props: Properties) -> JSON:
+    """The ServiceImport spec fields of ``props`` (unset ones left out)."""
+    spec: JSON = {"sessionAffinity": props.session_affinity}
+    if props.session_affinity_timeout is not None:
+        spec["sessionAffinityConfig"] = {
+            "clientIP": {"timeoutSeconds": props.session_affinity_timeout}}
+    if props.ip_families:
+        spec["ipFamilies"] = list(props.ip_families)
+    if props.internal_traffic_policy:
+        spec["internalTrafficPolicy"] = props.internal_traffic_policy
+    if props.traffic_distribution:
+        spec["trafficDistribution"] = props.traffic_distribution
+    return spec
+
+
+def exported_annotations(props: Properties) -> dict[str, str]:
+    """The exported annotations and the annotation that lists their keys."""
+    out = dict(props.annotations)
+    out[names.EXPORTED_ANNOTATIONS_ANNOTATION] = ",".join(k for k, _ in props.annotations)
+    return out
+
+
+def properties_of(obj: JSON) -> Properties:
+    """The properties a ServiceImport carries (the reverse of :func:`properties_spec`)."""
+    spec = o.spec(obj)
+    timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
+        "timeoutSeconds")
+    annotations = o.annotations_of(obj)
+    keys = [k for k in annotations.get(names.EXPORTED_ANNOTATIONS_ANNOTATION, "").split(",")
+            if k and k in annotations]
+    return Properties(
+        session_affinity=str(spec.get("sessionAffinity") or r.SESSION_AFFINITY_NONE),
+        session_affinity_timeout=timeout if isinstance(timeout, int) else None,
+        ip_families=tuple(str(f) for f in spec.get("ipFamilies") or ()),
+        internal_traffic_policy=str(spec.get("internalTrafficPolicy") or "") or None,
+        traffic_distribution=str(spec.get("trafficDistribution") or "") or None,
+        labels=pairs({k: v for k, v in o.labels(obj).items()
+                      if k not in names.RESERVED_IMPORT_LABELS}),
+        annotations=pairs({k: annotations[k] for k in keys}),
+    )
+
+
 # --- per-cluster objects on the Broker -------------------------------------------------------
 
 def service_import(*, name: str, namespace: str, cluster: str, source_namespace: str,
-                   service: str, publication: Publication) -> JSON:
-    """The per-cluster ServiceImport this cluster publishes on the Broker."""
+                   service: str, publication: Publication,
+                   api_version: str = resources.MCS_API_VERSION) -> JSON:
+    """The per-cluster ServiceImport this cluster publishes on the Broker
+    (``api_version``: what that Broker serves, ``kube.discovery.service_imports``)."""
+    props = publication.properties
     spec: JSON = {"type": publication.service_type,
-                  "ports": [p.to_json() for p in publication.ports]}
+                  "ports": [p.to_json() for p in publication.ports], **properties_spec(props)}
     if publication.ips:
         spec["ips"] = list(publication.ips)
+    if api_version.rsplit("/", 1)[-1] in resources.MCS_LEGACY_VERSIONS:
+        # The server would prune them, so the object would never compare equal to what
+        # we want: every reconcile would send another (no-op) update.
+        for field in V1BETA1_ONLY_SPEC_FIELDS:
+            spec.pop(field, None)
     return {
-        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "apiVersion": api_version,
         "kind": "ServiceImport",
         "metadata": {
             "name": name, "namespace": namespace,
-            "labels": labels_for(cluster=cluster, namespace=source_namespace, name=service,
-                                 service_type=publication.service_type),
-            "annotations": {names.EXPORTED_AT_ANNOTATION: publication.exported_at},
+            "labels": {**dict(props.labels),
+                       **labels_for(cluster=cluster, namespace=source_namespace, name=service,
+                                    service_type=publication.service_type)},
+            "annotations": {**exported_annotations(props),
+                            names.EXPORTED_AT_ANNOTATION: publication.exported_at},
         },
         "spec": spec,
     }
@@ -138,21 +213,57 @@ def local_slice_copy(broker_slice: JSON, *, name: str, namespace: str, api_versi
     }
 
 
-def aggregated_service_import(*, namespace: str, name: str, agg: Aggregate) -> JSON:
+def aggregated_service_import(*, namespace: str, name: str, agg: Aggregate,
+                              ready: bool = True) -> JSON:
     """The aggregated ServiceImport in a cluster's namespace (spec and status).
 
-    No ``spec.ips``: with Globalnet every cluster has its own global IP (they are in
-    the EndpointSlices); there is no single clusterset VIP, as upstream.
+    ``spec.ips`` is ``agg.ips``: empty with Globalnet today, since every cluster has
+    its own global IP (in the EndpointSlices) and there is no clusterset VIP yet; the
+    hook for a routed ClusterSetIP. ``ready``: some exporting cluster has a ready
+    endpoint (the ``Ready`` condition).
     """
+    spec: JSON = {"type": agg.service_type, "ports": [p.to_json() for p in agg.ports],
+                  **properties_spec(agg.properties)}
+    if agg.ips:
+        spec["ips"] = list(agg.ips)
     return {
-        "apiVersion": "multicluster.x-k8s.io/v1alpha1",
+        "apiVersion": resources.MCS_API_VERSION,
         "kind": "ServiceImport",
         "metadata": {"name": name, "namespace": namespace, "labels": {
+            **dict(agg.properties.labels),
             names.SERVICE_NAME_LABEL: name, names.SOURCE_NAMESPACE_LABEL: namespace,
-            names.MANAGED_BY_LABEL: names.MANAGED_BY_LIGHTHOUSE}},
-        "spec": {"type": agg.service_type, "ports": [p.to_json() for p in agg.ports]},
-        "status": {"clusters": [{"cluster": c} for c in agg.clusters]},
+            names.MANAGED_BY_LABEL: names.MANAGED_BY_LIGHTHOUSE},
+            "annotations": exported_annotations(agg.properties)},
+        "spec": spec,
+        "status": {"clusters": [{"cluster": c} for c in agg.clusters],
+                   "conditions": [import_ready_condition(agg, ready=ready)]},
     }
+
+
+def import_ready_condition(agg: Aggregate, *, ready: bool) -> JSON:
+    """The aggregated ServiceImport's ``Ready`` condition (no transition time: the
+    importer sets it through ``kube.conditions``)."""
+    clusters = ", ".join(agg.clusters)
+    if ready:
+        return {"type": r.READY, "status": "True", "reason": r.REASON_READY,
+                "message": f"Imported from [{clusters}]"}
+    return {"type": r.READY, "status": "False", "reason": r.PENDING,
+            "message": f"No ready endpoint yet in the exporting clusters [{clusters}]"}
+
+
+def set_import_status(obj: JSON, desired: JSON) -> bool:
+    """Bring ``obj``'s status to ``desired``'s (clusters and conditions); True if changed."""
+    status = obj.setdefault("status", {})
+    changed = False
+    if import_status(obj) != import_status(desired):
+        status["clusters"] = copy.deepcopy(o.status(desired).get("clusters") or [])
+        changed = True
+    conds = status.setdefault("conditions", [])
+    for cond in o.status(desired).get("conditions") or []:
+        changed |= conditions.set_condition(conds, type=cond["type"],
+                                            status=cond["status"] == "True",
+                                            reason=cond["reason"], message=cond["message"])
+    return changed
 
 
 # --- readings -----------------------------------------------------------------------------------
@@ -169,7 +280,8 @@ def cluster_import_of(obj: JSON) -> ClusterImport | None:
         return None
     return ClusterImport(cluster=ident[2], service_type=str(o.spec(obj).get("type") or ""),
                          ports=ports_of(o.spec(obj).get("ports")),
-                         exported_at=o.annotations_of(obj).get(names.EXPORTED_AT_ANNOTATION, ""))
+                         exported_at=o.annotations_of(obj).get(names.EXPORTED_AT_ANNOTATION, ""),
+                         properties=properties_of(obj))
 
 
 def endpoints_of(slice_: JSON) -> tuple[EndpointSpec, ...]:
@@ -193,11 +305,12 @@ def slice_content(slice_: JSON) -> tuple[Any, ...]:
 
 
 def import_content(obj: JSON) -> tuple[Any, ...]:
-    """Canonical form of a ServiceImport's labels, annotations and spec."""
+    """Canonical form of a ServiceImport's labels, our and exported annotations, and spec."""
     spec = o.spec(obj)
-    ours = {k: v for k, v in o.annotations_of(obj).items() if k == names.EXPORTED_AT_ANNOTATION}
+    ours = {k: v for k, v in o.annotations_of(obj).items()
+            if k in names.RESERVED_IMPORT_ANNOTATIONS}
     return (o.labels(obj), ours, spec.get("type"), ports_of(spec.get("ports")),
-            tuple(spec.get("ips") or ()))
+            tuple(spec.get("ips") or ()), properties_of(obj))
 
 
 def import_status(obj: JSON) -> tuple[str, ...]:

@@ -106,7 +106,8 @@ def test_a_stopped_lighthouse_agent_and_a_missing_service_import_fail(lab: Lab) 
     kubectl(lab, "c1", "-n", ns, "scale", "deployment", deployment, "--replicas=0")
     try:
         exports = lab.cluster("c2").client(resources.SERVICE_EXPORTS)
-        exports.create({"apiVersion": "multicluster.x-k8s.io/v1alpha1", "kind": "ServiceExport",
+        exports.create({"apiVersion": resources.SERVICE_EXPORTS.api_version,
+                        "kind": "ServiceExport",
                         "metadata": {"name": "web", "namespace": "default"}})
         await_condition(lambda: conditions.is_condition_true(
             ((exports.get_or_none("web", namespace="default") or {}).get("status") or {})

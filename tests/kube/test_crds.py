@@ -6,13 +6,19 @@ object never reaches a controller: out-of-range IP counts, wrong types, unknown 
 
 from __future__ import annotations
 
+import base64
+import json
+import urllib.request
 from typing import Any
 
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from kube import conditions, crds, crud, errors, resources, rest
+from kube import conditions, crds, crud, discovery, errors, resources, rest, testing
+from kube.client import new_api_client
+from kube.crds import migration
 from kube.testing import temporary_namespace
+from lab.controlplane import ControlPlane
 
 pytestmark = pytest.mark.kube
 
@@ -135,9 +141,10 @@ def test_service_import_is_validated(api_client: Any) -> None:
         no_port = {**good, "spec": {**good["spec"], "ports": [{"name": "http"}]}}
         no_port["metadata"] = {"name": "no-port", "namespace": namespace}
         assert "port" in rejected(client, no_port)
-        two_ips = {**good, "spec": {**good["spec"], "ips": ["242.0.0.1", "242.0.0.2"]}}
-        two_ips["metadata"] = {"name": "two-ips", "namespace": namespace}
-        assert "spec.ips" in rejected(client, two_ips)
+        three_ips = {**good, "spec": {**good["spec"],
+                                      "ips": ["242.0.0.1", "242.0.0.2", "242.0.0.3"]}}
+        three_ips["metadata"] = {"name": "three-ips", "namespace": namespace}
+        assert "spec.ips" in rejected(client, three_ips)
 
 
 def test_conditions_written_by_set_condition_are_accepted(api_client: Any) -> None:
@@ -181,3 +188,167 @@ def test_install_after_an_uninstall_waits_for_the_crd_being_deleted(api_client: 
     current = definitions.get(name)
     assert current["metadata"]["uid"] != old_uid
     assert not current["metadata"].get("deletionTimestamp")
+
+
+# --- MCS v1beta1 and v1alpha1 --------------------------------------------------------------
+
+MCS_CRDS = (resources.SERVICE_EXPORTS, resources.SERVICE_IMPORTS)
+
+
+def etcd_value(endpoint: str, key: str) -> dict[str, Any]:
+    """The object stored under ``key`` in etcd (v3 HTTP gateway; custom objects are JSON)."""
+    request = urllib.request.Request(
+        endpoint + "/v3/kv/range",
+        data=json.dumps({"key": base64.b64encode(key.encode()).decode()}).encode(),
+        headers={"Content-Type": "application/json"},
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        kvs = json.loads(response.read()).get("kvs") or []
+    assert len(kvs) == 1, f"etcd has no {key}"
+    stored: dict[str, Any] = json.loads(base64.b64decode(kvs[0]["value"]))
+    return stored
+
+
+def stored_api_version(cp: ControlPlane, resource: resources.Resource, ns: str, name: str
+                       ) -> str:
+    key = f"/registry/{resource.group}/{resource.plural}/{ns}/{name}"
+    return str(etcd_value(cp.etcd_endpoint, key)["apiVersion"])
+
+
+def stored_versions(api_client: Any, resource: resources.Resource) -> list[str]:
+    crd = crud.ResourceClient(api_client, resources.CUSTOM_RESOURCE_DEFINITIONS).get(
+        resource.qualified_name)
+    return list(crd["status"]["storedVersions"])
+
+
+def test_mcs_crds_serve_v1beta1_and_v1alpha1(api_client: Any) -> None:
+    """One object, read and written at either version; v1beta1 fields kept at both."""
+    assert discovery.group_versions(api_client, resources.MCS_GROUP) == ["v1beta1", "v1alpha1"]
+    assert discovery.mcs_version(api_client) == resources.MCS_VERSION
+    beta = crud.ResourceClient(api_client, resources.SERVICE_IMPORTS)
+    alpha = crud.ResourceClient(api_client, resources.SERVICE_IMPORTS.with_version("v1alpha1"))
+    with temporary_namespace(api_client, "crd") as namespace:
+        created = alpha.create({
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {"type": "ClusterSetIP", "ports": [{"port": 80}],
+                     "ipFamilies": ["IPv4"], "sessionAffinity": "ClientIP"},
+        })
+        assert created["apiVersion"] == "multicluster.x-k8s.io/v1alpha1"
+        read = beta.get("web", namespace=namespace)
+        assert read["apiVersion"] == "multicluster.x-k8s.io/v1beta1"
+        assert read["spec"]["ipFamilies"] == ["IPv4"]
+        assert read["spec"]["sessionAffinity"] == "ClientIP"
+    for resource in MCS_CRDS:
+        assert stored_versions(api_client, resource) == ["v1beta1"]
+
+
+def test_service_import_v1beta1_fields_are_validated(api_client: Any) -> None:
+    client = crud.ResourceClient(api_client, resources.SERVICE_IMPORTS)
+    with temporary_namespace(api_client, "crd") as namespace:
+        good: dict[str, Any] = {
+            "metadata": {"name": "web", "namespace": namespace},
+            "spec": {
+                "type": "ClusterSetIP", "ports": [{"port": 80}],
+                "ips": ["242.0.0.1", "fd00::1"], "ipFamilies": ["IPv4", "IPv6"],
+                "internalTrafficPolicy": "Local", "trafficDistribution": "PreferClose",
+                "sessionAffinity": "ClientIP",
+                "sessionAffinityConfig": {"clientIP": {"timeoutSeconds": 600}},
+            },
+        }
+        created = client.create(good)
+        assert created["spec"] == good["spec"]
+        created["status"] = {"clusters": [{"cluster": "c1"}], "conditions": [
+            {"type": "Ready", "status": "True", "reason": "Ready", "message": "imported",
+             "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+        assert client.update_status(created)["status"]["conditions"][0]["type"] == "Ready"
+        for number, (field, value, expected) in enumerate([
+            ("ips", ["242.0.0.1", "242.0.0.2", "242.0.0.3"], "should have at most 2 items"),
+            ("ipFamilies", ["IPv5"], "Unsupported value"),
+            ("internalTrafficPolicy", "Nearby", "Unsupported value"),
+            ("sessionAffinity", "Cookie", "Unsupported value"),
+            ("sessionAffinityConfig", {"clientIP": {"timeoutSeconds": 0}},
+             "greater than or equal to 1"),
+        ]):
+            bad = {"metadata": {"name": f"bad-{number}", "namespace": namespace},
+                   "spec": {**good["spec"], field: value}}
+            message = rejected(client, bad)
+            assert f"spec.{field}" in message and expected in message, message
+
+
+def test_service_export_v1beta1_fields_are_validated(api_client: Any) -> None:
+    client = crud.ResourceClient(api_client, resources.SERVICE_EXPORTS)
+    with temporary_namespace(api_client, "crd") as namespace:
+        spec = {"exportedLabels": {"tier": "web"}, "exportedAnnotations": {"owner": "team-a"}}
+        created = client.create({"metadata": {"name": "web", "namespace": namespace},
+                                 "spec": spec})
+        assert created["spec"] == spec
+        message = rejected(client, {"metadata": {"name": "bad", "namespace": namespace},
+                                    "spec": {"exportedLabels": {"tier": 3}}})
+        assert "spec.exportedLabels.tier" in message and "string" in message, message
+        # status.conditions are metav1.Conditions: every field there, reasons CamelCase
+        # (joined by commas for several conflicts).
+        good_condition = {"type": "Conflict", "status": "True",
+                          "reason": "PortConflict,LabelsConflict", "message": "ports differ",
+                          "lastTransitionTime": "2026-01-01T00:00:00Z"}
+        created = client.update_status({**created, "status": {"conditions": [good_condition]}})
+        for broken, field in (({**good_condition, "reason": "port conflict"}, "reason"),
+                              ({k: v for k, v in good_condition.items()
+                                if k != "lastTransitionTime"}, "lastTransitionTime")):
+            with pytest.raises(ApiException) as caught:
+                client.update_status({**created, "status": {"conditions": [broken]}})
+            assert errors.is_invalid(caught.value)
+            message = rest.status_message(caught.value)
+            assert f"status.conditions.{field}" in message, message
+
+
+def test_install_migrates_objects_an_older_release_stored_at_v1alpha1(
+        bare_control_plane: ControlPlane) -> None:
+    """An older release's CRDs stored v1alpha1; installing ours re-stores every object at
+    v1beta1 (as etcd shows), keeps its spec and status, and cuts storedVersions down."""
+    api = new_api_client(bare_control_plane.kubeconfig)
+    try:
+        testing.install_legacy_mcs_crds(api)
+        assert discovery.mcs_version(api) == "v1alpha1"
+        alpha_exports = crud.ResourceClient(api, resources.SERVICE_EXPORTS.with_version("v1alpha1"))
+        alpha_imports = crud.ResourceClient(api, resources.SERVICE_IMPORTS.with_version("v1alpha1"))
+        with temporary_namespace(api, "mig") as ns:
+            export = alpha_exports.create({"metadata": {"name": "web", "namespace": ns}})
+            export["status"] = {"conditions": [
+                {"type": "Valid", "status": "True", "reason": "Valid", "message": "valid",
+                 "lastTransitionTime": "2026-01-01T00:00:00Z"}]}
+            alpha_exports.update_status(export)
+            for name in ("web", "db"):
+                alpha_imports.create({"metadata": {"name": name, "namespace": ns},
+                                      "spec": {"type": "Headless", "ports": [{"port": 5432}]}})
+            for resource in MCS_CRDS:
+                assert stored_versions(api, resource) == ["v1alpha1"]
+            assert stored_api_version(bare_control_plane, resources.SERVICE_IMPORTS, ns,
+                                      "db") == "multicluster.x-k8s.io/v1alpha1"
+
+            crds.install_crds(api)
+
+            for resource in MCS_CRDS:
+                assert stored_versions(api, resource) == ["v1beta1"]
+            for resource, name in ((resources.SERVICE_EXPORTS, "web"),
+                                   (resources.SERVICE_IMPORTS, "web"),
+                                   (resources.SERVICE_IMPORTS, "db")):
+                assert stored_api_version(bare_control_plane, resource, ns, name) == \
+                    resources.MCS_API_VERSION, (resource.kind, name)
+            assert discovery.mcs_version(api) == "v1beta1"
+            beta_exports = crud.ResourceClient(api, resources.SERVICE_EXPORTS)
+            migrated = beta_exports.get("web", namespace=ns)
+            assert migrated["status"]["conditions"][0]["reason"] == "Valid"
+            beta_imports = crud.ResourceClient(api, resources.SERVICE_IMPORTS)
+            assert beta_imports.get("db", namespace=ns)["spec"]["ports"] == [{"port": 5432}]
+
+            # Idempotent: a second install re-writes nothing.
+            versions = {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+                        for o in beta_imports.list(namespace=ns).items}
+            crds.install_crds(api)
+            assert {o["metadata"]["name"]: o["metadata"]["resourceVersion"]
+                    for o in beta_imports.list(namespace=ns).items} == versions
+            assert migration.needs_migration(crud.ResourceClient(
+                api, resources.CUSTOM_RESOURCE_DEFINITIONS).get(
+                    resources.SERVICE_IMPORTS.qualified_name)) is False
+    finally:
+        api.close()

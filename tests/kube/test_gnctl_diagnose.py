@@ -182,7 +182,7 @@ def test_an_export_without_a_service_import_fails(capsys: pytest.CaptureFixture[
     _with_status(crud.ResourceClient(world.api, resources.SERVICE_EXPORTS),
                  {"metadata": {"name": name, "namespace": ns}},
                  {"conditions": [
-                     *_condition(lreasons.VALID, True, lreasons.SERVICE_VALID),
+                     *_condition(lreasons.VALID, True, lreasons.REASON_VALID),
                      *_condition(lreasons.READY, True, lreasons.EXPORTED)]})
     code, checks = diagnose(capsys, world, "service-discovery")
     assert code == 1

@@ -188,7 +188,7 @@ def test_export_in_west_is_published_to_the_broker_and_imported_in_east(
     assert labels[names.SERVICE_NAME_LABEL] == "web"
     assert labels[names.SOURCE_NAMESPACE_LABEL] == ns
 
-    west.await_export_condition(ns, "web", r.VALID, r.SERVICE_VALID, "True")
+    west.await_export_condition(ns, "web", r.VALID, r.REASON_VALID, "True")
     west.await_export_condition(ns, "web", r.READY, r.EXPORTED, "True")
 
 
@@ -220,8 +220,8 @@ def test_deleting_the_service_withdraws_and_invalidates_the_export(
     clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "brief", "west")
     west.client(resources.SERVICES).delete("brief", namespace=ns)
     clusterset.await_withdrawn(ns, "brief", "west")
-    west.await_export_condition(ns, "brief", r.VALID, r.SERVICE_UNAVAILABLE, "False")
-    west.await_export_condition(ns, "brief", r.READY, r.AWAITING_EXPORT, "False")
+    west.await_export_condition(ns, "brief", r.VALID, r.NO_SERVICE, "False")
+    west.await_export_condition(ns, "brief", r.READY, r.PENDING, "False")
 
 
 def test_headless_export_publishes_each_pods_global_ip_and_hostname(
@@ -256,14 +256,14 @@ def test_an_export_before_its_service_is_published_once_the_service_appears(
 ) -> None:
     west = clusterset["west"]
     west.export(ns, "late")
-    west.await_export_condition(ns, "late", r.VALID, r.SERVICE_UNAVAILABLE, "False")
+    west.await_export_condition(ns, "late", r.VALID, r.NO_SERVICE, "False")
     clusterset.ensure_nothing_on_broker(ns, "late", "west")
 
     west.service(ns, "late")
     gip = west.await_global_ip(ns, "late")
     clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "late", "west",
                             lambda si: si["spec"].get("ips") == [gip])
-    west.await_export_condition(ns, "late", r.VALID, r.SERVICE_VALID, "True")
+    west.await_export_condition(ns, "late", r.VALID, r.REASON_VALID, "True")
 
 
 def test_an_external_name_export_is_not_valid_and_not_published(
@@ -272,7 +272,7 @@ def test_an_external_name_export_is_not_valid_and_not_published(
     west = clusterset["west"]
     west.service(ns, "ext", type="ExternalName", externalName="db.internal.test", ports=[])
     west.export(ns, "ext")
-    obj = west.await_export_condition(ns, "ext", r.VALID, r.UNSUPPORTED_SERVICE_TYPE, "False")
+    obj = west.await_export_condition(ns, "ext", r.VALID, r.INVALID_SERVICE_TYPE, "False")
     message = next(c["message"] for c in obj["status"]["conditions"] if c["type"] == r.VALID)
     assert "ExternalName" in message
     clusterset.ensure_nothing_on_broker(ns, "ext", "west")
@@ -287,7 +287,7 @@ def test_conflicting_ports_set_conflict_on_both_exports_until_resolved(
     east.export(ns, "mix")
     west.export(ns, "mix")
     for cluster in (east, west):
-        obj = cluster.await_export_condition(ns, "mix", r.CONFLICT, r.CONFLICTING_PORTS, "True")
+        obj = cluster.await_export_condition(ns, "mix", r.CONFLICT, r.PORT_CONFLICT, "True")
         message = next(c["message"] for c in obj["status"]["conditions"]
                        if c["type"] == r.CONFLICT)
         assert "80/TCP in east" in message and "8080/TCP in west" in message
@@ -298,7 +298,7 @@ def test_conflicting_ports_set_conflict_on_both_exports_until_resolved(
         "mix", {"spec": {"ports": [{"name": "http", "port": 80, "protocol": "TCP"}]}},
         namespace=ns)
     for cluster in (east, west):
-        cluster.await_export_condition(ns, "mix", r.CONFLICT, r.NO_CONFLICT, "False")
+        cluster.await_export_condition(ns, "mix", r.CONFLICT, r.NO_CONFLICTS, "False")
 
 
 def test_imports_wait_for_the_namespace_to_exist_in_the_importing_cluster(
@@ -515,3 +515,96 @@ def test_export_to_dns_store_latency_across_clusters(clusterset: Clusterset, ns:
           f"median {median * 1000:.0f} ms, min {min(samples) * 1000:.0f} ms, "
           f"max {max(samples) * 1000:.0f} ms")
     assert median < 3.0
+
+
+# --- MCS v1beta1 fields -------------------------------------------------------------------------
+
+def condition(obj: JSON, ctype: str) -> JSON:
+    return next(c for c in (obj.get("status") or {}).get("conditions") or []
+                if c.get("type") == ctype)
+
+
+def test_v1beta1_fields_are_published_aggregated_and_conflicts_named(
+    clusterset: Clusterset, ns: str
+) -> None:
+    """West's ClientIP affinity, IP family and exported labels/annotations reach the
+    Broker and the aggregated imports; east exporting later with another affinity and
+    labels conflicts on both exports, west (the oldest) winning."""
+    east, west = clusterset["east"], clusterset["west"]
+    west.service(ns, "sticky", sessionAffinity="ClientIP",
+                 sessionAffinityConfig={"clientIP": {"timeoutSeconds": 600}})
+    exported_at = west.export(ns, "sticky", exportedLabels={"tier": "web"},
+                              exportedAnnotations={"owner": "team-a"})["metadata"][
+                                  "creationTimestamp"]
+    si = clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "sticky", "west")
+    assert si["apiVersion"] == resources.MCS_API_VERSION
+    assert si["spec"]["sessionAffinity"] == "ClientIP"
+    assert si["spec"]["sessionAffinityConfig"] == {"clientIP": {"timeoutSeconds": 600}}
+    assert si["spec"]["ipFamilies"] == ["IPv4"]
+    # Kubernetes 1.20 drops these Service fields, so there is nothing to carry.
+    assert "internalTrafficPolicy" not in si["spec"]
+    assert "trafficDistribution" not in si["spec"]
+    assert si["metadata"]["labels"]["tier"] == "web"
+    assert si["metadata"]["annotations"]["owner"] == "team-a"
+
+    def aggregated_with(predicate: Callable[[JSON], bool]) -> JSON:
+        return await_value(lambda: (obj if (obj := east.local_import(ns, "sticky"))
+                                    and predicate(obj) else None),
+                           message=f"east's aggregated ServiceImport {ns}/sticky")
+
+    aggregated = aggregated_with(lambda obj: "status" in obj)
+    assert aggregated["spec"]["sessionAffinity"] == "ClientIP"
+    assert "ips" not in aggregated["spec"]  # the ClusterSetIP VIP hook, unset for now
+    assert aggregated["metadata"]["labels"]["tier"] == "web"
+    assert aggregated["metadata"]["annotations"]["owner"] == "team-a"
+    # No pod: no ready endpoint anywhere yet.
+    assert (condition(aggregated, r.READY)["status"], condition(aggregated, r.READY)["reason"]
+            ) == ("False", r.PENDING)
+    west.await_export_condition(ns, "sticky", r.VALID, r.REASON_VALID, "True")
+
+    east.service(ns, "sticky")
+    # Creation times have whole seconds: east's export must be a later one to be newer
+    # (a tie goes to the cluster name, east).
+    await_condition(lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()) > exported_at,
+                    timeout=2.0, message="a second after west's export")
+    east.export(ns, "sticky", exportedLabels={"tier": "db"},
+                exportedAnnotations={"owner": "team-a"})
+    for cluster in (east, west):
+        obj = cluster.await_export_condition(
+            ns, "sticky", r.CONFLICT, f"{r.SESSION_AFFINITY_CONFLICT},{r.LABELS_CONFLICT}",
+            "True")
+        message = condition(obj, r.CONFLICT)["message"]
+        assert "sessionAffinity is None in east, ClientIP in west" in message, message
+        assert "oldest export (west) wins" in message
+    aggregated = aggregated_with(lambda obj: len(obj["status"].get("clusters") or []) == 2)
+    assert aggregated["spec"]["sessionAffinity"] == "ClientIP"
+    assert aggregated["metadata"]["labels"]["tier"] == "web"
+
+    # West drops its annotation and label: they leave the imports, the conflict resolves
+    # into the one on affinity alone.
+    west.client(resources.SERVICE_EXPORTS).patch(
+        "sticky", {"spec": {"exportedLabels": {"tier": "db"}, "exportedAnnotations": None}},
+        namespace=ns)
+    for cluster in (east, west):
+        cluster.await_export_condition(ns, "sticky", r.CONFLICT,
+                                       f"{r.SESSION_AFFINITY_CONFLICT},{r.ANNOTATIONS_CONFLICT}",
+                                       "True")
+    aggregated_with(lambda obj: "owner" not in (obj["metadata"].get("annotations") or {})
+                    and obj["metadata"]["labels"].get("tier") == "db")
+
+
+def test_the_aggregated_import_is_ready_once_a_cluster_has_a_ready_endpoint(
+    clusterset: Clusterset, ns: str
+) -> None:
+    east, west = clusterset["east"], clusterset["west"]
+    west.pod(ns, "web-0", "10.244.1.5", {"app": "web"})
+    west.service(ns, "web", selector={"app": "web"})
+    west.export(ns, "web")
+    obj = await_value(
+        lambda: (o if (o := east.local_import(ns, "web")) and any(
+            c.get("type") == r.READY and c.get("status") == "True"
+            for c in (o.get("status") or {}).get("conditions") or []) else None),
+        message=f"east's ServiceImport {ns}/web Ready")
+    ready = condition(obj, r.READY)
+    assert ready["reason"] == r.REASON_READY and "west" in ready["message"]
+    assert ready["lastTransitionTime"]

@@ -54,8 +54,49 @@ def test_manifest_matches_resource_constant(resource: resources.Resource) -> Non
     assert spec["group"] == resource.group
     assert spec["names"]["plural"] == resource.plural
     assert spec["scope"] == ("Namespaced" if resource.namespaced else "Cluster")
-    assert [v["name"] for v in spec["versions"]] == [resource.version]
-    assert [v["storage"] for v in spec["versions"]] == [True]
+    legacy = resources.MCS_LEGACY_VERSIONS if resource.group == resources.MCS_GROUP else ()
+    assert [v["name"] for v in spec["versions"]] == [resource.version, *legacy]
+    assert [v["storage"] for v in spec["versions"]] == [True] + [False] * len(legacy)
+    assert all(v["served"] for v in spec["versions"])
+
+
+@pytest.mark.parametrize("resource", [resources.SERVICE_EXPORTS, resources.SERVICE_IMPORTS],
+                         ids=lambda r: r.kind)
+def test_mcs_crds_store_v1beta1_and_serve_v1alpha1_with_one_schema(
+        resource: resources.Resource) -> None:
+    versions = {v["name"]: v for v in BY_KIND[resource.kind]["spec"]["versions"]}
+    assert resources.MCS_VERSION == resource.version == "v1beta1"
+    assert resources.MCS_LEGACY_VERSIONS == ("v1alpha1",)
+    assert versions["v1beta1"]["storage"] and not versions["v1alpha1"]["storage"]
+    for field in ("schema", "subresources", "additionalPrinterColumns"):
+        assert versions["v1alpha1"][field] == versions["v1beta1"][field], field
+        # Equal, not shared: a rendered manifest has no YAML anchors, an edit no echo.
+        assert versions["v1alpha1"][field] is not versions["v1beta1"][field], field
+
+
+def test_service_import_v1beta1_fields() -> None:
+    root = schema_of("ServiceImport")["properties"]
+    spec = root["spec"]["properties"]
+    assert spec["ips"]["maxItems"] == 2 and spec["ips"]["items"]["type"] == "string"
+    assert spec["ipFamilies"]["maxItems"] == 2
+    assert spec["ipFamilies"]["items"]["enum"] == ["IPv4", "IPv6"]
+    assert spec["internalTrafficPolicy"]["enum"] == ["Cluster", "Local"]
+    assert spec["trafficDistribution"]["type"] == "string"
+    assert spec["sessionAffinity"]["enum"] == ["ClientIP", "None"]
+    timeout = spec["sessionAffinityConfig"]["properties"]["clientIP"]["properties"][
+        "timeoutSeconds"]
+    assert (timeout["minimum"], timeout["maximum"]) == (1, 86400)
+    conditions = root["status"]["properties"]["conditions"]
+    assert conditions["x-kubernetes-list-map-keys"] == ["type"]
+
+
+def test_service_export_v1beta1_fields() -> None:
+    root = schema_of("ServiceExport")["properties"]
+    for field in ("exportedLabels", "exportedAnnotations"):
+        node = root["spec"]["properties"][field]
+        assert node == {**node, "type": "object", "additionalProperties": {"type": "string"}}
+    assert root["status"]["properties"]["conditions"]["items"]["required"] == [
+        "type", "status", "lastTransitionTime", "reason", "message"]
 
 
 @pytest.mark.parametrize("manifest", MANIFESTS, ids=lambda m: m["spec"]["names"]["kind"])

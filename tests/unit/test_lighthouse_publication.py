@@ -12,7 +12,7 @@ import pytest
 
 from kube import names
 from lighthouse.agent import reasons as r
-from lighthouse.agent.model import EndpointSpec, Port
+from lighthouse.agent.model import EndpointSpec, Port, Properties
 from lighthouse.agent.publication import ExportInputs, decide, dns_label_or_none
 
 JSON = dict[str, Any]
@@ -78,15 +78,15 @@ def test_a_gone_export_decides_nothing() -> None:
 def test_a_missing_service_is_service_unavailable() -> None:
     decision = decide(ExportInputs(export=export(), service=None))
     assert decision.valid is not None and not decision.valid.status
-    assert decision.valid.reason == r.SERVICE_UNAVAILABLE
-    assert decision.ready is not None and decision.ready.reason == r.AWAITING_EXPORT
+    assert decision.valid.reason == r.NO_SERVICE
+    assert decision.ready is not None and decision.ready.reason == r.PENDING
     assert decision.publication is None
 
 
 @pytest.mark.parametrize("kind", ["ExternalName", "NodePort", "LoadBalancer"])
 def test_other_service_types_are_unsupported(kind: str) -> None:
     decision = decide(ExportInputs(export=export(), service=service(type=kind)))
-    assert decision.valid is not None and decision.valid.reason == r.UNSUPPORTED_SERVICE_TYPE
+    assert decision.valid is not None and decision.valid.reason == r.INVALID_SERVICE_TYPE
     assert kind in decision.valid.message
     assert decision.publication is None
 
@@ -226,3 +226,76 @@ def test_headless_before_endpoints_uses_the_numeric_target_port() -> None:
 ])
 def test_dns_label_or_none(name: str | None, expected: str | None) -> None:
     assert dns_label_or_none(name) == expected
+
+
+# --- MCS v1beta1 properties ----------------------------------------------------------------------
+
+def published_properties(svc: JSON, exp: JSON | None = None) -> Properties:
+    decision = decide(ExportInputs(export=exp or export(), service=svc,
+                                   ingress_ips=[cluster_ip_giip("242.1.0.5")]))
+    assert decision.publication is not None
+    return decision.publication.properties
+
+
+def test_a_plain_1_20_service_has_no_affinity_and_no_traffic_fields() -> None:
+    """1.20 drops internalTrafficPolicy and trafficDistribution: they stay unset."""
+    props = published_properties(service(ipFamilies=["IPv4"]))
+    assert props == Properties(session_affinity="None", ip_families=("IPv4",))
+
+
+def test_client_ip_affinity_and_its_timeout_come_from_the_service() -> None:
+    props = published_properties(service(
+        sessionAffinity="ClientIP", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}}))
+    assert (props.session_affinity, props.session_affinity_timeout) == ("ClientIP", 300)
+    # A timeout without ClientIP affinity means nothing and is not carried.
+    props = published_properties(service(
+        sessionAffinity="None", sessionAffinityConfig={"clientIP": {"timeoutSeconds": 300}}))
+    assert props.session_affinity_timeout is None
+
+
+def test_ip_families_fall_back_to_the_cluster_ips() -> None:
+    assert published_properties(service(clusterIP="10.96.0.10")).ip_families == ("IPv4",)
+    assert published_properties(service(
+        clusterIP="10.96.0.10", clusterIPs=["10.96.0.10", "fd00::a"])).ip_families == (
+            "IPv4", "IPv6")
+
+
+def test_traffic_fields_are_read_where_the_server_has_them() -> None:
+    props = published_properties(service(internalTrafficPolicy="Local",
+                                         trafficDistribution="PreferClose"))
+    assert (props.internal_traffic_policy, props.traffic_distribution) == (
+        "Local", "PreferClose")
+
+
+def test_exported_labels_and_annotations_are_carried_less_reserved_keys() -> None:
+    exp = export()
+    exp["spec"] = {
+        "exportedLabels": {"tier": "web", names.SOURCE_CLUSTER_LABEL: "east"},
+        "exportedAnnotations": {"owner": "team-a", names.EXPORTED_AT_ANNOTATION: "x"},
+    }
+    decision = decide(ExportInputs(export=exp, service=service(),
+                                   ingress_ips=[cluster_ip_giip("242.1.0.5")]))
+    assert decision.publication is not None
+    props = decision.publication.properties
+    assert props.labels == (("tier", "web"),)
+    assert props.annotations == (("owner", "team-a"),)
+    assert decision.valid is not None and decision.valid.reason == r.REASON_VALID
+    assert names.SOURCE_CLUSTER_LABEL in decision.valid.message
+    assert names.EXPORTED_AT_ANNOTATION in decision.valid.message
+
+
+def test_exported_entries_the_server_would_refuse_are_left_out_and_named() -> None:
+    exp = export()
+    exp["spec"] = {"exportedLabels": {"ok": "yes", "bad key!": "x", "tier": "not valid!"},
+                   "exportedAnnotations": {"example.com/note": "any text at all", "-x": "y"}}
+    decision = decide(ExportInputs(export=exp, service=service(),
+                                   ingress_ips=[cluster_ip_giip("242.1.0.5")]))
+    assert decision.publication is not None and decision.valid is not None
+    props = decision.publication.properties
+    assert props.labels == (("ok", "yes"),)
+    assert props.annotations == (("example.com/note", "any text at all"),)
+    assert decision.valid.status and "\n" not in decision.valid.message
+    for shown in ("label bad key! (not a valid key)",
+                  "label tier=not valid! (not a valid label value)",
+                  "annotation -x (not a valid key)"):
+        assert shown in decision.valid.message, decision.valid.message
