@@ -61,7 +61,10 @@ def set_condition(
     new condition or a changed ``status``.
     """
     status = _status_text(status)
-    desired: Condition = {"type": type, "status": status, "reason": reason, "message": message}
+    # Never an empty message: the lab's API server build (Kubernetes 1.20 on Debian's
+    # json-iterator) reads "" in a custom resource as null and refuses the object.
+    desired: Condition = {"type": type, "status": status, "reason": reason,
+                          "message": message or reason}
     if observed_generation is not None:
         desired["observedGeneration"] = observed_generation
     existing = get_condition(conditions, type)
