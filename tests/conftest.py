@@ -6,6 +6,8 @@ so the API server below listens on that namespace's loopback only.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import os
 import shutil
 import tempfile
@@ -21,20 +23,16 @@ from lab.controlplane import ControlPlane, ControlPlaneConfig
 from lab.ports import free_port
 
 
-@pytest.fixture
-def bare_control_plane() -> Iterator[ControlPlane]:
-    """A control plane of its own with no CRDs: a server an older release set up (an old
-    Broker), for tests that install or upgrade CRDs without disturbing the session's."""
-    data = Path(tempfile.mkdtemp(prefix="gn-cp-bare-"))
-    cp = ControlPlane(
-        ControlPlaneConfig(
-            name="bare",
-            data_dir=data,
-            apiserver_port=free_port(),
-            etcd_client_port=free_port(),
-            etcd_peer_port=free_port(),
-        )
-    )
+@contextlib.contextmanager
+def running_control_plane(name: str, *, etcd_compaction_interval: str | None = None
+                          ) -> Iterator[ControlPlane]:
+    """etcd and kube-apiserver in a data directory of their own, removed afterwards."""
+    data = Path(tempfile.mkdtemp(prefix=f"gn-cp-{name}-"))
+    config = ControlPlaneConfig(name=name, data_dir=data, apiserver_port=free_port(),
+                                etcd_client_port=free_port(), etcd_peer_port=free_port())
+    if etcd_compaction_interval is not None:
+        config = dataclasses.replace(config, etcd_compaction_interval=etcd_compaction_interval)
+    cp = ControlPlane(config)
     try:
         cp.start()
         yield cp
@@ -43,24 +41,20 @@ def bare_control_plane() -> Iterator[ControlPlane]:
         shutil.rmtree(data, ignore_errors=True)
 
 
+@pytest.fixture
+def bare_control_plane() -> Iterator[ControlPlane]:
+    """A control plane of its own with no CRDs: a server an older release set up (an old
+    Broker), for tests that install or upgrade CRDs without disturbing the session's."""
+    with running_control_plane("bare") as cp:
+        yield cp
+
+
 @pytest.fixture(scope="session")
 def control_plane() -> Iterator[ControlPlane]:
     """A real etcd + kube-apiserver 1.20 + kube-controller-manager with the CRDs installed."""
-    data = Path(tempfile.mkdtemp(prefix="gn-cp-"))
-    cp = ControlPlane(
-        ControlPlaneConfig(
-            name="test",
-            data_dir=data,
-            apiserver_port=free_port(),
-            etcd_client_port=free_port(),
-            etcd_peer_port=free_port(),
-            # No automatic compaction: tests that need 410 Gone compact etcd themselves,
-            # at the moment they choose.
-            etcd_compaction_interval="0",
-        )
-    )
-    try:
-        cp.start()
+    # No automatic compaction: tests that need 410 Gone compact etcd themselves, at the
+    # moment they choose.
+    with running_control_plane("test", etcd_compaction_interval="0") as cp:
         from kube import crds
         from kube.client import new_api_client
 
@@ -70,9 +64,6 @@ def control_plane() -> Iterator[ControlPlane]:
         finally:
             api.close()
         yield cp
-    finally:
-        cp.stop()
-        shutil.rmtree(data, ignore_errors=True)
 
 
 @pytest.fixture
