@@ -61,10 +61,7 @@ def set_condition(
     new condition or a changed ``status``.
     """
     status = _status_text(status)
-    # Never an empty message: the lab's API server build (Kubernetes 1.20 on Debian's
-    # json-iterator) reads "" in a custom resource as null and refuses the object.
-    desired: Condition = {"type": type, "status": status, "reason": reason,
-                          "message": message or reason}
+    desired: Condition = {"type": type, "status": status, "reason": reason, "message": message}
     if observed_generation is not None:
         desired["observedGeneration"] = observed_generation
     existing = get_condition(conditions, type)

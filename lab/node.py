@@ -23,7 +23,7 @@ Why it is built this way (all measured on this machine kind):
   pod, no masquerade) and `host-local` with its own `dataDir`, from the node's
   pod range of lab/topology.py, so every pod packet is routed by the node and
   crosses its netfilter hooks (kube-proxy, Globalnet);
-* kubelet is patched never to write host sysctls (scripts/patch-kubelet.sh) and
+* kubelet is patched never to write host sysctls (scripts/patch-k8s.sh) and
   runs with cgroupfs under its own pre-created `cgroupRoot`, its own root, a
   serving certificate from the cluster's CA and webhook authentication and
   authorization (the API server presents a client certificate from the same

@@ -13,11 +13,11 @@
 # apt-get at it, so the system's lists are never touched and no archive host is
 # written anywhere by us.
 #
-# kubelet gets one build-time patch: setupNode would otherwise write host-wide
-# sysctls (vm.overcommit_memory, kernel.panic, kernel.panic_on_oops) every time a
-# lab node starts; patched, it only warns about values it would have changed.
-# The cached kubelet carries a stamp naming the patch, so a kubelet built
-# without it (or with an older patch) is rebuilt, never used.
+# kubelet and kube-apiserver get one build-time patch each (scripts/patch-k8s.sh):
+# kubelet's setupNode would otherwise write host-wide sysctls every time a lab node
+# starts, and the API server would refuse an empty string in a custom resource as
+# null. A patched binary carries a stamp naming its patch (COMPONENT.patch-id), so
+# one built without it (or with an older patch) is rebuilt, never used.
 set -euo pipefail
 
 K8S_VERSION="${K8S_VERSION:-v1.20.2}"
@@ -26,19 +26,22 @@ BIN_DIR="$CACHE_DIR/k8s/$K8S_VERSION"
 WORK_DIR="$CACHE_DIR/k8s-build"
 COMPONENTS=(kube-apiserver kube-controller-manager kube-proxy kube-scheduler kubelet)
 
-# The kubelet patch (scripts/patch-kubelet.sh); its id names the cached build.
-KUBELET_PATCH="$(cd "$(dirname "$0")" && pwd)/patch-kubelet.sh"
-KUBELET_PATCH_ID=$(bash "$KUBELET_PATCH" --id)
-KUBELET_STAMP="$BIN_DIR/kubelet.patch-id"
+# The build-time patches (scripts/patch-k8s.sh); each id names a cached build.
+PATCH="$(cd "$(dirname "$0")" && pwd)/patch-k8s.sh"
+mapfile -t PATCHED < <(bash "$PATCH" --components)
+declare -A PATCH_ID
+for c in "${PATCHED[@]}"; do PATCH_ID[$c]=$(bash "$PATCH" --id "$c"); done
 
 say() { printf '[build-k8s] %s\n' "$*"; }
 die() { printf '[build-k8s] error: %s\n' "$*" >&2; exit 1; }
 
-# A component counts as cached only when its binary is there and, for kubelet,
-# the stamp names the current patch.
+stamp() { printf '%s\n' "$BIN_DIR/$1.patch-id"; }
+
+# A component counts as cached only when its binary is there and, if it is patched,
+# its stamp names the current patch.
 have() {
   [[ -x "$BIN_DIR/$1" ]] || return 1
-  [[ $1 != kubelet ]] || [[ "$(cat "$KUBELET_STAMP" 2>/dev/null)" == "$KUBELET_PATCH_ID" ]]
+  [[ -z "${PATCH_ID[$1]:-}" ]] || [[ "$(cat "$(stamp "$1")" 2>/dev/null)" == "${PATCH_ID[$1]}" ]]
 }
 
 have_all() {
@@ -50,11 +53,13 @@ if have_all; then
   say "cached binaries in $BIN_DIR (${COMPONENTS[*]})"
   exit 0
 fi
-# A kubelet without the current patch stamp is never used: drop it before building.
-if [[ -e "$BIN_DIR/kubelet" ]] && ! have kubelet; then
-  say "cached kubelet lacks patch $KUBELET_PATCH_ID: rebuilding it"
-  rm -f "$BIN_DIR/kubelet" "$KUBELET_STAMP"
-fi
+# A patched component without its current patch stamp is never used: drop it first.
+for c in "${PATCHED[@]}"; do
+  if [[ -e "$BIN_DIR/$c" ]] && ! have "$c"; then
+    say "cached $c lacks patch ${PATCH_ID[$c]}: rebuilding it"
+    rm -f "$BIN_DIR/$c" "$(stamp "$c")"
+  fi
+done
 
 command -v go >/dev/null || die "Go is missing: install Debian's golang-go (make deps)"
 command -v dpkg-source >/dev/null || die "dpkg-source is missing: install dpkg-dev (make deps)"
@@ -109,7 +114,7 @@ if [[ ! -f "$src_tree/.globalnet-vendor-fixed" ]]; then
   done
   touch "$src_tree/.globalnet-vendor-fixed"
 fi
-bash "$KUBELET_PATCH" "$src_tree"
+for c in "${PATCHED[@]}"; do bash "$PATCH" "$c" "$src_tree"; done
 
 # --- 3. build ------------------------------------------------------------------
 # Kubernetes' own make (as Debian's rules use it): it runs the code generators
@@ -139,7 +144,7 @@ for c in "${COMPONENTS[@]}"; do
   "$out" --version >/dev/null 2>&1 || die "built $c does not run: $out --version failed"
   cp "$out" "$BIN_DIR/$c.tmp" && mv "$BIN_DIR/$c.tmp" "$BIN_DIR/$c"
   # The stamp goes last: it vouches for a binary built from the patched tree.
-  [[ $c != kubelet ]] || echo "$KUBELET_PATCH_ID" >"$KUBELET_STAMP"
+  [[ -z "${PATCH_ID[$c]:-}" ]] || echo "${PATCH_ID[$c]}" >"$(stamp "$c")"
 done
 say "built ${missing[*]} in $(( $(date +%s) - start )) s"
 say "binaries ready in $BIN_DIR"

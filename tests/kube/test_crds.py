@@ -172,6 +172,22 @@ def test_conditions_written_by_set_condition_are_accepted(api_client: Any) -> No
         assert "status.conditions" in message, message
 
 
+def test_an_empty_string_in_a_custom_resource_is_a_string_not_null(api_client: Any) -> None:
+    """An empty condition message is stored as "" (the API server as built here,
+    with scripts/patch-k8s.sh's kube-apiserver patch: unpatched, go-openapi took ""
+    for null and refused the whole status: `must be of type string: "null"`)."""
+    client = crud.ResourceClient(api_client, resources.GLOBAL_EGRESS_IPS)
+    with temporary_namespace(api_client, "crd") as namespace:
+        obj = client.create(
+            {"metadata": {"name": "geip", "namespace": namespace}, "spec": {"numberOfIPs": 1}}
+        )
+        status: dict[str, Any] = {"conditions": []}
+        conditions.set_condition(status["conditions"], type="Allocated", status=False,
+                                 reason="Pending")
+        written = client.update_status({**obj, "status": status})
+        assert written["status"]["conditions"][0]["message"] == ""
+
+
 def test_install_after_an_uninstall_waits_for_the_crd_being_deleted(api_client: Any) -> None:
     """`gnctl uninstall` then `gnctl join` at once: the old CRD is still terminating (its
     objects are being removed); install waits for it to go, then creates it anew."""

@@ -1,7 +1,8 @@
-"""scripts/patch-kubelet.sh: kubelet must never write host-wide sysctls.
+"""scripts/patch-k8s.sh: kubelet must never write host-wide sysctls, and the API
+server must not take an empty string in a custom resource for null.
 
-The patch is applied to the real source tree at build time (scripts/build-k8s.sh);
-here it runs on a stand-in tree: it applies once, is idempotent, and fails loudly
+The patches are applied to the real source tree at build time (scripts/build-k8s.sh);
+here they run on a stand-in tree: each applies once, is idempotent, and fails loudly
 when the line it replaces is not there exactly once.
 """
 
@@ -12,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-SCRIPT = ROOT / "scripts" / "patch-kubelet.sh"
+SCRIPT = ROOT / "scripts" / "patch-k8s.sh"
 FILE = "pkg/kubelet/cm/container_manager_linux.go"
 SETUP_NODE = (
     "func (cm *containerManagerImpl) setupNode(activePods ActivePodsFunc) error {\n"
@@ -23,7 +24,17 @@ SETUP_NODE = (
 )
 
 
-def run(*args: str) -> subprocess.CompletedProcess[str]:
+TYPE_CHECKS = ("vendor/github.com/go-openapi/validate/type.go",
+               "vendor/k8s.io/kube-openapi/pkg/validation/validate/type.go")
+ZERO_IS_NULL = ("\tif data == nil || reflect.DeepEqual(reflect.Zero(reflect.TypeOf(data)), "
+                "reflect.ValueOf(data)) {\n")
+
+
+def run(*args: str, component: str = "kubelet") -> subprocess.CompletedProcess[str]:
+    if args and args[0] != "--id":
+        args = (component, *args)
+    elif args:
+        args = (*args, component)
     return subprocess.run(["bash", str(SCRIPT), *args], capture_output=True, text=True)
 
 
@@ -69,4 +80,24 @@ def test_patch_fails_without_the_file(tmp_path: Path) -> None:
 def test_the_id_names_the_patch() -> None:
     out = run("--id")
     assert out.returncode == 0 and re.fullmatch(r"[0-9a-f]{12}\n", out.stdout)
-    assert "patch-kubelet.sh" in (ROOT / "scripts" / "build-k8s.sh").read_text()
+    assert "patch-k8s.sh" in (ROOT / "scripts" / "build-k8s.sh").read_text()
+
+
+def test_the_api_server_patch_takes_only_a_json_null_for_null(tmp_path: Path) -> None:
+    """In go-openapi's type check and in its kube-openapi fork (custom resources)."""
+    paths = [tmp_path / check for check in TYPE_CHECKS]
+    for path in paths:
+        path.parent.mkdir(parents=True)
+        path.write_text("func (t *typeValidator) Validate(data interface{}) *Result {\n"
+                        + ZERO_IS_NULL + "\t\treturn result\n\t}\n")
+    out = run(str(tmp_path), component="kube-apiserver")
+    assert out.returncode == 0, out.stderr
+    for path in paths:
+        assert "\tif data == nil {\n" in path.read_text()
+        assert "DeepEqual" not in path.read_text()
+    assert run("--id", component="kube-apiserver").stdout != run("--id").stdout
+
+
+def test_a_component_without_a_patch_is_refused() -> None:
+    out = run("--id", component="kube-proxy")
+    assert out.returncode != 0 and "no patch for kube-proxy" in out.stderr
