@@ -23,13 +23,8 @@ from urllib.parse import urlsplit
 from cli import kubeargs
 from datapath import cable_drivers
 from globalnet.cidr_allocation import DEFAULT_CIDR_RANGE, DEFAULT_CLUSTER_SIZE
-from kube import names
+from kube import names, validation
 
-# A Kubernetes namespace name (RFC 1123 label), checked before the Broker is touched.
-_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-# A node name (RFC 1123 subdomain).
-_LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
-_NODE = re.compile(rf"^(?=.{{1,253}}$){_LABEL}(\.{_LABEL})*$")
 # An image reference as the distribution spec writes it: an optional registry (with a
 # dot or a port, or localhost), lower-case path components, then a tag and/or digest.
 _IMAGE_PATH = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
@@ -194,7 +189,7 @@ def cmd_deploy_broker(args: argparse.Namespace) -> int:
     from deploy import install
     from globalnet.cidr_allocation import validate_range
 
-    if not _NAMESPACE.match(args.broker_namespace):
+    if not validation.is_dns_label(args.broker_namespace):  # before the Broker is touched
         raise install.InstallError(f"--broker-namespace {args.broker_namespace!r} is not a "
                                    "namespace name (a DNS label)")
     validate_range(args.globalnet_cidr_range, args.default_globalnet_cluster_size)
@@ -268,7 +263,7 @@ def _precheck(opts: Any) -> None:
         raise InstallError(f"--image {opts.image!r} is not an image reference "
                            "(REGISTRY/REPOSITORY:TAG, lower-case repository)")
     for node in opts.gateway_nodes:
-        if not _NODE.match(node):
+        if not validation.is_dns_subdomain(node):
             raise InstallError(f"--gateway-node {node!r} is not a node name")
     if opts.dns_service_ip is not None:
         try:

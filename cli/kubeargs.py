@@ -13,9 +13,10 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 from pathlib import Path
 from typing import Any
+
+from kube import validation
 
 
 def default_kubeconfig() -> Path:
@@ -68,12 +69,9 @@ def context_names(text: str) -> list[str]:
     return found
 
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
-
-
 def namespace_name(text: str) -> str:
     """A namespace name (a DNS label; an argparse type)."""
-    if not _DNS_LABEL.match(text):
+    if not validation.is_dns_label(text):
         raise argparse.ArgumentTypeError(f"{text!r} is not a namespace name (a DNS label)")
     return text
 

@@ -67,7 +67,6 @@ import argparse
 import copy
 import importlib.resources
 import ipaddress
-import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -78,7 +77,7 @@ import yaml
 
 from datapath import cable_drivers
 from deploy import rbac
-from kube import crds, names, resources
+from kube import crds, names, resources, validation
 from kube.resources import Resource
 
 JSON = dict[str, Any]
@@ -133,8 +132,6 @@ NAME_LABEL: Final = "app.kubernetes.io/name"
 COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 PART_OF_LABEL: Final = "app.kubernetes.io/part-of"
 
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
 
 
 class OptionsError(ValueError):
@@ -170,7 +167,7 @@ class Options:
     verbose: bool = False
 
     def __post_init__(self) -> None:
-        if not _DNS_LABEL.match(self.cluster_id) or len(self.cluster_id) > 63:
+        if not validation.is_dns_label(self.cluster_id):
             raise OptionsError(f"cluster ID {self.cluster_id!r} is not a DNS-1123 label "
                                "(lower-case letters, digits and '-', at most 63)")
         if self.namespace != names.CLUSTER_NAMESPACE:
@@ -193,7 +190,7 @@ class Options:
             raise OptionsError(f"image {self.image!r}: expected REPOSITORY:TAG")
         if not self.api_server.startswith("https://"):
             raise OptionsError(f"API server {self.api_server!r}: expected an https:// URL")
-        if not _DNS_SUBDOMAIN.match(self.zone):
+        if not validation.is_dns_subdomain(self.zone):
             raise OptionsError(f"zone {self.zone!r} is not a DNS name")
         if not self.cluster_cidrs:
             raise OptionsError("at least one cluster (pod) CIDR is needed")

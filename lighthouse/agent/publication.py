@@ -29,11 +29,10 @@ exporter). Rules, after upstream Lighthouse and the MCS API:
 from __future__ import annotations
 
 import ipaddress
-import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from kube import names
+from kube import names, validation
 from kube import objects as o
 from lighthouse.agent import reasons as r
 from lighthouse.agent.model import (
@@ -45,8 +44,6 @@ from lighthouse.agent.model import (
     Publication,
     pairs,
 )
-
-_DNS_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")
 
 GLOBAL_IP_PENDING_MESSAGE = "Service doesn't have a global IP yet"
 
@@ -84,7 +81,7 @@ class Decision:
 
 def dns_label_or_none(name: str | None) -> str | None:
     """``name`` when it can be an EndpointSlice hostname (a DNS label), else None."""
-    if name and _DNS_LABEL.match(name):
+    if name and validation.is_dns_label(name):
         return name
     return None
 
@@ -222,22 +219,6 @@ def _optional_str(value: object) -> str | None:
     return str(value) if isinstance(value, str) and value else None
 
 
-_LABEL_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_DNS_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-
-
-def _valid_key(key: str) -> bool:
-    """A label or annotation key: ``[prefix/]name`` (Kubernetes' qualified name)."""
-    prefix, _, name = key.rpartition("/")
-    if prefix and (len(prefix) > 253 or not _DNS_SUBDOMAIN.match(prefix)):
-        return False
-    return len(name) <= 63 and bool(_LABEL_NAME.match(name))
-
-
-def _valid_label_value(value: str) -> bool:
-    return value == "" or (len(value) <= 63 and bool(_LABEL_NAME.match(value)))
-
-
 def _exported(items: Pairs, *, reserved: frozenset[str], what: str, labels: bool
               ) -> tuple[Pairs, list[str]]:
     """The entries the API server will take, and a note for each one left out."""
@@ -245,9 +226,9 @@ def _exported(items: Pairs, *, reserved: frozenset[str], what: str, labels: bool
     for key, value in items:
         if key in reserved:
             notes.append(f"{what} {key} (reserved)")
-        elif not _valid_key(key):
+        elif not validation.is_qualified_name(key):
             notes.append(f"{what} {key} (not a valid key)")
-        elif labels and not _valid_label_value(value):
+        elif labels and not validation.is_label_value(value):
             notes.append(f"{what} {key}={value} (not a valid label value)")
         else:
             kept.append((key, value))

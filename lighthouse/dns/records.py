@@ -31,11 +31,12 @@ Rules:
 from __future__ import annotations
 
 import ipaddress
-import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Final
+
+from kube import validation
 
 __all__ = [
     "ALL",
@@ -74,13 +75,11 @@ Listener = Callable[[frozenset[DepKey] | None], None]
 
 PROTOCOLS: Final = frozenset({"TCP", "UDP", "SCTP"})
 
-# RFC 1123 label, as Kubernetes validates namespace, service and cluster names.
-_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 def _label(value: str, what: str) -> str:
     low = value.lower()
-    if not _LABEL.match(low):
+    if not validation.is_dns_label(low):
         raise ValueError(f"{what} {value!r} is not a DNS label (RFC 1123)")
     return low
 
