@@ -142,13 +142,22 @@ class Controller:
 
 def write_status(client: ResourceClient, obj: JSON, mutate: Callable[[JSON], bool]) -> bool:
     """Change ``obj``'s status with ``mutate`` (which says whether it changed anything);
-    write it if so. Returns whether anything was written.
+    write it if so. Returns whether anything was written (``write_changed`` to the
+    status subresource)."""
+    return write_changed(client, obj, mutate, client.update_status)
+
+
+def write_changed(client: ResourceClient, obj: JSON, mutate: Callable[[JSON], bool],
+                  write: Callable[[JSON], object]) -> bool:
+    """Change ``obj`` with ``mutate`` (which says whether it changed anything) and
+    ``write`` it if so (``client.update``, ``client.update_status``). Returns whether
+    anything was written.
 
     Starts from ``obj``, the cached copy. A 409 (the cache lags behind the server,
     usually behind our own last write) re-reads the object and applies ``mutate`` to the
-    fresh copy, so status never waits for a queue backoff; after
-    ``WRITE_ATTEMPTS`` conflicts the key goes back to the queue. An object that
-    is gone (404, on the write or the re-read) has no status to write.
+    fresh copy, so a write never waits for a queue backoff; after
+    ``WRITE_ATTEMPTS`` conflicts the key goes back to the queue (RuntimeError). An
+    object that is gone (404, on the write or the re-read) has nothing to write.
     """
     current: JSON | None = obj
     for _ in range(WRITE_ATTEMPTS):
@@ -158,7 +167,7 @@ def write_status(client: ResourceClient, obj: JSON, mutate: Callable[[JSON], boo
         if not mutate(updated):
             return False
         try:
-            client.update_status(updated)
+            write(updated)
             return True
         except Exception as exc:
             if errors.is_not_found(exc):
@@ -166,4 +175,4 @@ def write_status(client: ResourceClient, obj: JSON, mutate: Callable[[JSON], boo
             if not errors.is_conflict(exc):
                 raise
         current = client.get_or_none(o.name(obj), namespace=o.namespace(obj) or None)
-    raise RuntimeError(f"status of {client.resource.kind} {o.key(obj)} kept changing under us")
+    raise RuntimeError(f"{client.resource.kind} {o.key(obj)} kept changing under us")

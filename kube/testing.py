@@ -201,9 +201,5 @@ def install_legacy_mcs_crds(api_client: ApiClient, *, timeout: float = 30.0) -> 
     manifests = legacy_mcs_crd_manifests()
     for manifest in manifests:
         definitions.create(manifest)
-
-    def established() -> bool:
-        return all(crds._established(definitions.get(m["metadata"]["name"]))
-                   for m in manifests)
-
-    await_condition(established, timeout=timeout, message="legacy MCS CRDs Established")
+    crds.await_established(definitions, [m["metadata"]["name"] for m in manifests],
+                           timeout=timeout)

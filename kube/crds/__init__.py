@@ -107,6 +107,20 @@ def _await_gone(client: crud.ResourceClient, name: str, timeout: float = 60.0) -
         time.sleep(0.1)
 
 
+def await_established(client: crud.ResourceClient, names: list[str], *,
+                      timeout: float = 30.0) -> None:
+    """Wait until the server reports every CRD of ``names`` Established."""
+    pending = set(names)
+    deadline = time.monotonic() + timeout
+    while True:
+        pending = {name for name in pending if not _established(client.get(name))}
+        if not pending:
+            return
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"CRDs not Established after {timeout}s: {sorted(pending)}")
+        time.sleep(0.1)
+
+
 def install_crds(api_client: ApiClient, *, timeout: float = 30.0,
                  exclude_groups: tuple[str, ...] = ()) -> None:
     """Create or update every CRD, wait until the server reports each Established, then
@@ -118,14 +132,7 @@ def install_crds(api_client: ApiClient, *, timeout: float = 30.0,
     manifests = [m for m in load_crd_manifests() if m["spec"]["group"] not in exclude_groups]
     for manifest in manifests:
         _create_or_update(client, manifest)
-    pending = {manifest["metadata"]["name"] for manifest in manifests}
-    deadline = time.monotonic() + timeout
-    while True:
-        pending = {name for name in pending if not _established(client.get(name))}
-        if not pending:
-            break
-        if time.monotonic() >= deadline:
-            raise TimeoutError(f"CRDs not Established after {timeout}s: {sorted(pending)}")
-        time.sleep(0.1)
+    await_established(client, [manifest["metadata"]["name"] for manifest in manifests],
+                      timeout=timeout)
     for manifest in manifests:
         migration.migrate_stored_versions(api_client, manifest["metadata"]["name"])

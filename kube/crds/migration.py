@@ -17,15 +17,13 @@ import logging
 import time
 from typing import Any
 
-from kube import crud, errors, rest
+from kube import controller, crud, errors, rest
 from kube.resources import CUSTOM_RESOURCE_DEFINITIONS, Resource
 from kube.rest import ApiClient
 
 log = logging.getLogger(__name__)
 
 JSON = dict[str, Any]
-
-WRITE_ATTEMPTS = 5
 
 
 def storage_version(crd: JSON) -> str:
@@ -85,25 +83,10 @@ def await_storage_version(api_client: ApiClient, resource: Resource, *,
 
 
 def _rewrite(client: crud.ResourceClient, obj: JSON) -> bool:
-    """Write ``obj`` back as it is (re-read on 409); False if it is gone meanwhile."""
-    meta = obj["metadata"]
-    for _ in range(WRITE_ATTEMPTS):
-        try:
-            client.update(obj)
-            return True
-        except Exception as exc:
-            if errors.is_not_found(exc):
-                return False
-            if not errors.is_conflict(exc):
-                raise
-        # Someone else wrote it: their write stored it at the storage version already,
-        # but re-writing the fresh copy costs nothing and needs no proof of that.
-        fresh = client.get_or_none(meta["name"], namespace=meta.get("namespace"))
-        if fresh is None:
-            return False
-        obj = fresh
-    raise RuntimeError(f"{obj.get('kind')} {meta.get('namespace')}/{meta['name']} kept "
-                       "changing while being migrated")
+    """Write ``obj`` back as it is (a fresh copy on 409: someone else's write stored it
+    at the storage version already, but re-writing costs nothing and needs no proof of
+    that); False if it is gone meanwhile."""
+    return controller.write_changed(client, obj, lambda _obj: True, client.update)
 
 
 def migrate_stored_versions(api_client: ApiClient, crd_name: str) -> int:
@@ -121,16 +104,12 @@ def migrate_stored_versions(api_client: ApiClient, crd_name: str) -> int:
     await_storage_version(api_client, resource)
     client = crud.ResourceClient(api_client, resource)
     migrated = sum(_rewrite(client, obj) for obj in client.list().items)
-    for _ in range(WRITE_ATTEMPTS):
-        crd.setdefault("status", {})["storedVersions"] = [target]
-        try:
-            definitions.update_status(crd)
-            break
-        except Exception as exc:
-            if not errors.is_conflict(exc):
-                raise
-        crd = definitions.get(crd_name)
-    else:
-        raise RuntimeError(f"CRD {crd_name} kept changing; storedVersions not updated")
+
+    def only_the_storage_version(fresh: JSON) -> bool:
+        status = fresh.setdefault("status", {})
+        before, status["storedVersions"] = status.get("storedVersions"), [target]
+        return bool(before != [target])
+
+    controller.write_status(definitions, crd, only_the_storage_version)
     log.info("CRD %s: %d object(s) re-stored at %s", crd_name, migrated, target)
     return migrated
