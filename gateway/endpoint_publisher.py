@@ -24,8 +24,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from kube import errors, resources
 from kube import objects as o
-from kube import resources
 from kube.crud import ResourceClient
 from kube.informer import Informer
 
@@ -51,7 +51,7 @@ class EndpointPublisher:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.problem: str | None = None  # the last round's failure, for the status
+        self.problem: str | None = None  # the last round's failure: the Gateway status
 
     def want(self, spec: JSON) -> None:
         """Publish `spec` (again: a round also repairs an Endpoint deleted by hand)."""
@@ -92,7 +92,8 @@ class EndpointPublisher:
                 self.publish_once(spec)
                 self.problem = None
             except Exception as exc:  # the Broker down or refusing: retried
-                self.problem = f"could not publish the Endpoint to the Broker: {exc}"
+                self.problem = ("could not publish the Endpoint to the Broker: "
+                                f"{errors.message_of(exc)}")
                 log.warning("%s", self.problem)
                 self._stop.wait(RETRY_S)
                 self._wake.set()

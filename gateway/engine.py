@@ -189,8 +189,7 @@ def cable_state(cable: Cable, state: PeerState | None, now: float) -> JSON:
     out: JSON = {"driver": cable.driver, "implementation": cable.implementation()}
     if state is not None:
         out.update(rxBytes=state.rx_bytes, txBytes=state.tx_bytes)
-        if state.latest_handshake:  # absent, not "", before the first one (an API
-            # server of the lab's build rejects an empty string in a typed field)
+        if state.latest_handshake:  # both absent before the first one
             out["latestHandshake"] = time.strftime("%Y-%m-%dT%H:%M:%SZ",
                                                    time.gmtime(state.latest_handshake))
             out["handshakeAgeSeconds"] = max(0, int(now - state.latest_handshake))
@@ -481,8 +480,9 @@ class GatewayEngine:
         status: JSON = {"haStatus": "active", "localEndpoint": spec,
                         "connections": [self._check(ep, refused.get(o.name(ep)), failure,
                                                     peers) for ep in remotes]}
-        if failure:
-            status["statusFailure"] = failure
+        if failure or self.publisher.problem:
+            status["statusFailure"] = "; ".join(
+                p for p in (failure, self.publisher.problem) if p)
         self._report(self._with_ctsync(status))
 
     def endpoint_spec(self) -> JSON:

@@ -106,9 +106,10 @@ class RouteAgent:
         node = self.nodes.get(self.node_name)
         if node is None:
             return
-        gateway = o.labels(node).get(names.GATEWAY_LABEL) == names.GATEWAY_LABEL_VALUE
-        if gateway or self._leftovers_cleared:
-            self._leftovers_cleared = self._leftovers_cleared and not gateway
+        if o.labels(node).get(names.GATEWAY_LABEL) == names.GATEWAY_LABEL_VALUE:
+            self._leftovers_cleared = False  # a gateway again: its next removal counts
+            return
+        if self._leftovers_cleared:
             return
         removed = RouteTable(self.table.netns, proto=RTPROT_CABLE).clear()
         try:

@@ -278,8 +278,8 @@ def test_a_hanging_broker_holds_up_neither_the_cable_nor_stepping_down(
 
 def test_a_cable_without_a_handshake_yet_is_a_status_the_api_server_takes(
         api_client: Any, tmp_path: Path) -> None:
-    """Before WireGuard's first handshake: the status written then (this lab's API
-    server build turns an empty string in a typed field into null and refuses it)."""
+    """Before WireGuard's first handshake: the status written then is one the API
+    server takes (no handshake time, counters at zero)."""
     wg = WireguardCable("198.18.9.1", state_dir=tmp_path)
     wg.mode = "wireguard-go"
     gateways = crud.ResourceClient(api_client, resources.GATEWAYS)
@@ -293,3 +293,42 @@ def test_a_cable_without_a_handshake_yet_is_a_status_the_api_server_takes(
         gateway["status"] = {"haStatus": "active", "connections": [conn]}
         written = gateways.update_status(gateway, namespace=ns)
         assert written["status"]["connections"][0]["cable"]["rxBytes"] == 0
+
+
+def test_a_broker_that_refuses_the_endpoint_is_named_in_the_gateway_status(
+        api_client: Any, make_netns: Callable[[str], str]) -> None:
+    """The Broker unreachable (nothing listens at its address): the cable still
+    follows the remote Endpoint the cluster holds, and the Gateway status says why
+    the Endpoint is not published, in one line."""
+    gw = make_netns("refu")
+    netns.ensure_veth(netns=gw, ifname="ul0", peer_netns=make_netns("rfar"), peer_ifname="ul0",
+                      address="198.18.10.1/24", peer_address="198.18.10.2/24")
+    closed = socket.socket()
+    closed.bind(("127.0.0.1", 0))
+    port = closed.getsockname()[1]
+    closed.close()  # nothing listens there now: connections are refused
+    broker = ApiClient(Configuration(host=f"http://127.0.0.1:{port}"))
+    endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
+    gateways = crud.ResourceClient(api_client, resources.GATEWAYS)
+    with temporary_namespace(api_client, "member") as member_ns:
+        endpoints.create(endpoint("west-gw", "west", "198.18.10.2", "242.85.0.0/16"),
+                         namespace=member_ns)
+        cfg = EngineConfig(cluster_id="east", node_name="east-gw", private_ip="198.18.10.1",
+                           subnets=("242.84.0.0/16",), namespace=member_ns,
+                           lease_duration=2.0, renew_deadline=1.5, retry_period=0.25,
+                           health_period=0.2)
+        engine = GatewayEngine(local_api=api_client, broker_api=broker, cfg=cfg,
+                               cable=VxlanCable("198.18.10.1", netns=gw)).start()
+        try:
+            def failure() -> str | None:
+                obj = gateways.get_or_none("east-gw", namespace=member_ns) or {}
+                return (obj.get("status") or {}).get("statusFailure")
+
+            message = await_condition(failure, timeout=30, message="a publish failure")
+            assert message is not None
+            assert message.startswith("could not publish the Endpoint to the Broker: ")
+            assert "\n" not in message
+            assert "via 240.18.10.2" in netns.run(gw, ["ip", "route", "show",
+                                                       "242.85.0.0/16"])
+        finally:
+            engine.stop()
