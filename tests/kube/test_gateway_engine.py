@@ -12,10 +12,11 @@ and 198.18.7.2 (remote), global CIDRs 242.80/81.0.0/16.
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -235,45 +236,64 @@ def test_the_engine_replicates_conntrack_state_to_the_other_gateway_nodes(
         assert not sync.running()
 
 
+@contextlib.contextmanager
+def engine_beside(api_client: Any, make_netns: Callable[[str], str], broker: ApiClient,
+                  net: int, eligible: Callable[[], bool] | None = None
+                  ) -> Iterator[tuple[GatewayEngine, str, str]]:
+    """East's engine (underlay 198.18.<net>.1, global CIDR 242.<2 net>.0.0/16) with
+    `broker` for its Broker, west's Endpoint (198.18.<net>.2) already copied in:
+    (engine, its netns, the cluster namespace)."""
+    gw = make_netns(f"bk{net}")
+    netns.ensure_veth(netns=gw, ifname="ul0", peer_netns=make_netns(f"bkfar{net}"),
+                      peer_ifname="ul0", address=f"198.18.{net}.1/24",
+                      peer_address=f"198.18.{net}.2/24")
+    endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
+    with temporary_namespace(api_client, "member") as member_ns:
+        endpoints.create(endpoint("west-gw", "west", f"198.18.{net}.2",
+                                  f"242.{2 * net + 1}.0.0/16"), namespace=member_ns)
+        cfg = EngineConfig(cluster_id="east", node_name="east-gw",
+                           private_ip=f"198.18.{net}.1", subnets=(f"242.{2 * net}.0.0/16",),
+                           namespace=member_ns, lease_duration=2.0, renew_deadline=1.5,
+                           retry_period=0.25, health_period=0.2)
+        engine = GatewayEngine(local_api=api_client, broker_api=broker, cfg=cfg,
+                               cable=VxlanCable(f"198.18.{net}.1", netns=gw),
+                               eligible=eligible).start()
+        try:
+            yield engine, gw, member_ns
+        finally:
+            engine.stop()
+
+
+def cable_to_west(gw: str, net: int) -> bool:
+    return f"via 240.18.{net}.2" in netns.run(gw, ["ip", "route", "show",
+                                                 f"242.{2 * net + 1}.0.0/16"])
+
+
 def test_a_hanging_broker_holds_up_neither_the_cable_nor_stepping_down(
         api_client: Any, make_netns: Callable[[str], str]) -> None:
     """The Broker accepts connections and never answers (the publisher's request
     waits for its whole read timeout): the cable still follows the remote
     Endpoint, and a gateway that turns ineligible removes its cable at once -
     a deposed gateway's cable left up sends its node's replies into a dead tunnel."""
-    gw = make_netns("hang")
-    netns.ensure_veth(netns=gw, ifname="ul0", peer_netns=make_netns("hfar"), peer_ifname="ul0",
-                      address="198.18.8.1/24", peer_address="198.18.8.2/24")
     silent = socket.socket()
     silent.bind(("127.0.0.1", 0))
     silent.listen(16)  # the kernel completes the handshakes; nobody reads
     broker = ApiClient(Configuration(host=f"http://127.0.0.1:{silent.getsockname()[1]}"))
     eligible = threading.Event()
     eligible.set()
-    endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
-    with temporary_namespace(api_client, "member") as member_ns:
-        endpoints.create(endpoint("west-gw", "west", "198.18.8.2", "242.83.0.0/16"),
-                         namespace=member_ns)
-        cfg = EngineConfig(cluster_id="east", node_name="east-gw", private_ip="198.18.8.1",
-                           subnets=("242.82.0.0/16",), namespace=member_ns,
-                           lease_duration=2.0, renew_deadline=1.5, retry_period=0.25,
-                           health_period=0.2)
-        engine = GatewayEngine(local_api=api_client, broker_api=broker, cfg=cfg,
-                               cable=VxlanCable("198.18.8.1", netns=gw),
-                               eligible=eligible.is_set).start()
-        try:
-            await_condition(
-                lambda: "via 240.18.8.2" in netns.run(gw, ["ip", "route", "show",
-                                                           "242.83.0.0/16"]),
-                timeout=20, message="the cable to west, the Broker hanging")
+    try:
+        with engine_beside(api_client, make_netns, broker, 8, eligible.is_set) as (
+                engine, gw, _ns):
+            await_condition(lambda: cable_to_west(gw, 8), timeout=20,
+                            message="the cable to west, the Broker hanging")
             time.sleep(0.5)  # the publisher's request is in flight
             eligible.clear()
             await_condition(lambda: not engine.cable.exists(), timeout=5,
                             message="the cable removed while the Broker hangs")
             assert not engine.active
-        finally:
-            silent.close()
-            engine.stop()
+            silent.close()  # before the engine stops: the hanging request fails at once
+    finally:
+        silent.close()
 
 
 def test_a_cable_without_a_handshake_yet_is_a_status_the_api_server_takes(
@@ -300,35 +320,19 @@ def test_a_broker_that_refuses_the_endpoint_is_named_in_the_gateway_status(
     """The Broker unreachable (nothing listens at its address): the cable still
     follows the remote Endpoint the cluster holds, and the Gateway status says why
     the Endpoint is not published, in one line."""
-    gw = make_netns("refu")
-    netns.ensure_veth(netns=gw, ifname="ul0", peer_netns=make_netns("rfar"), peer_ifname="ul0",
-                      address="198.18.10.1/24", peer_address="198.18.10.2/24")
     closed = socket.socket()
     closed.bind(("127.0.0.1", 0))
     port = closed.getsockname()[1]
     closed.close()  # nothing listens there now: connections are refused
     broker = ApiClient(Configuration(host=f"http://127.0.0.1:{port}"))
-    endpoints = crud.ResourceClient(api_client, resources.SUBMARINER_ENDPOINTS)
     gateways = crud.ResourceClient(api_client, resources.GATEWAYS)
-    with temporary_namespace(api_client, "member") as member_ns:
-        endpoints.create(endpoint("west-gw", "west", "198.18.10.2", "242.85.0.0/16"),
-                         namespace=member_ns)
-        cfg = EngineConfig(cluster_id="east", node_name="east-gw", private_ip="198.18.10.1",
-                           subnets=("242.84.0.0/16",), namespace=member_ns,
-                           lease_duration=2.0, renew_deadline=1.5, retry_period=0.25,
-                           health_period=0.2)
-        engine = GatewayEngine(local_api=api_client, broker_api=broker, cfg=cfg,
-                               cable=VxlanCable("198.18.10.1", netns=gw)).start()
-        try:
-            def failure() -> str | None:
-                obj = gateways.get_or_none("east-gw", namespace=member_ns) or {}
-                return (obj.get("status") or {}).get("statusFailure")
+    with engine_beside(api_client, make_netns, broker, 10) as (_engine, gw, member_ns):
+        def failure() -> str | None:
+            obj = gateways.get_or_none("east-gw", namespace=member_ns) or {}
+            return (obj.get("status") or {}).get("statusFailure")
 
-            message = await_condition(failure, timeout=30, message="a publish failure")
-            assert message is not None
-            assert message.startswith("could not publish the Endpoint to the Broker: ")
-            assert "\n" not in message
-            assert "via 240.18.10.2" in netns.run(gw, ["ip", "route", "show",
-                                                       "242.85.0.0/16"])
-        finally:
-            engine.stop()
+        message = await_condition(failure, timeout=30, message="a publish failure")
+        assert message is not None
+        assert message.startswith("could not publish the Endpoint to the Broker: ")
+        assert "\n" not in message
+        assert cable_to_west(gw, 10)
