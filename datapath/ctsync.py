@@ -196,6 +196,12 @@ class ConntrackSync:
         child = self._child
         return child is not None and child.poll() is None
 
+    def ready(self) -> bool:
+        """Running and past its initialisation (its control socket is there): events
+        from now on are replicated; a connection made before may not be until the
+        next change of its state."""
+        return self.running() and (self.run_dir / "conntrackd.ctl").exists()
+
     def converge(self, link: SyncLink | None) -> None:
         """Run conntrackd for `link` (restarted when it changed or died); None: none."""
         with self._lock:

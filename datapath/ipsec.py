@@ -86,7 +86,7 @@ from datapath import daemons
 from datapath import netns as nsutil
 from datapath.cable import CableError, PeerState, RemoteGateway, configure_device
 from datapath.netlink import IPRoute
-from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
+from datapath.routes import ConvergeResult, Route, cable_routes
 
 log = logging.getLogger(__name__)
 
@@ -317,7 +317,7 @@ class IpsecCable:
         self.daemon, self.charon_path = daemon, charon
         self.local_subnets = tuple(str(netaddr.IPNetwork(s).cidr) for s in local_subnets)
         self.paths = Paths(run_root)
-        self.routes = RouteTable(netns, proto=RTPROT_CABLE)
+        self.routes = cable_routes(netns)
         self._proc: subprocess.Popen[bytes] | None = None
         self._psk_loaded = False
         self._wanted: set[str] = set()  # connection names of the last converge

@@ -23,7 +23,7 @@ import netaddr
 
 from datapath.cable import PeerState, RemoteGateway, configure_device
 from datapath.netlink import IPRoute
-from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
+from datapath.routes import ConvergeResult, Route, cable_routes
 
 # RemoteGateway lives in datapath.cable now, shared by every driver; still here too.
 __all__ = ["IFNAME", "OVERHEAD", "PORT", "TUNNEL_NET", "VNI", "ZERO_MAC", "RemoteGateway",
@@ -54,7 +54,7 @@ class VxlanCable:
         self.local_ip = local_ip
         self.netns = netns
         self.mtu = mtu - OVERHEAD
-        self.routes = RouteTable(netns, proto=RTPROT_CABLE)
+        self.routes = cable_routes(netns)
 
     def _ipr(self) -> IPRoute:
         return IPRoute(netns=self.netns) if self.netns else IPRoute()

@@ -41,7 +41,7 @@ from datapath import daemons
 from datapath import netns as nsutil
 from datapath.cable import CableError, PeerState, RemoteGateway, configure_device
 from datapath.netlink import IPRoute
-from datapath.routes import RTPROT_CABLE, ConvergeResult, Route, RouteTable
+from datapath.routes import ConvergeResult, Route, cable_routes
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +152,7 @@ class WireguardCable:
         self.mtu = mtu - OVERHEAD
         self.run_root, self.want = run_root, implementation
         self.private_key, self.public_key = load_or_create_key(state_dir)
-        self.routes = RouteTable(netns, proto=RTPROT_CABLE)
+        self.routes = cable_routes(netns)
         self.mode: str | None = None  # "kernel" or USERSPACE once the device is known
         self._proc: subprocess.Popen[bytes] | None = None
         self._ips: dict[str, str] = {}  # public key -> remote private IP

@@ -540,7 +540,8 @@ class GatewayEngine:
         link = self.ctsync.link
         sync: JSON = {"peers": list(link.peers) if link else [],
                       "state": ("error" if self._ctsync_problem else
-                                "running" if self.ctsync.running() else "idle")}
+                                "running" if self.ctsync.ready() else
+                                "starting" if self.ctsync.running() else "idle")}
         if self._ctsync_problem:
             sync["statusMessage"] = self._ctsync_problem
         return {**status, "conntrackSync": sync}

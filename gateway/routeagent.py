@@ -11,7 +11,9 @@ exactly one route per remote CIDR via the gateway node (`datapath.routes`,
 `proto 149`); on the gateway node itself it holds none (the gateway engine
 routes from there). Any change of nodes or clusters reconverges at once, and so
 does any change to a route of ours in the kernel (netlink notifications): a
-route deleted by hand is back within moments. A periodic check remains.
+route deleted by hand is back within moments, and a destination the deposed
+gateway's cable still routes is ours the moment its engine lets it go. A
+periodic check remains.
 
     python -m gateway.routeagent --kubeconfig K --node-name N --cluster-id C [--netns NS]
 """
@@ -91,6 +93,9 @@ class RouteAgent:
             on_update=lambda a, b: self._dirty.set() if holder_of(a) != holder_of(b) else None)
         self._thread: threading.Thread | None = None
         self._leftovers_cleared = False  # of a gateway, on this node since it is none
+        # The destinations of the routes we want (set before each converge reads the
+        # kernel): a change to any route to them, anyone's, is a reason to converge.
+        self._destinations: frozenset[str] = frozenset()
 
     def desired(self) -> set[Route]:
         lease = next((x for x in self.leases.list() if o.name(x) == names.GATEWAY_LEASE), None)
@@ -134,8 +139,10 @@ class RouteAgent:
         return self
 
     def _watch_kernel(self) -> None:
-        """A route of ours changed by anyone (a hand deletion, too): converge now."""
-        events = RouteEvents(self.table.netns, proto=self.table.proto)
+        """A route of ours changed by anyone (a hand deletion, too), or any route to a
+        destination we want (a deposed cable's going): converge now."""
+        events = RouteEvents(self.table.netns, proto=self.table.proto,
+                             destinations=lambda: self._destinations)
         try:
             while not self._stop.is_set():
                 if events.changed(0.5):
@@ -161,14 +168,15 @@ class RouteAgent:
             self._dirty.clear()
             try:
                 desired = self.desired()
+                self._destinations = frozenset(r.dst for r in desired)
                 result = self.table.converge(desired)
+                self._clear_gateway_leftovers()
             except Exception:
                 metrics.ROUTE_CONVERGES.labels(result="error").inc()
                 log.exception("routes not converged; retrying")
                 self._stop.wait(1.0)
                 self._dirty.set()
                 continue
-            self._clear_gateway_leftovers()
             metrics.ROUTE_CONVERGES.labels(result="ok").inc()
             metrics.ROUTES.set(len(desired))
             metrics.ROUTE_CHANGES.labels(op="add").inc(len(result.added))

@@ -67,8 +67,7 @@ def assert_one_active_and_routed(lab: Lab, cluster: str, dead: tuple[str, ...] =
     left out."""
     active = active_gateway(lab, cluster)
     assert active
-    gateways = lab.cluster(cluster).client(resources.GATEWAYS).list(
-        namespace=names.CLUSTER_NAMESPACE).items
+    live = sorted(n.name for n in lab.plan.cluster(cluster).gateways if n.name not in dead)
 
     def statuses() -> dict[str, str]:
         return {g["metadata"]["name"]: (g.get("status") or {}).get("haStatus", "")
@@ -76,17 +75,24 @@ def assert_one_active_and_routed(lab: Lab, cluster: str, dead: tuple[str, ...] =
                     namespace=names.CLUSTER_NAMESPACE).items
                 if g["metadata"]["name"] not in dead}
 
-    await_condition(lambda: [n for n, s in statuses().items() if s == "active"] == [active],
-                    timeout=10, message=lambda: f"one active Gateway, {active}: {statuses()}")
-    assert len(gateways) == 2
+    # Each live gateway node's engine reports (a standby's first report may still be on
+    # its way when the lab is up): the Lease holder active, the others passive.
+    wanted_statuses = {n: "active" if n == active else "passive" for n in live}
+    await_condition(lambda: statuses() == wanted_statuses, timeout=10,
+                    message=lambda: f"{active} active, the others passive: {statuses()}")
     assert lab.state is not None
     wanted = {ns: routes for ns, routes in
               node_routes(lab.plan, lab.state.global_cidrs, {cluster: active}).items()
               if ns.startswith(f"{lab.plan.prefix}{cluster}-")
               and not any(ns == n.netns for n in lab.plan.cluster(cluster).nodes
                           if n.name in dead)}
-    await_condition(lambda: all(routes_of(ns) == r for ns, r in wanted.items()), timeout=10,
-                    message="every other node routing to the active gateway")
+
+    def misrouted() -> dict[str, tuple[set[tuple[str, str]], set[tuple[str, str]]]]:
+        """Node namespace -> (routes held, routes wanted), where they differ."""
+        return {ns: (held, r) for ns, r in wanted.items() if (held := routes_of(ns)) != r}
+
+    await_condition(lambda: not misrouted(), timeout=10,
+                    message=lambda: f"every other node routing to {active}: {misrouted()}")
     for node in lab.plan.cluster(cluster).gateways:
         if node.name != active and node.name not in dead:
             routes = netns.run(node.netns, ["ip", "route", "show", "proto", "150"])

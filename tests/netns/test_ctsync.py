@@ -73,6 +73,9 @@ def topology(make_netns: Callable[[str], str], tmp: Path, *, sync: bool
             s = ConntrackSync(tmp / gw, netns=ns[gw])
             s.converge(SyncLink(me, (peer,), ("242.0.0.0/8",)))
             syncs.append(s)
+        deadline = time.monotonic() + 10
+        while not all(s.ready() for s in syncs) and time.monotonic() < deadline:
+            time.sleep(0.05)
     try:
         yield ns
     finally:
