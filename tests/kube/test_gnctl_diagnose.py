@@ -216,6 +216,17 @@ def test_an_export_without_a_service_import_fails(capsys: pytest.CaptureFixture[
     assert mine and all(c["verdict"] == "PASS" for c in mine.values()), mine
     assert any(n.startswith(f"ServiceImport {ns}/{name}") for n in mine)
 
+    # The import lists c1, but no cluster has a ready endpoint: a warning with why.
+    imports = crud.ResourceClient(world.api, resources.SERVICE_IMPORTS)
+    imported = imports.get(name, namespace=ns)
+    imported["status"]["conditions"] = _condition(
+        lreasons.READY, False, lreasons.PENDING, "No ready endpoint yet in [c1]")
+    imports.update_status(imported)
+    _code, checks = diagnose(capsys, world, "service-discovery")
+    [unready] = [c for (g, n), c in checks.items() if n.startswith(f"ServiceImport {ns}/{name}")]
+    assert unready["verdict"] == "WARN", unready
+    assert "not Ready" in unready["message"] and lreasons.PENDING in unready["message"]
+
 
 def test_the_table_says_each_verdict_and_hint(capsys: pytest.CaptureFixture[str],
                                               world: World) -> None:
