@@ -14,9 +14,9 @@ route to the old active gateway and the new cable's route are for the same
 destinations. The cable, whose engine holds the gateway Lease, takes them over
 at once (`cable_routes`: it overrides proto 149), whatever the route agent has
 seen yet; the route agent, the other way round, waits for the deposed cable's
-routes to go and is told the moment they do (`RouteEvents.changed` with the
-destinations it could not route): a node's traffic never waits for a periodic
-round at a failover.
+routes to go and is told the moment they do (`RouteEvents` watching every route
+to a destination it wants): a node's traffic never waits for a periodic round
+at a failover.
 """
 
 from __future__ import annotations

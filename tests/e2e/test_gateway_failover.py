@@ -1,6 +1,6 @@
-"""Active/passive gateways in the lab: two gateway nodes per cluster, one active
-by the gateway Lease, the other a hot standby; failover when the active one is
-cut off its underlay link or dies, and back.
+"""Active/passive gateways in the lab, over VXLAN and WireGuard: two gateway nodes
+per cluster, one active by the gateway Lease, the other a hot standby; failover
+when the active one is cut off its underlay link or dies, and back.
 
 A probe in c1's client pod opens a new TCP connection to c2's exported `web`
 service (by global IP) every 50 ms (`lab.probe.ConnectProbe`); the gap is the longest time
@@ -32,9 +32,14 @@ from tests.e2e.conftest import running_lab
 
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
 
-@pytest.fixture(scope="module")
-def lab(lab_root: Path) -> Iterator[Lab]:
-    with running_lab(lab_root, "f", globalnet=True, gateways=2) as running:
+# IPsec is not among them yet: 2 of 5 of its link-down failovers in `bench.failover`
+# were followed by seconds of sporadic probe failures (cause not found yet).
+@pytest.fixture(scope="module", params=("vxlan", "wireguard"))
+def lab(lab_root: Path, request: pytest.FixtureRequest) -> Iterator[Lab]:
+    """One lab per cable driver: every scenario over each (the SIGKILL one last, its
+    node stays dead)."""
+    with running_lab(lab_root, "f", globalnet=True, gateways=2,
+                     cable_driver=request.param) as running:
         yield running
 
 
