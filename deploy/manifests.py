@@ -133,7 +133,6 @@ COMPONENT_LABEL: Final = "app.kubernetes.io/component"
 PART_OF_LABEL: Final = "app.kubernetes.io/part-of"
 
 
-
 class OptionsError(ValueError):
     """Options the manifests cannot be rendered from; the message is one line."""
 

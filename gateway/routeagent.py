@@ -30,7 +30,7 @@ from typing import Any
 
 from datapath import netns
 from datapath.ctsync import ConntrackSyncError, Standby
-from datapath.routes import RTPROT_CABLE, Route, RouteEvents, RouteTable
+from datapath.routes import Route, RouteEvents, RouteTable, cable_routes
 from gateway import metrics
 from kube import daemon, names, resources
 from kube import objects as o
@@ -116,7 +116,7 @@ class RouteAgent:
             return
         if self._leftovers_cleared:
             return
-        removed = RouteTable(self.table.netns, proto=RTPROT_CABLE).clear()
+        removed = cable_routes(self.table.netns).clear()
         try:
             Standby(self.table.netns).converge(None)
         except ConntrackSyncError as exc:

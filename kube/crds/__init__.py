@@ -107,10 +107,10 @@ def _await_gone(client: crud.ResourceClient, name: str, timeout: float = 60.0) -
         time.sleep(0.1)
 
 
-def await_established(client: crud.ResourceClient, names: list[str], *,
+def await_established(client: crud.ResourceClient, crd_names: list[str], *,
                       timeout: float = 30.0) -> None:
-    """Wait until the server reports every CRD of ``names`` Established."""
-    pending = set(names)
+    """Wait until the server reports every CRD of ``crd_names`` Established."""
+    pending = set(crd_names)
     deadline = time.monotonic() + timeout
     while True:
         pending = {name for name in pending if not _established(client.get(name))}

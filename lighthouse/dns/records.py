@@ -76,7 +76,6 @@ Listener = Callable[[frozenset[DepKey] | None], None]
 PROTOCOLS: Final = frozenset({"TCP", "UDP", "SCTP"})
 
 
-
 def _label(value: str, what: str) -> str:
     low = value.lower()
     if not validation.is_dns_label(low):

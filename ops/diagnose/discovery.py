@@ -155,15 +155,15 @@ def _import_checks(y: Target, x_id: str, ns: str, name: str) -> list[Check]:
         out.append(failed(GROUP, what, f"does not list cluster {x_id} (lists "
                           f"{', '.join(import_status(imported)) or 'none'})",
                           "check the Lighthouse agent's logs", cluster=y.name))
-    elif _condition_line(imported, lr.READY)[0] == "False":
-        # Listed but nothing to answer with: the name resolves to nothing that works.
-        out.append(warned(GROUP, what, f"lists {', '.join(import_status(imported))} but is "
-                          f"not Ready ({_condition_line(imported, lr.READY)[1]})",
-                          "the exporting clusters have no ready endpoint: check their pods",
-                          cluster=y.name))
     else:
-        out.append(passed(GROUP, what, f"lists {', '.join(import_status(imported))}",
-                          cluster=y.name))
+        listed = f"lists {', '.join(import_status(imported))}"
+        ready, why = _condition_line(imported, lr.READY)
+        if ready == "False":  # listed, but the name resolves to nothing that works
+            out.append(warned(GROUP, what, f"{listed} but is not Ready ({why})",
+                              "the exporting clusters have no ready endpoint: check their "
+                              "pods", cluster=y.name))
+        else:
+            out.append(passed(GROUP, what, listed, cluster=y.name))
     return out
 
 

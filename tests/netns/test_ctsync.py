@@ -26,6 +26,7 @@ import pytest
 
 from datapath import netns as nsutil
 from datapath.ctsync import ConntrackSync, SyncLink, render_config
+from kube.testing import await_condition
 from lab import netns
 
 pytestmark = pytest.mark.skipif(shutil.which("conntrackd") is None,
@@ -73,9 +74,8 @@ def topology(make_netns: Callable[[str], str], tmp: Path, *, sync: bool
             s = ConntrackSync(tmp / gw, netns=ns[gw])
             s.converge(SyncLink(me, (peer,), ("242.0.0.0/8",)))
             syncs.append(s)
-        deadline = time.monotonic() + 10
-        while not all(s.ready() for s in syncs) and time.monotonic() < deadline:
-            time.sleep(0.05)
+        await_condition(lambda: all(s.ready() for s in syncs), timeout=10,
+                        message="both conntrackd past their start")
     try:
         yield ns
     finally:
