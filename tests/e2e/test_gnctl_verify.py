@@ -112,6 +112,7 @@ def test_gateway_failover_suite_sees_connectivity_come_back(lab: Lab) -> None:
     assert done.returncode == 0, done.stderr
     (row,) = json.loads(done.stdout)["results"]
     assert row["outcome"] == "PASS" and "new gateway pod was Ready" in row["detail"], row
+    assert "active gateway now c2-node-0" in row["detail"], row  # the one gateway node
     assert not leftovers(lab)
 
 
