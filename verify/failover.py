@@ -148,9 +148,6 @@ def _where_stuck(pods: list[o.JSON], old_uid: str | None) -> str:
 
 def _container_state(status: o.JSON) -> str:
     """"engine waiting (ContainerCreating)", "engine running"."""
-    state: o.JSON = status.get("state") or {}
-    name = str(status.get("name"))
-    for phase, detail in state.items():
-        reason = (detail or {}).get("reason")
-        return f"{name} {phase}" + (f" ({reason})" if reason else "")
-    return f"{name} unknown"
+    phase, detail = next(iter((status.get("state") or {"unknown": {}}).items()))
+    reason = (detail or {}).get("reason")
+    return f"{status.get('name')} {phase}" + (f" ({reason})" if reason else "")
