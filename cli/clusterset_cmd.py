@@ -22,7 +22,12 @@ from urllib.parse import urlsplit
 
 from cli import kubeargs
 from datapath import cable_drivers
-from globalnet.cidr_allocation import DEFAULT_CIDR_RANGE, DEFAULT_CLUSTER_SIZE
+from globalnet.cidr_allocation import (
+    DEFAULT_CIDR_RANGE,
+    DEFAULT_CLUSTER_SIZE,
+    DEFAULT_CLUSTERSET_IP_CLUSTER_SIZE,
+    DEFAULT_CLUSTERSET_IP_RANGE,
+)
 from kube import names, validation
 
 # An image reference as the distribution spec writes it: an optional registry (with a
@@ -67,6 +72,17 @@ def register(sub: Any) -> None:
                         default=DEFAULT_CLUSTER_SIZE,
                         help="global IPs per cluster, rounded up to a power of two "
                              f"(default {DEFAULT_CLUSTER_SIZE})")
+    broker.add_argument("--clusterset-ip-cidr-range", default=DEFAULT_CLUSTERSET_IP_RANGE,
+                        help="range the ClusterSetIP VIPs come from, disjoint from the global "
+                             f"range and every member's CIDRs (default "
+                             f"{DEFAULT_CLUSTERSET_IP_RANGE})")
+    broker.add_argument("--clusterset-ip-cluster-size", type=int,
+                        default=DEFAULT_CLUSTERSET_IP_CLUSTER_SIZE,
+                        help="VIPs per cluster's slice, rounded up to a power of two (default "
+                             f"{DEFAULT_CLUSTERSET_IP_CLUSTER_SIZE})")
+    broker.add_argument("--enable-clusterset-ip", action="store_true",
+                        help="every ClusterSetIP service answers its VIP in DNS (default: "
+                             "only services annotated for it)")
     broker.add_argument("--broker-api-server", metavar="URL", type=https_url,
                         help="the Broker's API URL as the members reach it (default: the "
                              "kubeconfig's server)")
@@ -192,7 +208,11 @@ def cmd_deploy_broker(args: argparse.Namespace) -> int:
     if not validation.is_dns_label(args.broker_namespace):  # before the Broker is touched
         raise install.InstallError(f"--broker-namespace {args.broker_namespace!r} is not a "
                                    "namespace name (a DNS label)")
+    from gateway.clusterset import ClustersetIPPool
+
     validate_range(args.globalnet_cidr_range, args.default_globalnet_cluster_size)
+    validate_range(args.clusterset_ip_cidr_range, args.clusterset_ip_cluster_size,
+                   what="ClusterSetIP CIDR")
     _check_out(args.out)
     api = kubeargs.api_client(args)
     server = args.broker_api_server or kubeargs.server_of(args)
@@ -203,6 +223,10 @@ def cmd_deploy_broker(args: argparse.Namespace) -> int:
     info = install.deploy_broker(api, server=server, globalnet=args.globalnet,
                                  cidr_range=args.globalnet_cidr_range,
                                  cluster_size=args.default_globalnet_cluster_size,
+                                 clusterset_ips=ClustersetIPPool(
+                                     cidr_range=args.clusterset_ip_cidr_range,
+                                     cluster_size=args.clusterset_ip_cluster_size,
+                                     enabled=args.enable_clusterset_ip),
                                  namespace=args.broker_namespace)
     if info.globalnet:
         print(f"Globalnet: range {info.globalnet_cidr_range}, "

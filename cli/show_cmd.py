@@ -344,12 +344,17 @@ def _render_brokers(view: Any) -> list[Any]:
     for ns in view.namespaces:
         globalnet = {None: "unknown", False: "off"}.get(
             ns.globalnet, f"on, range {ns.global_cidr_range}, {ns.cluster_size} IPs per cluster")
-        table = _table("cluster", "global CIDRs", "pod CIDRs", "service CIDRs", "cable driver",
-                       "Cluster object", "Endpoints",
+        vips = (f"; ClusterSetIP pool {ns.clusterset_ip_range}, "
+                f"{ns.clusterset_ip_cluster_size} VIPs per cluster"
+                + (", answered for every service" if ns.clusterset_ip_for_all else "")
+                if ns.clusterset_ip_range else "")
+        table = _table("cluster", "global CIDRs", "ClusterSetIP slice", "pod CIDRs",
+                       "service CIDRs", "cable driver", "Cluster object", "Endpoints",
                        title=f"Broker {view.server}, namespace {ns.namespace} "
-                             f"(via {view.source}); Globalnet {globalnet}")
+                             f"(via {view.source}); Globalnet {globalnet}{vips}")
         for m in ns.members:
-            table.add_row(_t(m.cluster_id), _list(m.global_cidrs), _list(m.pod_cidrs),
+            table.add_row(_t(m.cluster_id), _list(m.global_cidrs),
+                          _t(m.clusterset_ip_cidr or "-"), _list(m.pod_cidrs),
                           _list(m.service_cidrs), _t(m.cable_driver or "-"),
                           _t("yes" if m.published else "no (a CIDR allocation only)"),
                           _t("?" if m.endpoints is None else m.endpoints))

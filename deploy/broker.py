@@ -98,8 +98,10 @@ def broker_objects(namespace: str = names.BROKER_NAMESPACE) -> list[JSON]:
     join_account = names.BROKER_JOIN_ACCOUNT
     join_subject = [{"kind": "ServiceAccount", "name": join_account, "namespace": namespace}]
     join_namespaced = [
-        # gateway.clusterset.join/leave: the global CIDR record (compare and swap).
-        _rule("", "configmaps", ["get", "update"], [names.GLOBALNET_INFO_CONFIGMAP]),
+        # gateway.clusterset.join/leave: the global CIDR and ClusterSetIP records
+        # (compare and swap).
+        _rule("", "configmaps", ["get", "update"],
+              [names.GLOBALNET_INFO_CONFIGMAP, names.CLUSTERSET_IP_CONFIGMAP]),
         # gateway.clusterset: the members' Cluster objects.
         _rule(resources.CLUSTERS.group, resources.CLUSTERS.plural,
               ["create", "delete", "get", "list", "update"]),

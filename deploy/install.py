@@ -51,11 +51,18 @@ class InstallError(RuntimeError):
 
 def deploy_broker(api: Any, *, server: str, globalnet: bool, cidr_range: str,
                   cluster_size: int, namespace: str = names.BROKER_NAMESPACE,
+                  clusterset_ips: clusterset.ClustersetIPPool | None = None,
                   progress: Progress = print) -> BrokerInfo:
     """Make ``api``'s cluster the Broker (again: what is recorded is kept)."""
-    record = clusterset.deploy_broker(api, globalnet=globalnet, cidr_range=cidr_range,
-                                      cluster_size=cluster_size, namespace=namespace)
+    records = clusterset.deploy_broker(
+        api, globalnet=globalnet, cidr_range=cidr_range, cluster_size=cluster_size,
+        clusterset_ips=clusterset_ips or clusterset.ClustersetIPPool(), namespace=namespace)
+    record = records.globalnet
     progress(f"CRDs and namespace {namespace} ready")
+    pool = records.clusterset_ips
+    progress(f"ClusterSetIP pool {pool.cidr_range}, {pool.cluster_size} VIPs per cluster"
+             + ("; every ClusterSetIP service answers its VIP" if pool.enabled else
+                "; a service answers its VIP when annotated"))
     broker_identity.apply_all(api, broker_identity.broker_objects(namespace))
     progress(f"Broker roles and the join identity {names.BROKER_JOIN_ACCOUNT} applied")
     token, ca = broker_identity.account_token(api, names.BROKER_JOIN_ACCOUNT, namespace)
@@ -195,14 +202,15 @@ def _gateway_nodes(api: Any, opts: JoinOptions) -> list[str]:
 
 
 def render_member(opts: JoinOptions, *, global_cidr: str, pods: Sequence[str],
-                  services: Sequence[str]) -> list[JSON]:
+                  services: Sequence[str], clusterset_ip_cidr: str | None = None
+                  ) -> list[JSON]:
     """The cluster's manifests (deploy.manifests) for these options."""
     try:
         return manifests.render(manifests.Options(
             cluster_id=opts.cluster_id, global_cidr=global_cidr, cluster_cidrs=tuple(pods),
             service_cidrs=tuple(services), image=opts.image, datapath=opts.datapath,
             cable_driver=opts.cable_driver, api_server=opts.api_server,
-            dns_service_ip=opts.dns_service_ip,
+            dns_service_ip=opts.dns_service_ip, clusterset_ip_cidr=clusterset_ip_cidr,
             verbose=opts.verbose_agents))
     except manifests.OptionsError as exc:
         raise InstallError(str(exc)) from None
@@ -261,14 +269,17 @@ def join(cluster_api: Any, info: BrokerInfo, opts: JoinOptions, *,
         membership = clusterset.join(cluster_api, broker_api, request,
                                      broker_namespace=info.namespace)
         assert membership.global_cidr is not None
-        progress(f"global CIDR {membership.global_cidr}; Cluster object published "
+        vips = (f", ClusterSetIP slice {membership.clusterset_ip_cidr}"
+                if membership.clusterset_ip_cidr else "")
+        progress(f"global CIDR {membership.global_cidr}{vips}; Cluster object published "
                  f"(members: {', '.join(membership.members)})")
         for node in gateways:
             ResourceClient(cluster_api, resources.NODES).patch(
                 node, {"metadata": {"labels": {names.GATEWAY_LABEL: names.GATEWAY_LABEL_VALUE}}})
         progress(f"gateway node{'s' if len(gateways) > 1 else ''}: {', '.join(gateways)}")
         objects = render_member(opts, global_cidr=membership.global_cidr, pods=pods,
-                                services=services)
+                                services=services,
+                                clusterset_ip_cidr=membership.clusterset_ip_cidr)
         namespace_first = [obj for obj in objects if obj["kind"] in {
             "CustomResourceDefinition", "Namespace"}]
         rest = [obj for obj in objects if obj not in namespace_first]

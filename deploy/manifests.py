@@ -164,6 +164,8 @@ class Options:
     dns_service_ip: str | None = None
     zone: str = "clusterset.local"
     verbose: bool = False
+    # This cluster's slice of the Broker's ClusterSetIP pool (None: the Broker has none).
+    clusterset_ip_cidr: str | None = None
 
     def __post_init__(self) -> None:
         if not validation.is_dns_label(self.cluster_id):
@@ -201,6 +203,11 @@ class Options:
         for net in local:
             if net.version == global_net.version and net.overlaps(global_net):
                 raise OptionsError(f"global CIDR {global_net} overlaps local CIDR {net}")
+        if self.clusterset_ip_cidr is not None:
+            vips = _network(self.clusterset_ip_cidr, "ClusterSetIP CIDR")
+            for net in (*local, global_net):
+                if net.version == vips.version and net.overlaps(vips):
+                    raise OptionsError(f"ClusterSetIP CIDR {vips} overlaps {net}")
         if self.dns_service_ip is not None:
             try:
                 ip = ipaddress.ip_address(self.dns_service_ip)
@@ -548,6 +555,8 @@ def _lighthouse(opts: Options) -> list[JSON]:
     container = _container(opts, component, "lighthouse.agent", [
         f"--cluster-id={opts.cluster_id}", f"--broker-namespace={names.BROKER_NAMESPACE}",
         f"--dns-listen=0.0.0.0:{DNS_CONTAINER_PORT}", f"--zone={opts.zone}",
+        *([f"--clusterset-ip-cidr={opts.clusterset_ip_cidr}"] if opts.clusterset_ip_cidr
+          else []),
     ], broker=True, memory="64Mi")
     container["ports"] = [
         {"name": "dns", "containerPort": DNS_CONTAINER_PORT, "protocol": "UDP"},
@@ -707,6 +716,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="the URL the agents reach this cluster's API server at")
     p.add_argument("--dns-service-ip", help="a fixed ClusterIP for the DNS Service")
     p.add_argument("--zone", default="clusterset.local")
+    p.add_argument("--clusterset-ip-cidr", help="this cluster's slice of the ClusterSetIP pool")
     p.add_argument("--verbose-agents", action="store_true", help="start the agents with -v")
     p.add_argument("--out", type=Path, help="write files here (default: YAML on stdout)")
     return p.parse_args(argv)
@@ -720,7 +730,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        service_cidrs=tuple(args.service_cidr), image=args.image,
                        datapath=args.datapath, cable_driver=args.cable_driver,
                        api_server=args.api_server, dns_service_ip=args.dns_service_ip,
-                       zone=args.zone,
+                       zone=args.zone, clusterset_ip_cidr=args.clusterset_ip_cidr,
                        verbose=args.verbose_agents)
     except OptionsError as exc:
         print(f"deploy.manifests: {exc}", file=sys.stderr)

@@ -4,15 +4,17 @@ What `gnctl deploy-broker`, `gnctl join` and `gnctl leave` do, as functions the
 lab uses too:
 
 * deploy-broker: our CRDs and the Broker namespace on the Broker's API server,
-  and with Globalnet the clusterset's global range and per-cluster size (the
-  Broker's Globalnet ConfigMap, upstream's keys); an existing record is
-  kept, never overwritten.
+  with Globalnet the clusterset's global range and per-cluster size (the
+  Broker's Globalnet ConfigMap, upstream's keys), and the ClusterSetIP VIP pool
+  (a ConfigMap of its own, disjoint from the global range); an existing record
+  is kept, never overwritten.
 * join: checks everything first, then allocates (or finds again) the cluster's
-  global CIDR on the Broker, installs the CRDs in the cluster, and publishes the
-  cluster's `Cluster` object - its pod, service and global CIDRs - to the Broker
-  and into the cluster, copying the other members' objects in as well.
-* leave: releases the global CIDR and withdraws the `Cluster` objects (its own
-  from the Broker, every member's from the cluster).
+  global CIDR and ClusterSetIP slice on the Broker, installs the CRDs in the
+  cluster, and publishes the cluster's `Cluster` object - its pod, service and
+  global CIDRs - to the Broker and into the cluster, copying the other members'
+  objects in as well.
+* leave: releases the global CIDR and the ClusterSetIP slice and withdraws the
+  `Cluster` objects (its own from the Broker, every member's from the cluster).
 
 Every member's Globalnet reads the remote global CIDRs from the `Cluster`
 objects in its own cluster. `sync_cluster_objects` mirrors the Broker's into a
@@ -27,8 +29,14 @@ from typing import Any
 
 import netaddr
 
-from globalnet.broker import BrokerGlobalnet
-from globalnet.cidr_allocation import CidrAllocationError, GlobalnetInfo
+from globalnet.broker import BrokerClustersetIPs, BrokerGlobalnet
+from globalnet.cidr_allocation import (
+    DEFAULT_CLUSTERSET_IP_CLUSTER_SIZE,
+    DEFAULT_CLUSTERSET_IP_RANGE,
+    CidrAllocationError,
+    GlobalnetInfo,
+    refuse_overlap,
+)
 from kube import crds, names, resources
 from kube import objects as o
 from kube.crud import ResourceClient, ensure_namespace
@@ -66,6 +74,26 @@ class Membership:
     cluster_id: str
     global_cidr: str | None  # None: the clusterset does not use Globalnet
     members: tuple[str, ...] = field(default=())  # every cluster on the Broker, this one too
+    # The cluster's slice of the ClusterSetIP pool (None: a Broker without the pool).
+    clusterset_ip_cidr: str | None = None
+
+
+@dataclass(frozen=True)
+class ClustersetIPPool:
+    """The ClusterSetIP VIP pool deploy-broker records (flags of `gnctl deploy-broker`)."""
+
+    cidr_range: str = DEFAULT_CLUSTERSET_IP_RANGE
+    cluster_size: int = DEFAULT_CLUSTERSET_IP_CLUSTER_SIZE
+    # Every ClusterSetIP service answers its VIP in DNS, not only annotated ones.
+    enabled: bool = False
+
+
+@dataclass(frozen=True)
+class BrokerRecords:
+    """The Broker's pools in force after deploy-broker (maybe recorded earlier)."""
+
+    globalnet: GlobalnetInfo | None
+    clusterset_ips: GlobalnetInfo
 
 
 def validate_request(request: JoinRequest, *, cidrs_pending: bool = False) -> None:
@@ -102,21 +130,38 @@ def _network(cidr: str, what: str) -> netaddr.IPNetwork:
 
 
 def deploy_broker(broker_api: Any, *, globalnet: bool, cidr_range: str, cluster_size: int,
-                  namespace: str = names.BROKER_NAMESPACE) -> GlobalnetInfo | None:
-    """Make `broker_api` a Broker; returns the Globalnet record in force (maybe older)."""
-    broker = BrokerGlobalnet(broker_api, namespace=namespace)
-    if globalnet:
-        from globalnet.cidr_allocation import validate_range
+                  clusterset_ips: ClustersetIPPool = ClustersetIPPool(),
+                  namespace: str = names.BROKER_NAMESPACE) -> BrokerRecords:
+    """Make `broker_api` a Broker; returns the records in force (maybe older)."""
+    from globalnet.cidr_allocation import validate_range
 
-        try:
+    broker = BrokerGlobalnet(broker_api, namespace=namespace)
+    pool = BrokerClustersetIPs(broker_api, namespace=namespace)
+    try:
+        if globalnet:
             validate_range(cidr_range, cluster_size)
-        except CidrAllocationError as exc:
-            raise ClustersetError(str(exc)) from None
+        validate_range(clusterset_ips.cidr_range, clusterset_ips.cluster_size,
+                       what=pool.what)
+        # Against the range in force: a kept older record's, not the flag's.
+        current = broker.read()
+        global_range = current.cidr_range if current and current.enabled else (
+            cidr_range if globalnet else None)
+        existing_pool = pool.read()
+        pool_range = existing_pool.cidr_range if existing_pool else clusterset_ips.cidr_range
+        if global_range:
+            refuse_overlap(pool_range, {"global CIDR range": global_range},
+                           what=f"{pool.what} range")
+    except CidrAllocationError as exc:
+        raise ClustersetError(str(exc)) from None
     crds.install_crds(broker_api)
     ensure_namespace(broker_api, namespace)
+    ips = pool.ensure_info(cidr_range=clusterset_ips.cidr_range,
+                           cluster_size=clusterset_ips.cluster_size,
+                           enabled=clusterset_ips.enabled)
     if not globalnet:
-        return broker.read()
-    return broker.ensure_info(cidr_range=cidr_range, cluster_size=cluster_size)
+        return BrokerRecords(broker.read(), ips)
+    return BrokerRecords(broker.ensure_info(cidr_range=cidr_range, cluster_size=cluster_size),
+                         ips)
 
 
 def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
@@ -130,7 +175,9 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
     _check_cluster_id_free(broker_api, request, broker_namespace)
     _check_cable_driver(broker_api, request, broker_namespace)
     broker = BrokerGlobalnet(broker_api, namespace=broker_namespace)
+    pool = BrokerClustersetIPs(broker_api, namespace=broker_namespace)
     info = broker.read()
+    pool_info = _check_pool_disjoint(pool, request)
     global_cidr = None
     if info is not None and info.enabled:
         try:
@@ -141,13 +188,35 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
     elif request.globalnet_cidr or request.globalnet_cluster_size:
         raise ClustersetError("the Broker was deployed without Globalnet: "
                               "--globalnet-cidr and --globalnet-cluster-size do not apply")
+    clusterset_ip_cidr = None
+    if pool_info is not None:
+        try:
+            clusterset_ip_cidr = pool.join(request.cluster_id)
+        except CidrAllocationError as exc:
+            raise ClustersetError(str(exc)) from None
     crds.install_crds(cluster_api)
     ensure_namespace(cluster_api, cluster_namespace)
     body = cluster_object(request, global_cidr)
     _upsert(ResourceClient(broker_api, resources.CLUSTERS), body, broker_namespace)
     members = sync_cluster_objects(cluster_api, broker_api, broker_namespace=broker_namespace,
                                    cluster_namespace=cluster_namespace)
-    return Membership(request.cluster_id, global_cidr, tuple(members))
+    return Membership(request.cluster_id, global_cidr, tuple(members), clusterset_ip_cidr)
+
+
+def _check_pool_disjoint(pool: BrokerClustersetIPs, request: JoinRequest
+                         ) -> GlobalnetInfo | None:
+    """The ClusterSetIP pool (None: the Broker predates it), refused when it overlaps
+    the cluster's own pod or service CIDRs: its pods could not reach those addresses."""
+    try:
+        info = pool.read()
+        if info is not None:
+            refuse_overlap(info.cidr_range, {
+                **{f"cluster CIDR of {request.cluster_id}": c for c in request.cluster_cidrs},
+                **{f"service CIDR of {request.cluster_id}": c for c in request.service_cidrs}},
+                what=f"the Broker's {pool.what} range")
+    except CidrAllocationError as exc:
+        raise ClustersetError(str(exc)) from None
+    return info
 
 
 def preview_join(broker_api: Any, request: JoinRequest, *,
@@ -159,6 +228,7 @@ def preview_join(broker_api: Any, request: JoinRequest, *,
     validate_request(request)
     _check_cluster_id_free(broker_api, request, broker_namespace)
     _check_cable_driver(broker_api, request, broker_namespace)
+    _check_pool_disjoint(BrokerClustersetIPs(broker_api, namespace=broker_namespace), request)
     info = BrokerGlobalnet(broker_api, namespace=broker_namespace).read()
     if info is None or not info.enabled:
         return None
@@ -210,11 +280,13 @@ def leave(cluster_api: Any | None, broker_api: Any, cluster_id: str, *,
     """Release `cluster_id`'s global CIDR, withdraw its Cluster object from the
     Broker and drop every member's from the cluster (it no longer translates for
     anyone); True when it was a member. `cluster_api` None: the cluster is gone."""
-    broker = BrokerGlobalnet(broker_api, namespace=broker_namespace)
-    info = broker.read()
-    held = info is not None and cluster_id in info.clusters
-    if held:
-        broker.leave(cluster_id)
+    held = False
+    for pool in (BrokerGlobalnet(broker_api, namespace=broker_namespace),
+                 BrokerClustersetIPs(broker_api, namespace=broker_namespace)):
+        info = pool.read()
+        if info is not None and cluster_id in info.clusters:
+            pool.leave(cluster_id)
+            held = True
     published = ResourceClient(broker_api, resources.CLUSTERS).delete_if_exists(
         cluster_id, namespace=broker_namespace)
     if cluster_api is not None:

@@ -1,9 +1,11 @@
-"""Per-cluster slices of the clusterset's global CIDR (pure logic).
+"""Per-cluster slices of a clusterset's address pool (pure logic).
 
-The Broker records, in its Globalnet ConfigMap (`kube.names.GLOBALNET_INFO_CONFIGMAP`,
-keys as upstream), the global CIDR range, the default cluster size and which
-cluster holds which CIDR. This module decides allocations on that data;
-`broker.py` does the compare-and-swap against the API.
+The Broker records each pool in a ConfigMap of its own: the global CIDRs in
+Globalnet's (`kube.names.GLOBALNET_INFO_CONFIGMAP`, keys as upstream), the
+ClusterSetIP VIPs in `kube.names.CLUSTERSET_IP_CONFIGMAP` - the range, the default
+cluster size and which cluster holds which slice. This module decides allocations
+on that data; `broker.py` does the compare-and-swap against the API. ``what``
+arguments name the pool in messages ("global CIDR", "ClusterSetIP CIDR").
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ from kube import names
 
 DEFAULT_CIDR_RANGE = "242.0.0.0/8"
 DEFAULT_CLUSTER_SIZE = 65536
+# 240/8 carries the cables' tunnel addresses, 243/8 IPsec's inner ones and 242/8 is
+# the default global range, so the VIPs come from the next free block of class E.
+DEFAULT_CLUSTERSET_IP_RANGE = "244.0.0.0/8"
+DEFAULT_CLUSTERSET_IP_CLUSTER_SIZE = 4096
 MIN_CLUSTER_SIZE = 4
 
 
@@ -26,48 +32,49 @@ class CidrAllocationError(ValueError):
 
 @dataclass(frozen=True)
 class GlobalnetInfo:
-    """The Broker's record of global CIDR allocations."""
+    """The Broker's record of one pool: global CIDRs, or ClusterSetIP VIP slices."""
 
     cidr_range: str = DEFAULT_CIDR_RANGE
     cluster_size: int = DEFAULT_CLUSTER_SIZE
     enabled: bool = True
     clusters: dict[str, tuple[str, ...]] = field(default_factory=dict)
 
-    def to_configmap_data(self) -> dict[str, str]:
+    def to_configmap_data(self, keys: names.PoolKeys = names.GLOBALNET_KEYS) -> dict[str, str]:
         info = [{"cluster_id": c, "global_cidr": list(cidrs)}
                 for c, cidrs in sorted(self.clusters.items())]
         return {
-            names.GLOBALNET_ENABLED_KEY: "true" if self.enabled else "false",
-            names.GLOBALNET_CIDR_RANGE_KEY: self.cidr_range,
-            names.GLOBALNET_CLUSTER_SIZE_KEY: str(self.cluster_size),
-            names.GLOBALNET_CLUSTER_INFO_KEY: json.dumps(info),
+            keys.enabled: "true" if self.enabled else "false",
+            keys.cidr_range: self.cidr_range,
+            keys.cluster_size: str(self.cluster_size),
+            keys.cluster_info: json.dumps(info),
         }
 
     @classmethod
-    def from_configmap_data(cls, data: dict[str, str]) -> GlobalnetInfo:
+    def from_configmap_data(cls, data: dict[str, str],
+                            keys: names.PoolKeys = names.GLOBALNET_KEYS,
+                            *, what: str = "globalnet info") -> GlobalnetInfo:
         try:
-            entries = json.loads(data.get(names.GLOBALNET_CLUSTER_INFO_KEY) or "[]")
+            entries = json.loads(data.get(keys.cluster_info) or "[]")
             clusters = {str(e["cluster_id"]): tuple(str(c) for c in e["global_cidr"])
                         for e in entries}
             return cls(
-                cidr_range=data.get(names.GLOBALNET_CIDR_RANGE_KEY, DEFAULT_CIDR_RANGE),
-                cluster_size=int(data.get(names.GLOBALNET_CLUSTER_SIZE_KEY,
-                                          DEFAULT_CLUSTER_SIZE)),
-                enabled=data.get(names.GLOBALNET_ENABLED_KEY, "true").lower() == "true",
+                cidr_range=data.get(keys.cidr_range, DEFAULT_CIDR_RANGE),
+                cluster_size=int(data.get(keys.cluster_size, DEFAULT_CLUSTER_SIZE)),
+                enabled=data.get(keys.enabled, "true").lower() == "true",
                 clusters=clusters,
             )
         except (ValueError, KeyError, TypeError) as exc:
-            raise CidrAllocationError(f"malformed globalnet info on the Broker: {exc}") from exc
+            raise CidrAllocationError(f"malformed {what} on the Broker: {exc}") from exc
 
 
-def validate_range(cidr_range: str, cluster_size: int) -> netaddr.IPNetwork:
+def validate_range(cidr_range: str, cluster_size: int, *, what: str = "global CIDR"
+                   ) -> netaddr.IPNetwork:
     """Check a clusterset's settings (used by `deploy-broker`)."""
-    net = _parse(cidr_range, "global CIDR range")
-    size = round_cluster_size(cluster_size, net)
-    if size > net.size // 2:
-        raise CidrAllocationError(
-            f"cluster size {cluster_size} is more than half of {net} ({net.size // 2} addresses)"
-        )
+    net = _parse(cidr_range, f"{what} range")
+    try:
+        round_cluster_size(cluster_size, net)
+    except CidrAllocationError as err:
+        raise CidrAllocationError(f"{what} range {net}: {err}") from None
     return net
 
 
@@ -98,6 +105,7 @@ def allocate_cluster_cidr(
     *,
     requested_cidr: str | None = None,
     size: int | None = None,
+    what: str = "global CIDR",
 ) -> tuple[str, GlobalnetInfo]:
     """The CIDR `cluster_id` holds after joining, and the updated record.
 
@@ -107,10 +115,10 @@ def allocate_cluster_cidr(
     """
     if not cluster_id:
         raise CidrAllocationError("cluster ID must not be empty")
-    whole = _parse(info.cidr_range, "global CIDR range")
+    whole = _parse(info.cidr_range, f"{what} range")
     existing = info.clusters.get(cluster_id)
     if existing:
-        if requested_cidr and _parse(requested_cidr, "global CIDR") != netaddr.IPNetwork(
+        if requested_cidr and _parse(requested_cidr, what) != netaddr.IPNetwork(
             existing[0]
         ):
             raise CidrAllocationError(
@@ -119,13 +127,13 @@ def allocate_cluster_cidr(
         return existing[0], info
     taken = [(c, netaddr.IPNetwork(n)) for c, cidrs in info.clusters.items() for n in cidrs]
     if requested_cidr:
-        net = _parse(requested_cidr, "global CIDR")
+        net = _parse(requested_cidr, what)
         if net not in whole:
-            raise CidrAllocationError(f"global CIDR {net} is outside the range {whole}")
+            raise CidrAllocationError(f"{what} {net} is outside the range {whole}")
         for other, onet in taken:
             if net.first <= onet.last and onet.first <= net.last:
                 raise CidrAllocationError(
-                    f"global CIDR {net} overlaps {onet} of cluster {other}"
+                    f"{what} {net} overlaps {onet} of cluster {other}"
                 )
         chosen = net
     else:
@@ -139,6 +147,16 @@ def allocate_cluster_cidr(
     clusters = dict(info.clusters)
     clusters[cluster_id] = (str(chosen.cidr),)
     return str(chosen.cidr), replace(info, clusters=clusters)
+
+
+def refuse_overlap(cidr: str, others: dict[str, str], *, what: str) -> None:
+    """Refuse `cidr` (named `what`) when it overlaps any of `others` (name -> CIDR): a
+    VIP pool inside a cluster's pod range would capture that cluster's own pods."""
+    net = _parse(cidr, what)
+    for other_what, other in others.items():
+        onet = netaddr.IPNetwork(other)
+        if net.first <= onet.last and onet.first <= net.last:
+            raise CidrAllocationError(f"{what} {net} overlaps the {other_what} {onet}")
 
 
 def release_cluster_cidr(info: GlobalnetInfo, cluster_id: str) -> GlobalnetInfo:

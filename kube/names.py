@@ -13,6 +13,7 @@ Condition types and reasons are not here: each has one writer, and they stay wit
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Final
 
 # --- namespaces -------------------------------------------------------------------------
@@ -54,15 +55,35 @@ CLUSTER_UID_ANNOTATION: Final = "globalnet.io/cluster-uid"
 # by the route agent and Lighthouse's DNS feed).
 CLUSTER_NAMESPACE: Final = "submariner-operator"
 
-# --- the Broker's Globalnet record (a ConfigMap in BROKER_NAMESPACE) ----------------------
-# Written by `gnctl deploy-broker` (range, size) and `gnctl join`/`leave` (which cluster
-# holds which global CIDR); keys as upstream, so its tools read our Broker.
+# --- the Broker's address pools (ConfigMaps in BROKER_NAMESPACE) -----------------------
+# Each pool is a range cut into per-cluster slices: written by `gnctl deploy-broker`
+# (range, size, enabled) and `gnctl join`/`leave` (which cluster holds which slice).
+
+
+@dataclass(frozen=True)
+class PoolKeys:
+    """The data keys of one pool's ConfigMap."""
+
+    enabled: str  # "true" / "false"
+    cidr_range: str  # the clusterset's range
+    cluster_size: str  # default addresses per cluster
+    # JSON list of {"cluster_id": ..., "global_cidr": [...]}: the allocations.
+    cluster_info: str = "clusterinfo"
+
+
+# The global CIDRs Globalnet translates to; name and keys as upstream, so its tools read
+# our Broker.
 GLOBALNET_INFO_CONFIGMAP: Final = "submariner-globalnet-info"
-GLOBALNET_ENABLED_KEY: Final = "globalnetEnabled"  # "true" / "false"
-GLOBALNET_CIDR_RANGE_KEY: Final = "globalnetCidrRange"  # the clusterset's global range
-GLOBALNET_CLUSTER_SIZE_KEY: Final = "globalnetClusterSize"  # default addresses per cluster
-# JSON list of {"cluster_id": ..., "global_cidr": [...]}: the allocations.
-GLOBALNET_CLUSTER_INFO_KEY: Final = "clusterinfo"
+GLOBALNET_KEYS: Final = PoolKeys(enabled="globalnetEnabled", cidr_range="globalnetCidrRange",
+                                 cluster_size="globalnetClusterSize")
+# Ours: the ClusterSetIP VIPs Lighthouse hands to ClusterSetIP-type ServiceImports (one
+# VIP per service for the whole clusterset, taken from the slice of the cluster whose
+# export is oldest). Read by every member's Lighthouse agent; `enabled` means every
+# service answers its VIP in DNS, not only those annotated.
+CLUSTERSET_IP_CONFIGMAP: Final = "submariner-clusterset-ip-info"
+CLUSTERSET_IP_KEYS: Final = PoolKeys(enabled="clustersetIPEnabled",
+                                     cidr_range="clustersetIPCidrRange",
+                                     cluster_size="clustersetIPClusterSize")
 
 # --- the Broker's credentials in a member (a Secret in CLUSTER_NAMESPACE) ---------------
 # A kubeconfig for the Broker's API server (its URL, CA and the member's token),
@@ -156,10 +177,15 @@ EXPORTED_AT_ANNOTATION: Final = "lighthouse.submariner.io/exported-at"
 # ``spec.exportedAnnotations`` put on a ServiceImport, so one taken out of the export is
 # removed again while annotations others set stay.
 EXPORTED_ANNOTATIONS_ANNOTATION: Final = "lighthouse.submariner.io/exported-annotations"
+# Ours: the ClusterSetIP VIP an exporting cluster holds for the service, on its Broker
+# ServiceImport (whose ``spec.ips`` is that cluster's own global IP). The VIP of the
+# oldest export holding one is the service's in every cluster
+# (``lighthouse.agent.clustersetip``).
+CLUSTERSET_IP_ANNOTATION: Final = "lighthouse.submariner.io/clusterset-ip"
 # Label and annotation keys an export's exportedLabels/exportedAnnotations may not set:
 # the agents find and read their objects by them.
 RESERVED_IMPORT_LABELS: Final = frozenset({
     SOURCE_CLUSTER_LABEL, SERVICE_NAME_LABEL, SOURCE_NAMESPACE_LABEL, SERVICE_TYPE_LABEL,
     MANAGED_BY_LABEL, ENDPOINTSLICE_MANAGED_BY_LABEL})
 RESERVED_IMPORT_ANNOTATIONS: Final = frozenset({
-    EXPORTED_AT_ANNOTATION, EXPORTED_ANNOTATIONS_ANNOTATION})
+    EXPORTED_AT_ANNOTATION, EXPORTED_ANNOTATIONS_ANNOTATION, CLUSTERSET_IP_ANNOTATION})

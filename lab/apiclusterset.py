@@ -57,6 +57,9 @@ BROKER = "broker"
 # Overlapping on purpose: every member uses the same pod and service CIDRs.
 DEFAULT_MEMBERS: Mapping[str, str] = {"east": "242.0.0.0/16", "west": "242.1.0.0/16"}
 DEFAULT_LOCAL_CIDRS = ("10.244.0.0/16", "10.96.0.0/16")
+# Each member's slice of a ClusterSetIP pool 244.0.0.0/16 (what `gnctl join` gives).
+DEFAULT_CLUSTERSET_IP_SLICES: Mapping[str, str] = {"east": "244.0.0.0/24",
+                                                   "west": "244.0.1.0/24"}
 DEFAULT_NODE = "node-1"
 TIMEOUT = 20.0
 
@@ -67,6 +70,9 @@ class ClustersetConfig:
 
     members: Mapping[str, str] = field(default_factory=lambda: dict(DEFAULT_MEMBERS))
     local_cidrs: tuple[str, ...] = DEFAULT_LOCAL_CIDRS
+    # name -> ClusterSetIP slice given to the member's Lighthouse agent (none if absent).
+    clusterset_ip_slices: Mapping[str, str] = field(
+        default_factory=lambda: dict(DEFAULT_CLUSTERSET_IP_SLICES))
     broker_namespace: str = names.BROKER_NAMESPACE
     # The node every pod is bound to: the endpoint controllers skip pods without one.
     node: str = DEFAULT_NODE
@@ -94,6 +100,7 @@ class ApiCluster:
     broker_api: Any
     broker_namespace: str = names.BROKER_NAMESPACE
     node: str = DEFAULT_NODE
+    clusterset_ip_cidr: str | None = None
     manager: GlobalnetManager | None = None
     agent: LighthouseAgent | None = None
     clients: dict[str, crud.ResourceClient] = field(default_factory=dict)
@@ -116,7 +123,8 @@ class ApiCluster:
         """Start a new agent (with a new, empty store) and make it this cluster's."""
         agent = LighthouseAgent(
             local_api=self.api, broker_api=self.broker_api,
-            config=AgentConfig(cluster_id=self.name, broker_namespace=self.broker_namespace))
+            config=AgentConfig(cluster_id=self.name, broker_namespace=self.broker_namespace,
+                               clusterset_ip_cidr=self.clusterset_ip_cidr))
         agent.start()
         self.agent = agent
         return agent
@@ -353,7 +361,8 @@ class ApiClusterset(Generic[ClusterT]):
         self._apis.append(agent_broker_api)
         cluster = self.cluster_type(
             name=name, global_cidr=global_cidr, cp=self.planes[name], api=api,
-            broker_api=agent_broker_api, broker_namespace=cfg.broker_namespace, node=cfg.node)
+            broker_api=agent_broker_api, broker_namespace=cfg.broker_namespace, node=cfg.node,
+            clusterset_ip_cidr=cfg.clusterset_ip_slices.get(name))
         self.clusters[name] = cluster
         cluster.client(resources.NODES).create({"metadata": {"name": cfg.node}})
         cluster.manager = GlobalnetManager(api, GlobalnetConfig(

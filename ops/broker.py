@@ -1,5 +1,5 @@
-"""`show brokers`: the Broker's namespaces, the clusterset's Globalnet settings and
-who joined, read from the Broker's own API server.
+"""`show brokers`: the Broker's namespaces, the clusterset's Globalnet settings, its
+ClusterSetIP pool and who joined, read from the Broker's own API server.
 
 A member knows its Broker from what `gnctl join` recorded: a kubeconfig with the
 member's Broker identity in Secret `names.BROKER_KUBECONFIG_SECRET` of the cluster
@@ -51,6 +51,7 @@ class BrokerMember:
     cable_driver: str  # "" when its Cluster object does not say
     published: bool  # its Cluster object is on the Broker (not only a CIDR allocation)
     endpoints: int | None  # Endpoints in its member namespace; None: not readable
+    clusterset_ip_cidr: str = ""  # its slice of the ClusterSetIP pool ("": none known)
 
 
 @dataclass(frozen=True)
@@ -61,6 +62,11 @@ class BrokerNamespace:
     cluster_size: int
     members: tuple[BrokerMember, ...]
     notes: tuple[str, ...]  # what could not be read, and why
+    # The ClusterSetIP pool ("" and 0: none recorded or not readable).
+    clusterset_ip_range: str = ""
+    clusterset_ip_cluster_size: int = 0
+    # Every ClusterSetIP service answers its VIP (deploy-broker --enable-clusterset-ip).
+    clusterset_ip_for_all: bool = False
 
 
 @dataclass(frozen=True)
@@ -178,6 +184,7 @@ def _read_namespace(api: Any, namespace: str) -> BrokerNamespace:
         except CidrAllocationError as exc:
             notes.append(str(exc))
             known = False
+    pool = _clusterset_ip_pool(api, namespace, notes)
     clusters = _readable(lambda: ResourceClient(api, resources.CLUSTERS).list(
         namespace=namespace).items, notes, "the Cluster objects") or []
     enabled = info is not None and info.enabled
@@ -185,7 +192,25 @@ def _read_namespace(api: Any, namespace: str) -> BrokerNamespace:
         namespace=namespace, globalnet=enabled if known else None,
         global_cidr_range=info.cidr_range if info and enabled else "",
         cluster_size=info.cluster_size if info and enabled else 0,
-        members=tuple(_members(api, namespace, clusters, info, notes)), notes=tuple(notes))
+        members=tuple(_members(api, namespace, clusters, info, pool, notes)),
+        notes=tuple(notes),
+        clusterset_ip_range=pool.cidr_range if pool else "",
+        clusterset_ip_cluster_size=pool.cluster_size if pool else 0,
+        clusterset_ip_for_all=bool(pool and pool.enabled))
+
+
+def _clusterset_ip_pool(api: Any, namespace: str, notes: list[str]) -> GlobalnetInfo | None:
+    what = f"the ClusterSetIP pool (ConfigMap {names.CLUSTERSET_IP_CONFIGMAP})"
+    configmap = _readable(lambda: ResourceClient(api, resources.CONFIGMAPS).get_or_none(
+        names.CLUSTERSET_IP_CONFIGMAP, namespace=namespace), notes, what)
+    if configmap is None:
+        return None
+    try:
+        return GlobalnetInfo.from_configmap_data(configmap.get("data") or {},
+                                                 names.CLUSTERSET_IP_KEYS, what=what)
+    except CidrAllocationError as exc:
+        notes.append(str(exc))
+        return None
 
 
 def _endpoint_count(api: Any, namespace: str, cluster_id: str, notes: list[str]) -> int | None:
@@ -196,7 +221,7 @@ def _endpoint_count(api: Any, namespace: str, cluster_id: str, notes: list[str])
 
 
 def _members(api: Any, namespace: str, clusters: list[JSON], info: GlobalnetInfo | None,
-             notes: list[str]) -> list[BrokerMember]:
+             pool: GlobalnetInfo | None, notes: list[str]) -> list[BrokerMember]:
     published = {str(o.spec(c).get("cluster_id") or o.name(c)): c for c in clusters}
     allocated = dict(info.clusters) if info else {}
     members = []
@@ -210,5 +235,6 @@ def _members(api: Any, namespace: str, clusters: list[JSON], info: GlobalnetInfo
             service_cidrs=tuple(spec.get("service_cidr") or ()),
             cable_driver=o.annotations_of(cluster).get(names.CABLE_DRIVER_ANNOTATION, ""),
             published=cluster_id in published,
-            endpoints=_endpoint_count(api, namespace, cluster_id, notes)))
+            endpoints=_endpoint_count(api, namespace, cluster_id, notes),
+            clusterset_ip_cidr=", ".join(pool.clusters.get(cluster_id, ())) if pool else ""))
     return members

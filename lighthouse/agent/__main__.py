@@ -2,7 +2,7 @@
 
     python -m lighthouse.agent --kubeconfig K --broker-kubeconfig B --cluster-id C \\
         [--broker-namespace N] [--dns-listen 127.0.0.1:5353] [--no-globalnet] [--leave] \\
-        [--metrics-port 32783]
+        [--metrics-port 32783] [--clusterset-ip-cidr 244.0.0.0/20]
 
 Runs the exporter, the importer and the DNS feed until SIGINT/SIGTERM. With
 ``--dns-listen`` the clusterset DNS server (``lighthouse.dns``) answers from the
@@ -28,6 +28,20 @@ from lighthouse.dns.__main__ import listen_address
 log = logging.getLogger("lighthouse.agent")
 
 
+def slice_cidr(value: str) -> str:
+    """argparse type: a network in CIDR form (one line on a mistake)."""
+    import netaddr
+
+    try:
+        net = netaddr.IPNetwork(value)
+    except (netaddr.AddrFormatError, ValueError):
+        raise argparse.ArgumentTypeError(f"invalid CIDR {value!r}") from None
+    if "/" not in value or net.ip != net.network:
+        raise argparse.ArgumentTypeError(f"invalid CIDR {value!r}: expected a network "
+                                         f"such as {net.cidr}")
+    return str(net.cidr)
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m lighthouse.agent",
                                 description="Lighthouse agent for one cluster")
@@ -37,6 +51,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--broker-namespace", default=names.BROKER_NAMESPACE)
     p.add_argument("--no-globalnet", dest="globalnet", action="store_false",
                    help="publish ClusterIPs and pod IPs instead of global IPs")
+    p.add_argument("--clusterset-ip-cidr", type=slice_cidr, metavar="CIDR",
+                   help="this cluster's slice of the Broker's ClusterSetIP pool: ClusterSetIP "
+                        "exports pick their VIP here when no older export holds one")
     p.add_argument("--dns-listen", type=listen_address, metavar="HOST:PORT",
                    help="also serve clusterset DNS from the agent's records here")
     p.add_argument("--zone", default="clusterset.local")
@@ -63,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     agent = LighthouseAgent(local_api=local_api, broker_api=broker_api, config=AgentConfig(
         cluster_id=args.cluster_id, broker_namespace=args.broker_namespace,
-        globalnet=args.globalnet))
+        globalnet=args.globalnet, clusterset_ip_cidr=args.clusterset_ip_cidr))
     dns = None
     if args.dns_listen is not None:
         from lighthouse.dns.server import DnsServer, ServerConfig, ServerThread

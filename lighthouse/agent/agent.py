@@ -40,6 +40,9 @@ class AgentConfig:
     broker_namespace: str = names.BROKER_NAMESPACE
     # Publish global IPs (GlobalIngressIPs); without Globalnet, ClusterIPs and pod IPs.
     globalnet: bool = True
+    # This cluster's slice of the Broker's ClusterSetIP pool (``gnctl join`` gives it);
+    # None: its exports hold no VIP (they adopt none either).
+    clusterset_ip_cidr: str | None = None
     # Level-triggered safety net: every cached object is re-examined this often.
     resync_period: float | None = 300.0
     sync_timeout: float = 60.0
@@ -83,7 +86,8 @@ class LighthouseAgent:
                              service_imports=discovery.service_imports(self.broker_api))
         self.exporter = Exporter(cluster_id=cfg.cluster_id, local_api=self.local_api,
                                  broker_api=self.broker_api, local=self.local, broker=broker,
-                                 globalnet=cfg.globalnet)
+                                 globalnet=cfg.globalnet,
+                                 clusterset_ip_cidr=cfg.clusterset_ip_cidr)
         self.importer = Importer(local_api=self.local_api, local=self.local, broker=broker,
                                  endpointslices=local_slices)
         self.controllers = [self.exporter, self.importer]

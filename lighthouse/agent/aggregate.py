@@ -16,7 +16,9 @@ from the per-cluster ServiceImports on the Broker). The MCS API's rules:
   exported annotations conflicts (``SessionAffinityConflict``,
   ``SessionAffinityConfigConflict``, ``InternalTrafficPolicyConflict``,
   ``LabelsConflict``, ``AnnotationsConflict``). IP families and traffic
-  distribution follow the precedent without a conflict (the MCS API names none).
+  distribution follow the precedent without a conflict (the MCS API names none);
+* **ClusterSetIP**: the VIP of the oldest export of the aggregated type that holds one
+  (``agent.clustersetip``); a Headless service has none.
 
 The importer uses :func:`aggregate` for the local aggregated ServiceImport; the
 exporter uses :func:`conflict_condition` for the ServiceExport's ``Conflict``.
@@ -61,9 +63,9 @@ class PropertyConflict:
 class Aggregate:
     """The aggregated service: what the local ServiceImport shows, and the conflicts.
 
-    ``ips`` is the hook for a routed ClusterSetIP VIP (DESIGN.md §4.9): written to the
-    ServiceImport's ``spec.ips`` once something allocates one; empty until then (each
-    cluster's own global IP is in its EndpointSlice).
+    ``ips`` is the service's ClusterSetIP VIP (DESIGN.md §4.9), for the
+    ServiceImport's ``spec.ips``; empty while no export holds one (each cluster's own
+    global IP is in its EndpointSlice).
     """
 
     service_type: str
@@ -148,12 +150,15 @@ def aggregate(imports: Iterable[ClusterImport]) -> Aggregate | None:
             sorted(entry for group in variants.values() for entry in group)))
         for name, variants in sorted(seen.items()) if len(variants) > 1
     )
+    vip = next((i.clusterset_ip for i in same_type if i.clusterset_ip), "") \
+        if first.service_type == r.CLUSTER_SET_IP else ""
     return Aggregate(
         service_type=first.service_type,
         ports=tuple(sorted(union.values())),
         clusters=tuple(sorted({i.cluster for i in ordered})),
         precedent=first.cluster,
         properties=first.properties,
+        ips=(vip,) if vip else (),
         type_conflicts=type_conflicts,
         port_conflicts=port_conflicts,
         property_conflicts=_property_conflicts(same_type),

@@ -10,6 +10,11 @@ objects to exactly that (or deletes them: unexport, Service deleted, export no
 longer valid), and writes the ServiceExport's ``Valid``/``Ready``/``Conflict``
 conditions. It is the only writer of those conditions.
 
+With a ClusterSetIP slice (``clusterset_ip_cidr``), a ClusterSetIP export also holds
+the service's VIP, adopted from an older export or picked from the slice
+(``agent.clustersetip``), in an annotation on its Broker ServiceImport, and carries
+the ``ClusterSetIPAllocated`` condition.
+
 Events that can change the outcome all queue the key: the export and the Service;
 its Endpoints (readiness, headless backends); its GlobalIngressIPs (by their
 serviceRef label, ``kube.objects.ingress_service_keys``); pods selected by an
@@ -23,6 +28,7 @@ was withdrawn while the agent was down is withdrawn from the Broker too.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 from kube import controller, errors, names, resources
@@ -36,6 +42,7 @@ from lighthouse.agent import render
 from lighthouse.agent.aggregate import aggregate, conflict_condition
 from lighthouse.agent.base import MAX_REQUEUES, create_or_update, write_conditions
 from lighthouse.agent.brokercache import BrokerCache
+from lighthouse.agent.clustersetip import PoolExhaustedError, choose_vip
 from lighthouse.agent.model import JSON, ClusterImport, Publication
 from lighthouse.agent.publication import ConditionState, Decision, ExportInputs, decide
 
@@ -48,12 +55,19 @@ class Exporter(controller.Controller):
     workers = 3
 
     def __init__(self, *, cluster_id: str, local_api: Any, broker_api: Any,
-                 local: InformerSet, broker: BrokerCache, globalnet: bool = True) -> None:
+                 local: InformerSet, broker: BrokerCache, globalnet: bool = True,
+                 clusterset_ip_cidr: str | None = None) -> None:
         super().__init__(max_requeues=MAX_REQUEUES)
         self.cluster_id = cluster_id
         self.local = local
         self.broker = broker
         self.globalnet = globalnet
+        self.clusterset_ip_cidr = clusterset_ip_cidr
+        # VIPs picked here whose Broker object the cache may not show yet (the workers
+        # pick for different services at once), and services waiting for a free VIP.
+        self._vip_lock = threading.Lock()
+        self._picked: dict[str, str] = {}
+        self._starved: set[str] = set()
         self.export_client = ResourceClient(local_api, resources.SERVICE_EXPORTS)
         self.import_client = ResourceClient(broker_api, broker.service_imports)
         self.slice_client = ResourceClient(broker_api, broker.endpointslices)
@@ -76,7 +90,7 @@ class Exporter(controller.Controller):
         self.watch(self.services, self._if_exported)
         self.watch(self.endpoints, self._if_exported)
         self.watch(self.pods, self._exported_headless_selecting)
-        self.watch(self.broker.imports, self._broker_key)
+        self.watch(self.broker.imports, self._broker_key_or_starved)
         self.watch(self.broker.slices, self._own_broker_key)
 
     def _if_exported(self, obj: JSON) -> list[str]:
@@ -92,9 +106,14 @@ class Exporter(controller.Controller):
                 keys.append(o.key(export))
         return keys
 
-    @staticmethod
-    def _broker_key(obj: JSON) -> list[str | None]:
-        return [render.service_key_of(obj)]
+    def _broker_key_or_starved(self, obj: JSON) -> list[str | None]:
+        """The service's key; with a VIP on the object, also the services waiting for
+        one (the event may be that VIP's release)."""
+        keys: list[str | None] = [render.service_key_of(obj)]
+        if render.clusterset_ip_of(obj):
+            with self._vip_lock:
+                keys.extend(self._starved)
+        return keys
 
     def _own_broker_key(self, obj: JSON) -> list[str | None]:
         ident = render.identity_of(obj)
@@ -129,7 +148,9 @@ class Exporter(controller.Controller):
         imports, slices = self.broker.published_by(self.cluster_id, key)
         ready = decision.ready
         requeue = False
+        allocated: ConditionState | None = None
         if decision.publication is None:
+            self._forget_vip(key)
             for obj in slices:
                 self.slice_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
                                                    uid=o.uid(obj), conflict_is_gone=True)
@@ -137,8 +158,9 @@ class Exporter(controller.Controller):
                 self.import_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
                                                     uid=o.uid(obj), conflict_is_gone=True)
         else:
+            vip, allocated = self.clusterset_ip(key, decision.publication, imports)
             try:
-                self.publish(key, decision.publication, imports, slices)
+                self.publish(key, decision.publication, imports, slices, clusterset_ip=vip)
             except Exception as exc:
                 if errors.is_conflict(exc):
                     raise  # our cache is behind: retry from a fresher copy, status unchanged
@@ -147,11 +169,52 @@ class Exporter(controller.Controller):
                     status=False, reason=r.FAILED,
                     message=f"Publishing to the Broker failed: {errors.message_of(exc)}")
                 requeue = True
-        self.write_export_conditions(key, decision, ready)
+        self.write_export_conditions(key, decision, ready, allocated)
         return Result(requeue=True) if requeue else None
 
-    def publish(self, key: str, pub: Publication, imports: list[JSON], slices: list[JSON]
-                ) -> None:
+    def clusterset_ip(self, key: str, pub: Publication, imports: list[JSON]
+                      ) -> tuple[str, ConditionState | None]:
+        """The VIP this export holds (adopted or picked) and its condition; ("", None)
+        without a slice or for a service that is not ClusterSetIP in the aggregate."""
+        if self.clusterset_ip_cidr is None or pub.service_type != r.CLUSTER_SET_IP:
+            self._forget_vip(key)
+            return "", None
+        held = next((v for obj in imports if (v := render.clusterset_ip_of(obj))), "")
+        with self._vip_lock:
+            held = held or self._picked.get(key, "")
+        agg = self._aggregate(key, pub, clusterset_ip=held)
+        if agg is None or agg.service_type != r.CLUSTER_SET_IP:
+            self._forget_vip(key)
+            return "", None
+        if agg.ips:
+            vip = agg.ips[0]
+        else:
+            with self._vip_lock:
+                used = {v for obj in self.broker.imports.list()
+                        if (v := render.clusterset_ip_of(obj))}
+                used.update(v for k, v in self._picked.items() if k != key)
+                try:
+                    vip = choose_vip(self.clusterset_ip_cidr, key, used)
+                except PoolExhaustedError as exc:
+                    self._starved.add(key)
+                    self._picked.pop(key, None)
+                    return "", ConditionState(
+                        status=False, reason=r.CLUSTERSET_IP_POOL_EXHAUSTED,
+                        message=f"No ClusterSetIP for the service: {exc}; it is reachable "
+                                "through each cluster's name until a VIP is free")
+        with self._vip_lock:
+            self._picked[key] = vip
+            self._starved.discard(key)
+        return vip, ConditionState(status=True, reason=r.ALLOCATED,
+                                   message=f"The service's ClusterSetIP is {vip}")
+
+    def _forget_vip(self, key: str) -> None:
+        with self._vip_lock:
+            self._picked.pop(key, None)
+            self._starved.discard(key)
+
+    def publish(self, key: str, pub: Publication, imports: list[JSON], slices: list[JSON],
+                *, clusterset_ip: str = "") -> None:
         """Bring our ServiceImport and EndpointSlice on the Broker to ``pub``.
 
         The slice goes first: it is what the other clusters' DNS answers from.
@@ -175,7 +238,8 @@ class Exporter(controller.Controller):
             render.service_import(
                 name=import_name, namespace=self.broker.member_namespace(self.cluster_id),
                 cluster=self.cluster_id, source_namespace=ns, service=svc, publication=pub,
-                api_version=self.broker.service_imports.api_version),
+                api_version=self.broker.service_imports.api_version,
+                clusterset_ip=clusterset_ip),
             next((i for i in imports if o.name(i) == import_name), None),
             content=render.import_content, fields=("spec",),
             owned=lambda obj: render.identity_of(obj) == identity)
@@ -197,7 +261,8 @@ class Exporter(controller.Controller):
         return render.object_name(*identity, taken_by_other=taken)
 
     def write_export_conditions(self, key: str, decision: Decision,
-                                ready: ConditionState | None) -> None:
+                                ready: ConditionState | None,
+                                allocated: ConditionState | None = None) -> None:
         export = self.exports.get(key)
         if export is None or decision.valid is None:
             return
@@ -206,9 +271,10 @@ class Exporter(controller.Controller):
         conflict = conflict_condition(self._aggregate(key, decision.publication),
                                       had_conflict=had_conflict)
         write_conditions(self.export_client, export,
-                         [(r.VALID, decision.valid), (r.READY, ready), (r.CONFLICT, conflict)])
+                         [(r.VALID, decision.valid), (r.READY, ready), (r.CONFLICT, conflict),
+                          (r.CLUSTERSET_IP_ALLOCATED, allocated)])
 
-    def _aggregate(self, key: str, pub: Publication | None) -> Any:
+    def _aggregate(self, key: str, pub: Publication | None, *, clusterset_ip: str = "") -> Any:
         """The service's aggregate with our publication as written (the cache may lag)."""
         if pub is None:
             return None
@@ -217,5 +283,5 @@ class Exporter(controller.Controller):
                   and imp.cluster != self.cluster_id]
         ours = ClusterImport(cluster=self.cluster_id, service_type=pub.service_type,
                              ports=tuple(sorted(pub.ports)), exported_at=pub.exported_at,
-                             properties=pub.properties)
+                             properties=pub.properties, clusterset_ip=clusterset_ip)
         return aggregate([*others, ours])

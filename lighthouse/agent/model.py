@@ -113,3 +113,5 @@ class ClusterImport:
     ports: tuple[Port, ...]
     exported_at: str = ""
     properties: Properties = Properties()
+    # The ClusterSetIP VIP this export holds ("" for none; ``agent.clustersetip``).
+    clusterset_ip: str = ""

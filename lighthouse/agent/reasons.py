@@ -29,6 +29,11 @@ Conflict   True    AnnotationsConflict             other exportedAnnotations
 Conflict   False   NoConflicts                     a former conflict is resolved
 =========  ======  ==============================  =======================================
 
+With a ClusterSetIP slice (``gnctl join`` gives one when the Broker records a pool),
+a ClusterSetIP export also carries ``ClusterSetIPAllocated``: ``True Allocated`` with
+the service's VIP, or ``False ClusterSetIPPoolExhausted`` when this cluster's slice
+has no VIP left for a service no older export holds one for.
+
 Several conflicts at once are one ``Conflict`` whose reason joins theirs with commas,
 in the order of :data:`CONFLICT_ORDER` (as the MCS API allows). ``Conflict`` appears
 only once a conflict was seen (as upstream), so a plain export carries just ``Valid``
@@ -46,6 +51,7 @@ from typing import Final
 VALID: Final = "Valid"
 READY: Final = "Ready"
 CONFLICT: Final = "Conflict"
+CLUSTERSET_IP_ALLOCATED: Final = "ClusterSetIPAllocated"
 
 # --- ServiceExport reasons ---------------------------------------------------------------------
 REASON_VALID: Final = "Valid"
@@ -63,6 +69,8 @@ INTERNAL_TRAFFIC_POLICY_CONFLICT: Final = "InternalTrafficPolicyConflict"
 LABELS_CONFLICT: Final = "LabelsConflict"
 ANNOTATIONS_CONFLICT: Final = "AnnotationsConflict"
 NO_CONFLICTS: Final = "NoConflicts"
+ALLOCATED: Final = "Allocated"
+CLUSTERSET_IP_POOL_EXHAUSTED: Final = "ClusterSetIPPoolExhausted"
 
 CONFLICT_ORDER: Final = (
     TYPE_CONFLICT, PORT_CONFLICT, SESSION_AFFINITY_CONFLICT, SESSION_AFFINITY_CONFIG_CONFLICT,

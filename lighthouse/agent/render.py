@@ -26,6 +26,8 @@ import copy
 import hashlib
 from typing import Any
 
+import netaddr
+
 from kube import conditions, names, resources
 from kube import objects as o
 from lighthouse.agent import reasons as r
@@ -147,9 +149,10 @@ def properties_of(obj: JSON) -> Properties:
 
 def service_import(*, name: str, namespace: str, cluster: str, source_namespace: str,
                    service: str, publication: Publication,
-                   api_version: str = resources.MCS_API_VERSION) -> JSON:
+                   api_version: str = resources.MCS_API_VERSION, clusterset_ip: str = "") -> JSON:
     """The per-cluster ServiceImport this cluster publishes on the Broker
-    (``api_version``: what that Broker serves, ``kube.discovery.service_imports``)."""
+    (``api_version``: what that Broker serves, ``kube.discovery.service_imports``;
+    ``clusterset_ip``: the VIP this export holds, ``agent.clustersetip``)."""
     props = publication.properties
     spec: JSON = {"type": publication.service_type,
                   "ports": [p.to_json() for p in publication.ports], **properties_spec(props)}
@@ -169,7 +172,9 @@ def service_import(*, name: str, namespace: str, cluster: str, source_namespace:
                        **labels_for(cluster=cluster, namespace=source_namespace, name=service,
                                     service_type=publication.service_type)},
             "annotations": {**exported_annotations(props),
-                            names.EXPORTED_AT_ANNOTATION: publication.exported_at},
+                            names.EXPORTED_AT_ANNOTATION: publication.exported_at,
+                            **({names.CLUSTERSET_IP_ANNOTATION: clusterset_ip}
+                               if clusterset_ip else {})},
         },
         "spec": spec,
     }
@@ -217,10 +222,10 @@ def aggregated_service_import(*, namespace: str, name: str, agg: Aggregate,
                               ready: bool = True) -> JSON:
     """The aggregated ServiceImport in a cluster's namespace (spec and status).
 
-    ``spec.ips`` is ``agg.ips``: empty with Globalnet today, since every cluster has
-    its own global IP (in the EndpointSlices) and there is no clusterset VIP yet; the
-    hook for a routed ClusterSetIP. ``ready``: some exporting cluster has a ready
-    endpoint (the ``Ready`` condition).
+    ``spec.ips`` is ``agg.ips``: the service's ClusterSetIP VIP, the same in every
+    cluster (``agent.clustersetip``); empty while no export holds one (each cluster's
+    own global IP is in its EndpointSlice). ``ready``: some exporting cluster has a
+    ready endpoint (the ``Ready`` condition).
     """
     spec: JSON = {"type": agg.service_type, "ports": [p.to_json() for p in agg.ports],
                   **properties_spec(agg.properties)}
@@ -281,7 +286,16 @@ def cluster_import_of(obj: JSON) -> ClusterImport | None:
     return ClusterImport(cluster=ident[2], service_type=str(o.spec(obj).get("type") or ""),
                          ports=ports_of(o.spec(obj).get("ports")),
                          exported_at=o.annotations_of(obj).get(names.EXPORTED_AT_ANNOTATION, ""),
-                         properties=properties_of(obj))
+                         properties=properties_of(obj), clusterset_ip=clusterset_ip_of(obj))
+
+
+def clusterset_ip_of(obj: JSON) -> str:
+    """The VIP a Broker ServiceImport's export holds; "" if none or not an address."""
+    value = o.annotations_of(obj).get(names.CLUSTERSET_IP_ANNOTATION, "")
+    try:
+        return str(netaddr.IPAddress(value)) if value else ""
+    except (netaddr.AddrFormatError, ValueError):
+        return ""
 
 
 def endpoints_of(slice_: JSON) -> tuple[EndpointSpec, ...]:

@@ -17,10 +17,12 @@ import pytest
 
 from gateway import clusterset
 from gateway.clusterset import ClustersetError, JoinRequest
-from globalnet.broker import BrokerGlobalnet
-from kube import crud, resources
+from globalnet.broker import BrokerClustersetIPs, BrokerGlobalnet
+from kube import crud, names, resources
 
 pytestmark = pytest.mark.kube
+
+POOL = clusterset.ClustersetIPPool(cidr_range="244.50.0.0/16", cluster_size=1024)
 
 
 class Set:
@@ -30,9 +32,11 @@ class Set:
         self.broker_ns = f"broker-{tag}"
         self.member_ns = {"east": f"east-{tag}", "west": f"west-{tag}", "north": f"north-{tag}"}
 
-    def deploy(self, cidr_range: str = "242.50.0.0/16", *, globalnet: bool = True) -> Any:
+    def deploy(self, cidr_range: str = "242.50.0.0/16", *, globalnet: bool = True,
+               pool: clusterset.ClustersetIPPool = POOL) -> clusterset.BrokerRecords:
         return clusterset.deploy_broker(self.api, globalnet=globalnet, cidr_range=cidr_range,
-                                        cluster_size=256, namespace=self.broker_ns)
+                                        cluster_size=256, clusterset_ips=pool,
+                                        namespace=self.broker_ns)
 
     def join(self, cluster: str, **extra: Any) -> clusterset.Membership:
         request = JoinRequest(cluster_id=cluster, cluster_cidrs=("10.244.0.0/16",),
@@ -66,8 +70,8 @@ def test_deploy_join_rejoin_and_leave(cs: Set) -> None:
         cs.deploy("242.50.0.0/33")
     assert crud.ResourceClient(cs.api, resources.NAMESPACES).get_or_none(cs.broker_ns) is None, \
         "a refused deploy-broker must create nothing"
-    info = cs.deploy()
-    assert (info.cidr_range, info.cluster_size) == ("242.50.0.0/16", 256)
+    info = cs.deploy().globalnet
+    assert info is not None and (info.cidr_range, info.cluster_size) == ("242.50.0.0/16", 256)
 
     assert cs.join("east").global_cidr == "242.50.0.0/24"
     assert cs.join("west").global_cidr == "242.50.1.0/24"
@@ -132,3 +136,50 @@ def test_a_join_with_another_cable_driver_than_the_members_is_refused(cs: Set) -
             broker_namespace=cs.broker_ns)
     assert set(cs.members(cs.broker_ns)) == {"east"}
     assert cs.join("west", cable_driver="wireguard").global_cidr == "242.50.1.0/24"
+
+
+def test_every_member_gets_a_clusterset_ip_slice_that_leave_releases(cs: Set) -> None:
+    """The VIP pool is recorded beside the global range with keys of its own; join hands
+    each member a slice (kept on a rejoin), leave gives it back."""
+    records = cs.deploy(pool=clusterset.ClustersetIPPool(
+        cidr_range="244.50.0.0/16", cluster_size=1000, enabled=True))
+    assert (records.clusterset_ips.cidr_range, records.clusterset_ips.cluster_size,
+            records.clusterset_ips.enabled) == ("244.50.0.0/16", 1000, True)
+    assert cs.join("east").clusterset_ip_cidr == "244.50.0.0/22"
+    assert cs.join("west").clusterset_ip_cidr == "244.50.4.0/22"
+    assert cs.join("east").clusterset_ip_cidr == "244.50.0.0/22"
+    data = crud.ResourceClient(cs.api, resources.CONFIGMAPS).get(
+        names.CLUSTERSET_IP_CONFIGMAP, namespace=cs.broker_ns)["data"]
+    assert data[names.CLUSTERSET_IP_KEYS.cidr_range] == "244.50.0.0/16"
+    assert data[names.CLUSTERSET_IP_KEYS.enabled] == "true"
+    # A second deploy-broker keeps the record (a flag's other range is not taken).
+    again = cs.deploy(pool=clusterset.ClustersetIPPool(cidr_range="244.60.0.0/16"))
+    assert again.clusterset_ips.cidr_range == "244.50.0.0/16"
+    assert again.clusterset_ips.enabled, "a second deploy-broker keeps the pool enabled"
+    assert cs.leave("west")
+    pool = BrokerClustersetIPs(cs.api, namespace=cs.broker_ns).read()
+    assert pool is not None and set(pool.clusters) == {"east"}
+    global_record = BrokerGlobalnet(cs.api, namespace=cs.broker_ns).read()
+    assert global_record is not None and set(global_record.clusters) == {"east"}
+
+
+def test_a_pool_overlapping_the_global_range_or_a_members_cidrs_is_refused(cs: Set) -> None:
+    """A VIP inside the global range or a cluster's own CIDRs would be captured there:
+    refused before anything is written (no namespace at deploy-broker; no global CIDR,
+    no slice, no Cluster object at join)."""
+    with pytest.raises(ClustersetError, match=r"ClusterSetIP CIDR range 242\.50\.128\.0/20 "
+                                              r"overlaps the global CIDR range 242\.50\.0\.0/16"):
+        cs.deploy(pool=clusterset.ClustersetIPPool(cidr_range="242.50.128.0/20",
+                                                  cluster_size=256))
+    assert crud.ResourceClient(cs.api, resources.NAMESPACES).get_or_none(cs.broker_ns) is None
+    cs.deploy(pool=clusterset.ClustersetIPPool(cidr_range="10.96.0.0/12", cluster_size=256))
+    with pytest.raises(ClustersetError, match=r"range 10\.96\.0\.0/12 overlaps the service "
+                                              r"CIDR of east 10\.96\.0\.0/16"):
+        cs.join("east")
+    with pytest.raises(ClustersetError, match="overlaps the service CIDR"):
+        clusterset.preview_join(cs.api, JoinRequest(
+            cluster_id="east", cluster_cidrs=("10.244.0.0/16",),
+            service_cidrs=("10.96.0.0/16",)), broker_namespace=cs.broker_ns)
+    global_record = BrokerGlobalnet(cs.api, namespace=cs.broker_ns).read()
+    assert global_record is not None and global_record.clusters == {}
+    assert cs.members(cs.broker_ns) == {}

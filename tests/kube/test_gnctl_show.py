@@ -299,8 +299,12 @@ def test_brokers_through_a_named_broker(capsys: pytest.CaptureFixture[str],
     mine = found[world.broker_namespace]
     assert (mine["globalnet"], mine["global_cidr_range"], mine["cluster_size"],
             mine["notes"]) == (True, GLOBAL_RANGE, 256, [])
-    assert [(m["cluster_id"], m["global_cidrs"]) for m in mine["members"]] == [
-        ("c1", [C1_CIDR]), ("c2", [C2_CIDR])]
+    # deploy-broker's default ClusterSetIP pool, a slice per member.
+    assert (mine["clusterset_ip_range"], mine["clusterset_ip_cluster_size"],
+            mine["clusterset_ip_for_all"]) == ("244.0.0.0/8", 4096, False)
+    assert [(m["cluster_id"], m["global_cidrs"], m["clusterset_ip_cidr"])
+            for m in mine["members"]] == [
+        ("c1", [C1_CIDR], "244.0.0.0/20"), ("c2", [C2_CIDR], "244.0.16.0/20")]
 
 
 # --- all, output forms, contexts, errors ------------------------------------------------

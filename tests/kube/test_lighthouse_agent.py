@@ -552,9 +552,10 @@ def test_v1beta1_fields_are_published_aggregated_and_conflicts_named(
                                     and predicate(obj) else None),
                            message=f"east's aggregated ServiceImport {ns}/sticky")
 
-    aggregated = aggregated_with(lambda obj: "status" in obj)
+    aggregated = aggregated_with(lambda obj: "status" in obj and "ips" in obj["spec"])
     assert aggregated["spec"]["sessionAffinity"] == "ClientIP"
-    assert "ips" not in aggregated["spec"]  # the ClusterSetIP VIP hook, unset for now
+    # West's VIP, not its global IP (that is in west's EndpointSlice).
+    assert aggregated["spec"]["ips"] == [vip_of(si)] != si["spec"]["ips"]
     assert aggregated["metadata"]["labels"]["tier"] == "web"
     assert aggregated["metadata"]["annotations"]["owner"] == "team-a"
     # No pod: no ready endpoint anywhere yet.
@@ -608,3 +609,117 @@ def test_the_aggregated_import_is_ready_once_a_cluster_has_a_ready_endpoint(
     ready = condition(obj, r.READY)
     assert ready["reason"] == r.REASON_READY and "west" in ready["message"]
     assert ready["lastTransitionTime"]
+
+
+# --- ClusterSetIP --------------------------------------------------------------------------------
+
+def vip_of(obj: JSON) -> str | None:
+    return (obj.get("metadata", {}).get("annotations") or {}).get(
+        names.CLUSTERSET_IP_ANNOTATION)
+
+
+def await_import_ips(cluster: Cluster, ns: str, svc: str, ips: list[str]) -> JSON:
+    return await_value(
+        lambda: o if (o := cluster.local_import(ns, svc)) and (o.get("spec") or {}).get(
+            "ips", []) == ips else None,
+        message=f"{cluster.name}'s ServiceImport {ns}/{svc} with ips {ips}")
+
+
+def test_one_clusterset_ip_per_service_the_same_everywhere_until_the_last_export_goes(
+    clusterset: Clusterset, ns: str
+) -> None:
+    """West exports first and picks from its slice; east exports the same service
+    and adopts west's VIP; the VIP stays while any export holds it (also after west
+    unexported) and is free once the last export is withdrawn."""
+    east, west = clusterset["east"], clusterset["west"]
+    assert west.clusterset_ip_cidr is not None and east.clusterset_ip_cidr is not None
+    west.service(ns, "web")
+    west.export(ns, "web")
+    si = clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "web", "west",
+                                 lambda obj: vip_of(obj) is not None)
+    vip = vip_of(si)
+    assert vip is not None
+    assert ipaddress.ip_address(vip) in ipaddress.ip_network(west.clusterset_ip_cidr)
+    assert si["spec"]["ips"] == [west.await_global_ip(ns, "web")]  # the cluster's own IP
+    for cluster in (east, west):
+        await_import_ips(cluster, ns, "web", [vip])
+    allocated = west.await_export_condition(ns, "web", r.CLUSTERSET_IP_ALLOCATED, r.ALLOCATED,
+                                            "True")
+    assert vip in condition(allocated, r.CLUSTERSET_IP_ALLOCATED)["message"]
+
+    east.service(ns, "web")
+    east.export(ns, "web")
+    clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "web", "east",
+                            lambda obj: vip_of(obj) == vip)
+    west.unexport(ns, "web")
+    clusterset.await_withdrawn(ns, "web", "west")
+    # East holds it now: the same VIP everywhere, nothing picked again.
+    for cluster in (east, west):
+        await_import_ips(cluster, ns, "web", [vip])
+    assert vip_of(clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "web", "east")) == vip
+
+    # A headless export holds none.
+    west.service(ns, "db", headless=True)
+    west.export(ns, "db")
+    clusterset.await_broker(resources.SERVICE_IMPORTS, ns, "db", "west")
+    db = west.await_local_import(ns, "db", ["west"])
+    assert "ips" not in db["spec"]
+    assert vip_of(clusterset.broker_objects(resources.SERVICE_IMPORTS, ns, "db", "west")[0]) \
+        is None
+
+    east.unexport(ns, "web")
+    clusterset.await_withdrawn(ns, "web", "east")
+    await_condition(lambda: east.local_import(ns, "web") is None, timeout=TIMEOUT,
+                    message="east's aggregated import of web removed")
+
+
+def test_an_exhausted_slice_is_a_condition_and_a_freed_vip_is_taken_up(
+    clusterset: Clusterset, ns: str
+) -> None:
+    """East's agent restarted with a two-VIP slice: the third ClusterSetIP export says
+    ClusterSetIPPoolExhausted and is still published (reachable by its cluster's
+    name); once another export goes, it gets the freed VIP without any other event."""
+    east = clusterset["east"]
+    assert east.agent is not None and east.clusterset_ip_cidr is not None
+    original = east.clusterset_ip_cidr
+    east.agent.stop()
+    east.clusterset_ip_cidr = "244.0.0.0/31"
+    east.start_agent()
+    try:
+        for svc in ("a", "b", "c"):
+            east.service(ns, svc)
+            east.export(ns, svc)
+
+        def two_of_three_hold_one() -> dict[str, str | None] | None:
+            found = {svc: clusterset.broker_objects(resources.SERVICE_IMPORTS, ns, svc, "east")
+                     for svc in ("a", "b", "c")}
+            if not all(len(objs) == 1 for objs in found.values()):
+                return None
+            vips = {svc: vip_of(objs[0]) for svc, objs in found.items()}
+            return vips if sum(v is not None for v in vips.values()) == 2 else None
+
+        # Which one starves depends on which the agent's workers took first.
+        held = await_value(two_of_three_hold_one,
+                           message="a, b and c published, two of them with a VIP")
+        starved = next(svc for svc, vip in held.items() if vip is None)
+        assert sorted(v for v in held.values() if v) == ["244.0.0.0", "244.0.0.1"]
+        exhausted = east.await_export_condition(ns, starved, r.CLUSTERSET_IP_ALLOCATED,
+                                                r.CLUSTERSET_IP_POOL_EXHAUSTED, "False")
+        message = condition(exhausted, r.CLUSTERSET_IP_ALLOCATED)["message"]
+        assert "244.0.0.0/31 is exhausted" in message
+        east.await_export_condition(ns, starved, r.READY, r.EXPORTED, "True")
+        assert "ips" not in east.await_local_import(ns, starved, ["east"])["spec"]
+
+        freeing = next(svc for svc, vip in held.items() if vip is not None)
+        east.unexport(ns, freeing)
+        freed = held[freeing]
+        assert freed is not None
+        clusterset.await_broker(resources.SERVICE_IMPORTS, ns, starved, "east",
+                                lambda obj: vip_of(obj) == freed)
+        east.await_export_condition(ns, starved, r.CLUSTERSET_IP_ALLOCATED, r.ALLOCATED, "True")
+        await_import_ips(east, ns, starved, [freed])
+    finally:
+        assert east.agent is not None
+        east.agent.stop()
+        east.clusterset_ip_cidr = original
+        east.start_agent()

@@ -92,5 +92,8 @@ def test_rejoin_with_another_explicit_cidr_is_refused() -> None:
 
 def test_range_validation_for_deploy_broker() -> None:
     assert str(validate_range("242.0.0.0/8", 65536)) == "242.0.0.0/8"
-    with pytest.raises(CidrAllocationError):
+    with pytest.raises(CidrAllocationError, match=r"^global CIDR range 242\.0\.0\.0/16: cluster "
+                                                  r"size 65536 .* more than half"):
         validate_range("242.0.0.0/16", 65536)
+    with pytest.raises(CidrAllocationError, match=r"^invalid ClusterSetIP CIDR range 'x'"):
+        validate_range("x", 16, what="ClusterSetIP CIDR")

@@ -458,6 +458,12 @@ KNOWN = [
     (["join", "@broker_info", "--clusterid", "c1", "--gateway-node", ""], "is not a node name"),
     (["leave", "@broker_info", "--clusterid", "C1"], "is not a DNS label"),
     (["deploy-broker", "--globalnet-cidr-range", "bogus"], "bogus"),
+    (["deploy-broker", "--clusterset-ip-cidr-range", "244.1.0.0/33"],
+     "invalid ClusterSetIP CIDR range '244.1.0.0/33'"),
+    (["deploy-broker", "--clusterset-ip-cidr-range", "244.1.0.0/24"],
+     "ClusterSetIP CIDR range 244.1.0.0/24: cluster size 4096 (rounded to 4096) is more than "
+     "half"),
+    (["deploy-broker", "--clusterset-ip-cluster-size", "0"], "cluster size must be positive"),
     (["deploy-broker", "--out", "@directory"], "is a directory"),
     (["deploy-broker", "--out", "@missing/x"], "does not exist"),
     (["deploy-broker", "--broker-namespace", "A/B"], "is not a namespace name"),

@@ -173,3 +173,28 @@ def test_clusters_of_another_type_take_no_part_in_property_conflicts() -> None:
                       properties=Properties(session_affinity="ClientIP")),
     ])
     assert agg is not None and agg.conflict_reasons == (r.TYPE_CONFLICT,)
+
+
+def test_the_vip_is_the_one_of_the_oldest_export_holding_one() -> None:
+    """Every cluster applies this rule to the same Broker objects, so all agree: a
+    newer export's own pick loses to an older export's VIP."""
+    def with_vip(cluster: str, at: str, vip: str, kind: str = r.CLUSTER_SET_IP
+                 ) -> ClusterImport:
+        return ClusterImport(cluster=cluster, service_type=kind, ports=(HTTP,),
+                             exported_at=at, clusterset_ip=vip)
+
+    old, new = "2024-05-01T12:00:00Z", "2024-05-02T12:00:00Z"
+    both = aggregate([with_vip("west", new, "244.0.1.9"), with_vip("east", old, "244.0.0.7")])
+    assert both is not None and both.ips == ("244.0.0.7",)
+    # The oldest export holds none yet: the next one's VIP is the service's.
+    waiting = aggregate([with_vip("west", new, "244.0.1.9"), with_vip("east", old, "")])
+    assert waiting is not None and waiting.ips == ("244.0.1.9",)
+    nobody = aggregate([with_vip("east", old, "")])
+    assert nobody is not None and nobody.ips == ()
+    # A Headless aggregate has no VIP, and an export of the other type takes no part.
+    headless = aggregate([with_vip("east", old, "", r.HEADLESS),
+                          with_vip("west", new, "244.0.1.9")])
+    assert headless is not None and headless.ips == ()
+    mixed = aggregate([with_vip("east", old, "244.0.0.7"),
+                       with_vip("west", "2024-04-01T00:00:00Z", "244.0.1.9", r.HEADLESS)])
+    assert mixed is not None and mixed.service_type == r.HEADLESS and mixed.ips == ()

@@ -50,7 +50,7 @@ def containers(objects: list[JSON]) -> Iterator[tuple[JSON, JSON]]:
 
 @pytest.fixture(params=["nftables", "ebpf"])
 def rendered(request: pytest.FixtureRequest) -> list[JSON]:
-    return m.render(options(datapath=request.param))
+    return m.render(options(datapath=request.param, clusterset_ip_cidr="244.0.16.0/20"))
 
 
 def test_crds_are_kube_crds_and_first(rendered: list[JSON]) -> None:
@@ -366,8 +366,9 @@ def test_command_lines_parse_with_the_agents_argparse(
     assert (route.node_name, route.cluster_id, route.uninstall) == ("gw-1", "c1", False)
     lighthouse = parsed[rbac.LIGHTHOUSE_AGENT]
     assert (lighthouse.cluster_id, lighthouse.globalnet, lighthouse.dns_listen,
-            lighthouse.zone, lighthouse.leave) == (
-        "c1", True, ("0.0.0.0", m.DNS_CONTAINER_PORT), "clusterset.local", False)
+            lighthouse.zone, lighthouse.leave, lighthouse.clusterset_ip_cidr) == (
+        "c1", True, ("0.0.0.0", m.DNS_CONTAINER_PORT), "clusterset.local", False,
+        "244.0.16.0/20")
 
 
 # --- the kubeconfig, options, files --------------------------------------------------------
@@ -396,6 +397,9 @@ def test_kubeconfig_resolves_the_token_and_ca_next_to_it(tmp_path: Path) -> None
     ({"api_server": "http://x"}, "API server 'http://x': expected an https:// URL"),
     ({"dns_service_ip": "10.97.0.10"}, "DNS service IP 10.97.0.10 is not in a service CIDR"),
     ({"namespace": "other"}, "namespace 'other': the gateway engine and route agent have no"),
+    ({"clusterset_ip_cidr": "244.0.0.1/20"}, "ClusterSetIP CIDR: 244.0.0.1/20 has host bits"),
+    ({"clusterset_ip_cidr": "242.0.16.0/20"},
+     "ClusterSetIP CIDR 242.0.16.0/20 overlaps 242.0.0.0/16"),
 ])
 def test_bad_options_are_refused_in_one_line(overrides: dict[str, Any], message: str) -> None:
     with pytest.raises(m.OptionsError) as err:
