@@ -170,6 +170,17 @@ SERVICE_TYPE_LABEL: Final = "lighthouse.submariner.io/serviceType"
 # kube-proxy never programs these slices.
 ENDPOINTSLICE_MANAGED_BY_LABEL: Final = "endpointslice.kubernetes.io/managed-by"
 ENDPOINTSLICE_MANAGED_BY_LIGHTHOUSE: Final = "lighthouse-agent.submariner.io"
+# Ours, set by users on a ServiceExport: how the clusterset name spreads clients,
+# ``balanced`` (over every cluster with ready backends, the local one included,
+# weighted by their ready backends) or ``local-first`` (the default, also what the
+# Service's ``trafficDistribution: PreferClose`` asks for). Carried on the Broker and
+# aggregated ServiceImports; the oldest export's choice is the service's.
+TRAFFIC_DISTRIBUTION_ANNOTATION: Final = "lighthouse.submariner.io/traffic-distribution"
+# Ours, on a ClusterSetIP export's EndpointSlices: the service's traffic distribution
+# (as above, the same on every cluster's slice once the exporters agree) and how many
+# ready backends the exporting cluster has (the weight of a balanced answer).
+TRAFFIC_DISTRIBUTION_LABEL: Final = "lighthouse.submariner.io/traffic-distribution"
+READY_BACKENDS_LABEL: Final = "lighthouse.submariner.io/ready-backends"
 # When the ServiceExport was created (RFC 3339), on published ServiceImports: the oldest
 # export decides the aggregated type when clusters disagree (MCS conflict resolution).
 EXPORTED_AT_ANNOTATION: Final = "lighthouse.submariner.io/exported-at"
@@ -188,4 +199,5 @@ RESERVED_IMPORT_LABELS: Final = frozenset({
     SOURCE_CLUSTER_LABEL, SERVICE_NAME_LABEL, SOURCE_NAMESPACE_LABEL, SERVICE_TYPE_LABEL,
     MANAGED_BY_LABEL, ENDPOINTSLICE_MANAGED_BY_LABEL})
 RESERVED_IMPORT_ANNOTATIONS: Final = frozenset({
-    EXPORTED_AT_ANNOTATION, EXPORTED_ANNOTATIONS_ANNOTATION, CLUSTERSET_IP_ANNOTATION})
+    EXPORTED_AT_ANNOTATION, EXPORTED_ANNOTATIONS_ANNOTATION, CLUSTERSET_IP_ANNOTATION,
+    TRAFFIC_DISTRIBUTION_ANNOTATION})

@@ -219,32 +219,24 @@ def expected_structure() -> ObservedTable:
     )
 
 
-class LibNftClient:
-    """libnftables (plus direct netlink queries) in one namespace (None: the caller's).
+class NftCommands:
+    """One libnftables context in a network namespace, its commands serialised by
+    ``lock`` (shared with whatever else must not interleave with them)."""
 
-    Reading back is built to be cheap at 100,000 elements, because drift repair
-    must finish within 2 s, and libnftables fetches every element of the table
-    for any listing of it. So: a netlink digest of the declarations and rules is
-    compared with the digest of the last table whose text listing matched
-    `ruleset.py` exactly; only when they differ is the table listed as text.
-    Elements come from a netlink dump of each set."""
-
-    def __init__(self, netns: str | None = None) -> None:
+    def __init__(self, netns: str | None = None, lock: threading.Lock | None = None) -> None:
         import nftables  # Debian's python3-nftables; imported here so unit tests need no root
 
         self.netns = netns
-        self._lock = threading.Lock()
+        self.lock = lock or threading.Lock()
         with entered(netns):
             self._nft = nftables.Nftables()
         self._nft.set_handle_output(False)
-        self._nl = NfTables(netns)
-        self._good = ""  # netlink digest of the last table whose text matched ours
 
-    def _cmd(self, text: str, *, terse: bool = False, throwaway: bool = False) -> str:
-        """Run one command. `throwaway` uses a fresh context: a listing leaves every
-        element of the table in the context's cache, and the next transaction in
-        that context would pay to refresh it."""
-        with self._lock, entered(self.netns):
+    def run(self, text: str, *, terse: bool = False, throwaway: bool = False) -> str:
+        """Run one command (or script: one transaction). `throwaway` uses a fresh
+        context: a listing leaves every element of the table in the context's cache,
+        and the next transaction in that context would pay to refresh it."""
+        with self.lock, entered(self.netns):
             nft = self._nft
             if throwaway:
                 import nftables
@@ -256,6 +248,48 @@ class LibNftClient:
         if rc != 0:
             raise NftError(err.strip() or f"nft exited {rc}")
         return str(out)
+
+    def list_table(self, table_ref: str) -> str:
+        """``nft list table`` of ``table_ref`` ("" when there is none)."""
+        try:
+            return self.run(f"list table {table_ref}", throwaway=True)
+        except NftError as exc:
+            if _is_missing(exc):
+                return ""
+            raise
+
+    def delete_table(self, table_ref: str) -> bool:
+        """Delete a table; False when there was none."""
+        try:
+            self.run(f"delete table {table_ref}")
+        except NftError as exc:
+            if _is_missing(exc):
+                return False
+            raise
+        return True
+
+
+def _is_missing(exc: NftError) -> bool:
+    return "No such file or directory" in str(exc)
+
+
+class LibNftClient:
+    """libnftables (plus direct netlink queries) in one namespace (None: the caller's).
+
+    Reading back is built to be cheap at 100,000 elements, because drift repair
+    must finish within 2 s, and libnftables fetches every element of the table
+    for any listing of it. So: a netlink digest of the declarations and rules is
+    compared with the digest of the last table whose text listing matched
+    `ruleset.py` exactly; only when they differ is the table listed as text.
+    Elements come from a netlink dump of each set."""
+
+    def __init__(self, netns: str | None = None) -> None:
+        self.netns = netns
+        self._lock = threading.Lock()
+        self._commands = NftCommands(netns, self._lock)
+        self._cmd = self._commands.run
+        self._nl = NfTables(netns)
+        self._good = ""  # netlink digest of the last table whose text matched ours
 
     def transact(self, ops: Sequence[Op]) -> None:
         if not ops:
@@ -287,13 +321,7 @@ class LibNftClient:
         return table
 
     def delete_table(self) -> bool:
-        try:
-            self._cmd(f"delete table {names.TABLE_REF}")
-        except NftError as exc:
-            if "No such file or directory" in str(exc):
-                return False
-            raise
-        return True
+        return self._commands.delete_table(names.TABLE_REF)
 
     def generation(self) -> int:
         with self._lock:

@@ -90,6 +90,8 @@ def _merged(existing: JSON, desired: JSON, fields: tuple[str, ...]) -> JSON:
             # Annotations an earlier export put here go unless still wanted; others' stay.
             listed = kept.get(names.EXPORTED_ANNOTATIONS_ANNOTATION, "").split(",")
             kept = {k: v for k, v in kept.items() if k not in listed}
+        # Ours (a VIP, a traffic distribution) go when no longer wanted.
+        kept = {k: v for k, v in kept.items() if k not in names.RESERVED_IMPORT_ANNOTATIONS}
         meta["annotations"] = {**kept, **wanted_annotations}
     for field in fields:
         if field in desired:

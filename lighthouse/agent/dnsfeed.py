@@ -67,8 +67,20 @@ def cluster_export(cluster: str, slices: Iterable[JSON]) -> ClusterExport | None
             for e in endpoints))
     if not endpoints:
         return None
+    labels = o.labels(slices[0])
+    ready = any(e.ready for e in endpoints)
     return ClusterExport(cluster=cluster, ports=port_tuple, global_ip=endpoints[0].ip,
-                         ready=any(e.ready for e in endpoints))
+                         ready=ready,
+                         balanced=labels.get(names.TRAFFIC_DISTRIBUTION_LABEL) == r.BALANCED,
+                         weight=_weight(labels.get(names.READY_BACKENDS_LABEL), ready))
+
+
+def _weight(label: str | None, ready: bool) -> int:
+    """A balanced answer's weight: the ready backends a slice states (a slice from an
+    older agent states none: 1 while ready)."""
+    if label is not None and label.isdigit():
+        return int(label)
+    return 1 if ready else 0
 
 
 def gateway_health(gateways: Iterable[JSON]) -> dict[str, bool]:

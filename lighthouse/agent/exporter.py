@@ -208,6 +208,11 @@ class Exporter(controller.Controller):
         return vip, ConditionState(status=True, reason=r.ALLOCATED,
                                    message=f"The service's ClusterSetIP is {vip}")
 
+    def _distribution(self, key: str, pub: Publication) -> str:
+        """The service's traffic distribution: the oldest export's (MCS precedence)."""
+        agg = self._aggregate(key, pub)
+        return str(agg.properties.spread) if agg is not None else pub.properties.spread
+
     def _forget_vip(self, key: str) -> None:
         with self._vip_lock:
             self._picked.pop(key, None)
@@ -228,7 +233,8 @@ class Exporter(controller.Controller):
             render.endpoint_slice(
                 name=slice_name, namespace=self.broker.member_namespace(self.cluster_id),
                 api_version=self.broker.endpointslices.api_version, cluster=self.cluster_id,
-                source_namespace=ns, service=svc, publication=pub),
+                source_namespace=ns, service=svc, publication=pub,
+                distribution=self._distribution(key, pub)),
             next((s for s in slices if o.name(s) == slice_name), None),
             content=render.slice_content, fields=("addressType", "endpoints", "ports"),
             owned=lambda obj: render.identity_of(obj) == identity)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from lighthouse.agent import reasons as r
+
 JSON = dict[str, Any]
 
 PROTOCOLS = ("TCP", "UDP", "SCTP")
@@ -73,7 +75,8 @@ class Properties:
     the API server has them; Kubernetes 1.20 has neither ``internalTrafficPolicy`` nor
     ``trafficDistribution``, so they stay None there) and from the ServiceExport
     (``exportedLabels``/``exportedAnnotations``). Clusters disagreeing on one is an MCS
-    conflict; the oldest export's value wins.
+    conflict; the oldest export's value wins. ``distribution`` is the ServiceExport's
+    ``names.TRAFFIC_DISTRIBUTION_ANNOTATION`` (None: not set), no conflict either.
     """
 
     session_affinity: str = "None"
@@ -84,6 +87,13 @@ class Properties:
     traffic_distribution: str | None = None
     labels: Pairs = ()
     annotations: Pairs = ()
+    distribution: str | None = None
+
+    @property
+    def spread(self) -> str:
+        """How clients are spread: the annotation's choice, else local-first (also what
+        ``trafficDistribution: PreferClose`` means: the closest cluster first)."""
+        return self.distribution or r.LOCAL_FIRST
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -102,6 +112,8 @@ class Publication:
     slice_ports: tuple[Port, ...]
     exported_at: str = ""
     properties: Properties = Properties()
+    # Ready backends of a ClusterIP service (the weight of a balanced answer).
+    ready_backends: int = 0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -107,9 +107,9 @@ def _endpoint_addresses(endpoints: JSON | None, key: str = "addresses") -> list[
     return out
 
 
-def has_ready_backend(endpoints: JSON | None) -> bool:
-    """Whether the Service's Endpoints list any ready address."""
-    return bool(_endpoint_addresses(endpoints))
+def ready_backends(endpoints: JSON | None) -> int:
+    """How many ready addresses the Service's Endpoints list."""
+    return len({str(a.get("ip")) for a in _endpoint_addresses(endpoints)})
 
 
 def backend_ports(service: JSON, endpoints: JSON | None) -> tuple[Port, ...]:
@@ -251,13 +251,23 @@ def properties_of(service: JSON, export: JSON) -> tuple[Properties, list[str]]:
     annotations, annotation_notes = _exported(
         pairs(export_spec.get("exportedAnnotations")),
         reserved=names.RESERVED_IMPORT_ANNOTATIONS, what="annotation", labels=False)
+    distribution, distribution_notes = _distribution(export)
     return Properties(
         session_affinity=affinity, session_affinity_timeout=timeout,
         ip_families=_ip_families(service),
         internal_traffic_policy=_optional_str(spec.get("internalTrafficPolicy")),
         traffic_distribution=_optional_str(spec.get("trafficDistribution")),
-        labels=labels, annotations=annotations,
-    ), label_notes + annotation_notes
+        labels=labels, annotations=annotations, distribution=distribution,
+    ), label_notes + annotation_notes + distribution_notes
+
+
+def _distribution(export: JSON) -> tuple[str | None, list[str]]:
+    """The export's traffic-distribution annotation, and a note when it is unknown."""
+    value = o.annotations_of(export).get(names.TRAFFIC_DISTRIBUTION_ANNOTATION)
+    if value is None or value in r.DISTRIBUTIONS:
+        return value, []
+    return None, [f"annotation {names.TRAFFIC_DISTRIBUTION_ANNOTATION}={value!r}: expected "
+                  f"{' or '.join(r.DISTRIBUTIONS)}, {r.LOCAL_FIRST} used"]
 
 
 _AWAITING = ConditionState(status=False, reason=r.PENDING,
@@ -292,10 +302,12 @@ def decide(inputs: ExportInputs) -> Decision:
             return Decision(valid=ConditionState(
                 status=False, reason=r.SERVICE_GLOBAL_IP_UNAVAILABLE, message=why),
                 ready=_AWAITING)
-        endpoint = EndpointSpec(ip=ip, ready=has_ready_backend(inputs.endpoints))
+        count = ready_backends(inputs.endpoints)
+        endpoint = EndpointSpec(ip=ip, ready=count > 0)
         return Decision(valid=valid, ready=_EXPORTED, publication=Publication(
             service_type=kind, ports=ports, ips=(ip,), endpoints=(endpoint,),
-            slice_ports=ports, exported_at=exported_at, properties=props))
+            slice_ports=ports, exported_at=exported_at, properties=props,
+            ready_backends=count))
     ready = _EXPORTED
     if inputs.globalnet:
         endpoints, covered = _headless_globalnet(inputs)

@@ -87,3 +87,9 @@ HEADLESS: Final = "Headless"
 # --- Service values the MCS API copies ---------------------------------------------------------
 SESSION_AFFINITY_NONE: Final = "None"
 SESSION_AFFINITY_CLIENT_IP: Final = "ClientIP"
+PREFER_CLOSE: Final = "PreferClose"  # trafficDistribution
+
+# --- traffic distribution (``names.TRAFFIC_DISTRIBUTION_ANNOTATION``) -------------------------
+LOCAL_FIRST: Final = "local-first"
+BALANCED: Final = "balanced"
+DISTRIBUTIONS: Final = (LOCAL_FIRST, BALANCED)

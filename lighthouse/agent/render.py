@@ -119,9 +119,12 @@ def properties_spec(props: Properties) -> JSON:
 
 
 def exported_annotations(props: Properties) -> dict[str, str]:
-    """The exported annotations and the annotation that lists their keys."""
+    """The exported annotations, the annotation that lists their keys, and the
+    traffic distribution when the export sets one."""
     out = dict(props.annotations)
     out[names.EXPORTED_ANNOTATIONS_ANNOTATION] = ",".join(k for k, _ in props.annotations)
+    if props.distribution:
+        out[names.TRAFFIC_DISTRIBUTION_ANNOTATION] = props.distribution
     return out
 
 
@@ -142,6 +145,8 @@ def properties_of(obj: JSON) -> Properties:
         labels=pairs({k: v for k, v in o.labels(obj).items()
                       if k not in names.RESERVED_IMPORT_LABELS}),
         annotations=pairs({k: annotations[k] for k in keys}),
+        distribution=annotations.get(names.TRAFFIC_DISTRIBUTION_ANNOTATION)
+        if annotations.get(names.TRAFFIC_DISTRIBUTION_ANNOTATION) in r.DISTRIBUTIONS else None,
     )
 
 
@@ -188,11 +193,20 @@ def _endpoint_json(endpoint: EndpointSpec) -> JSON:
 
 
 def endpoint_slice(*, name: str, namespace: str, api_version: str, cluster: str,
-                   source_namespace: str, service: str, publication: Publication) -> JSON:
-    """The EndpointSlice of global IPs this cluster publishes on the Broker."""
+                   source_namespace: str, service: str, publication: Publication,
+                   distribution: str = r.LOCAL_FIRST) -> JSON:
+    """The EndpointSlice of global IPs this cluster publishes on the Broker.
+
+    A ClusterSetIP export's also says the service's traffic ``distribution`` (the
+    aggregate's, so every cluster's slice says the same) and its ready backends, for
+    the DNS answers (``lighthouse.dns.policy``).
+    """
     labels = labels_for(cluster=cluster, namespace=source_namespace, name=service,
                         service_type=publication.service_type)
     labels[names.ENDPOINTSLICE_MANAGED_BY_LABEL] = names.ENDPOINTSLICE_MANAGED_BY_LIGHTHOUSE
+    if publication.service_type == r.CLUSTER_SET_IP:
+        labels[names.TRAFFIC_DISTRIBUTION_LABEL] = distribution
+        labels[names.READY_BACKENDS_LABEL] = str(publication.ready_backends)
     return {
         "apiVersion": api_version,
         "kind": "EndpointSlice",

@@ -11,7 +11,11 @@ and the Kubernetes DNS spec define them:
 * ``<svc>.<ns>.svc.<zone>`` A: a ClusterIP service's global IP, from the local
   cluster when it exports the service with ready backends, else one variant per
   healthy cluster with ready backends (the transport rotates through them: round
-  robin); a headless service's ready endpoints in every healthy cluster.
+  robin); a headless service's ready endpoints in every healthy cluster. A
+  *balanced* service (every export says so: the oldest export's choice, which the
+  exporters copy onto their slices) rotates over every healthy cluster with ready
+  backends, the local one included, each as often as its ready backends (reduced
+  by their common divisor, at most :data:`MAX_BALANCED_VARIANTS` variants).
 * ``<cluster>.<svc>.<ns>.svc.<zone>`` A: that cluster's global IP (or ready
   endpoints), whatever its health, as upstream: the client asked for it by name.
 * ``<hostname>.<cluster>.<svc>.<ns>.svc.<zone>`` A: a headless endpoint.
@@ -30,6 +34,7 @@ ClusterIP exports win. Global IPs are IPv4, so AAAA is always NODATA.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +48,9 @@ Labels = tuple[bytes, ...]
 
 SRV_PRIORITY = 0
 SRV_WEIGHT = 50  # upstream Lighthouse's value
+# A balanced answer's rotation length: weights beyond it are scaled down (each
+# cluster keeps at least one turn), so a 1000-pod cluster costs no 1000 variants.
+MAX_BALANCED_VARIANTS = 64
 
 _STATIC: DepKey = ("static",)
 _ZONE: DepKey = ("zone",)
@@ -271,6 +279,10 @@ class _Resolver:
 
     def pick(self, exports: list[ClusterExport]) -> list[ClusterExport]:
         """The clusters a ClusterIP name may send a client to, in rotation order."""
+        if exports and all(e.balanced for e in exports):
+            return weighted_rotation([
+                e for e in self.ordered(exports)
+                if e.ready and e.weight > 0 and self.records.is_healthy(e.cluster)])
         local = self.records.local_cluster
         for export in exports:
             if export.cluster == local and export.ready:
@@ -317,6 +329,28 @@ class _Resolver:
                     glue.setdefault(target, ep.ip)
         section.additional = [self.a(t, ip) for t, ip in glue.items()]
         return section
+
+
+def weighted_rotation(exports: list[ClusterExport]) -> list[ClusterExport]:
+    """Each export as often as its weight, interleaved (smooth weighted round robin:
+    weights 3 and 1 give a a b a, not a a a b), so consecutive clients spread."""
+    weights = [e.weight for e in exports]
+    if not weights:
+        return []
+    divisor = math.gcd(*weights)
+    weights = [w // divisor for w in weights]
+    total = sum(weights)
+    if total > MAX_BALANCED_VARIANTS:
+        weights = [max(1, w * MAX_BALANCED_VARIANTS // total) for w in weights]
+        total = sum(weights)
+    current = [0] * len(weights)
+    out = []
+    for _ in range(total):
+        current = [c + w for c, w in zip(current, weights, strict=True)]
+        best = max(range(len(current)), key=lambda i: current[i])
+        current[best] -= total
+        out.append(exports[best])
+    return out
 
 
 def _unique(ips: Iterable[str]) -> list[str]:

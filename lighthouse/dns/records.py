@@ -139,7 +139,9 @@ class ClusterExport:
     """One cluster's export of one service (what its EndpointSlices on the Broker say).
 
     A ClusterIP service has ``global_ip`` (and ``ready``: any backend ready); a
-    headless one has ``endpoints`` and no ``global_ip``.
+    headless one has ``endpoints`` and no ``global_ip``. ``balanced``: the service
+    spreads clients over every cluster with ready backends, the local one included,
+    in proportion to ``weight`` (the cluster's ready backends), instead of local-first.
     """
 
     cluster: ClusterID
@@ -147,6 +149,8 @@ class ClusterExport:
     global_ip: GlobalIP | None = None
     ready: bool = True
     endpoints: tuple[Endpoint, ...] = ()
+    balanced: bool = False
+    weight: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cluster", _label(self.cluster, "cluster id"))
@@ -156,6 +160,8 @@ class ClusterExport:
             object.__setattr__(self, "global_ip", _ipv4(self.global_ip, "global IP"))
             if self.endpoints:
                 raise ValueError("a ClusterIP export has a global IP and no endpoints")
+        if self.weight < 0:
+            raise ValueError(f"weight {self.weight} is negative")
 
     @property
     def headless(self) -> bool:

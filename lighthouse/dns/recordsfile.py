@@ -10,6 +10,7 @@ format lets ``python -m lighthouse.dns --records-file`` serve a fixed clusterset
       "services": [
         {"namespace": "default", "name": "web", "exports": [
           {"cluster": "east", "global_ip": "242.0.0.7", "ready": true,
+           "balanced": false, "weight": 1,
            "ports": [{"name": "http", "protocol": "TCP", "port": 80}]},
           {"cluster": "west", "endpoints": [
              {"ip": "242.1.0.5", "hostname": "web-0", "ready": true}]}
@@ -17,8 +18,9 @@ format lets ``python -m lighthouse.dns --records-file`` serve a fixed clusterset
       ]
     }
 
-An export with ``global_ip`` is a ClusterIP service; one with ``endpoints`` is
-headless. Loading replaces the store's whole content by difference.
+An export with ``global_ip`` is a ClusterIP service (``balanced`` and ``weight``
+optional: local-first, weight 1); one with ``endpoints`` is headless. Loading
+replaces the store's whole content by difference.
 """
 
 from __future__ import annotations
@@ -71,6 +73,8 @@ def parse(doc: dict[str, Any]) -> tuple[str | None, dict[str, bool], Exports]:
                         global_ip=str(ip) if ip else None,
                         ready=bool(exp.get("ready", True)),
                         endpoints=endpoints,
+                        balanced=bool(exp.get("balanced", False)),
+                        weight=int(exp.get("weight", 1)),
                     ),
                 )
             )
@@ -95,6 +99,7 @@ def dump(records: ServiceRecords) -> dict[str, Any]:
         entry: dict[str, Any] = {"cluster": export.cluster, "ready": export.ready}
         if export.global_ip is not None:
             entry["global_ip"] = export.global_ip
+            entry["balanced"], entry["weight"] = export.balanced, export.weight
         else:
             entry["endpoints"] = [
                 {"ip": e.ip, "hostname": e.hostname, "ready": e.ready} for e in export.endpoints

@@ -723,3 +723,50 @@ def test_an_exhausted_slice_is_a_condition_and_a_freed_vip_is_taken_up(
         east.agent.stop()
         east.clusterset_ip_cidr = original
         east.start_agent()
+
+
+# --- traffic distribution -------------------------------------------------------------------------
+
+def test_a_balanced_export_spreads_dns_answers_over_both_clusters_by_ready_backends(
+    clusterset: Clusterset, ns: str
+) -> None:
+    """East's export (the oldest) asks for balanced: both clusters' slices say so, with
+    their ready backends (east 1, west 3), and east's DNS answers east once for every
+    three west answers instead of always east. Taking the annotation away makes the
+    service local-first again in every cluster."""
+    east, west = clusterset["east"], clusterset["west"]
+    east.pod(ns, "web-0", "10.244.1.5", {"app": "web"})
+    for i in range(3):
+        west.pod(ns, f"web-{i}", f"10.244.1.{5 + i}", {"app": "web"})
+    for cluster in (east, west):
+        cluster.service(ns, "web", selector={"app": "web"})
+    east.client(resources.SERVICE_EXPORTS).create({"metadata": {
+        "name": "web", "namespace": ns,
+        "annotations": {names.TRAFFIC_DISTRIBUTION_ANNOTATION: r.BALANCED}}})
+    west.export(ns, "web")  # no annotation: the oldest export's choice holds
+
+    def balanced(exports: dict[str, Any]) -> bool:
+        return set(exports) == {"east", "west"} and all(
+            e.balanced and e.ready for e in exports.values()) and (
+            exports["east"].weight, exports["west"].weight) == (1, 3)
+
+    west.await_records(ns, "web", balanced, "balanced exports in west, weights 1:3")
+    exports = east.await_records(ns, "web", balanced, "balanced exports in east, weights 1:3")
+    server = DnsServer(east.records, config=ServerConfig(host="127.0.0.1", port=0))
+    query = dns.message.make_query(f"web.{ns}.svc.clusterset.local", dns.rdatatype.A)
+    with ServerThread(server) as thread:
+        seen = [item.address for _ in range(16) for rrset in dns.query.udp(
+            query, "127.0.0.1", port=thread.server.port, timeout=2).answer for item in rrset]
+        assert sorted(set(seen)) == sorted({exports["east"].global_ip,
+                                            exports["west"].global_ip})
+        assert seen.count(exports["west"].global_ip) == 12
+        east.client(resources.SERVICE_EXPORTS).patch(
+            "web", {"metadata": {"annotations": {names.TRAFFIC_DISTRIBUTION_ANNOTATION: None}}},
+            namespace=ns)
+        for cluster in (east, west):
+            cluster.await_records(ns, "web", lambda e: len(e) == 2 and not any(
+                x.balanced for x in e.values()), "local-first again")
+        local = {item.address for _ in range(8) for rrset in dns.query.udp(
+            query, "127.0.0.1", port=thread.server.port, timeout=2).answer for item in rrset}
+        assert local == {exports["east"].global_ip}
+        assert not thread.errors

@@ -42,10 +42,12 @@ def web(cluster: str = "east", ip: str = "242.0.0.7", **kw: object) -> ClusterEx
             cluster="east", global_ip="242.0.0.1", endpoints=(Endpoint(ip="242.0.0.2"),)
         ),
         lambda: Endpoint(ip="242.0.0.2", hostname="not a label"),
+        lambda: ClusterExport(cluster="east", global_ip="242.0.0.1", weight=-1),
         lambda: ServicePort(port=0),
         lambda: ServicePort(port=80, protocol="ICMP"),
     ],
-    ids=["bad-ip", "ipv6", "bad-cluster", "ip-and-endpoints", "bad-hostname", "port-0", "proto"],
+    ids=["bad-ip", "ipv6", "bad-cluster", "ip-and-endpoints", "bad-hostname", "negative-weight",
+         "port-0", "proto"],
 )
 def test_invalid_input_is_rejected_when_built_not_when_answered(build: object) -> None:
     with pytest.raises(ValueError):

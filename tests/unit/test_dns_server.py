@@ -31,6 +31,7 @@ from prometheus_client import CollectorRegistry
 from kube.testing import await_condition
 from lighthouse.dns import metrics as dns_metrics
 from lighthouse.dns import mmsg
+from lighthouse.dns.policy import MAX_BALANCED_VARIANTS, weighted_rotation
 from lighthouse.dns.records import ClusterExport, Endpoint, ServicePort, ServiceRecords
 from lighthouse.dns.server import DnsServer, ServerConfig, ServerThread
 from lighthouse.dns.testing import addresses, ask, serving
@@ -119,6 +120,26 @@ def test_remote_clusters_take_turns_when_the_local_one_has_no_ready_backends(
     assert set(seen) == {"242.1.0.7", "242.2.0.7"}
     # Round robin: consecutive answers alternate between the two clusters.
     assert all(a != b for a, b in itertools.pairwise(seen))
+
+
+def test_a_balanced_service_spreads_over_every_cluster_by_ready_backends(
+    records: ServiceRecords, port: int
+) -> None:
+    """The local cluster takes its share instead of every answer; west, with three
+    times east's ready backends, three times as many; an unhealthy cluster or one
+    without ready backends none; a cluster still local-first keeps it local-first."""
+    add(records, "web", export("east", "242.0.0.7", balanced=True, weight=2),
+        export("west", "242.1.0.7", balanced=True, weight=6),
+        export("north", "242.2.0.7", balanced=True, weight=0, ready=False))
+    seen = [addresses(ask(port, name("web")))[0] for _ in range(40)]
+    assert Counter(seen) == Counter({"242.0.0.7": 10, "242.1.0.7": 30})
+    # Interleaved (3:1 as w w e w), never a run of more than three west answers.
+    assert all(seen[i:i + 4] != ["242.1.0.7"] * 4 for i in range(len(seen) - 3))
+    records.set_cluster_health(cluster="west", healthy=False)
+    assert {addresses(ask(port, name("web")))[0] for _ in range(8)} == {"242.0.0.7"}
+    records.set_cluster_health(cluster="west", healthy=True)
+    add(records, "web", export("north", "242.2.0.7", weight=5))  # local-first, ready
+    assert {addresses(ask(port, name("web")))[0] for _ in range(8)} == {"242.0.0.7"}
 
 
 def test_round_robin_continues_over_tcp_and_edns_queries_alike(
@@ -614,3 +635,15 @@ def test_the_server_listens_on_ipv6_loopback_too(records: ServiceRecords, io: st
                 "242.0.0.7"
             ]
         assert addresses(dns.query.tcp(query, "::1", port=server.port, timeout=2)) == ["242.0.0.7"]
+
+
+def test_weighted_rotation_interleaves_reduces_and_caps() -> None:
+    def exp(cluster: str, weight: int) -> ClusterExport:
+        return ClusterExport(cluster=cluster, global_ip="242.0.0.1", weight=weight)
+
+    turns = [e.cluster for e in weighted_rotation([exp("a", 30), exp("b", 10)])]
+    assert turns == ["a", "a", "b", "a"]  # 3:1 after the common divisor
+    big = weighted_rotation([exp("a", 1000), exp("b", 1)])
+    assert len(big) <= MAX_BALANCED_VARIANTS + 1
+    assert [e.cluster for e in big].count("b") == 1  # scaled down, never to no turn
+    assert weighted_rotation([]) == []

@@ -198,3 +198,4 @@ def test_the_vip_is_the_one_of_the_oldest_export_holding_one() -> None:
     mixed = aggregate([with_vip("east", old, "244.0.0.7"),
                        with_vip("west", "2024-04-01T00:00:00Z", "244.0.1.9", r.HEADLESS)])
     assert mixed is not None and mixed.service_type == r.HEADLESS and mixed.ips == ()
+

@@ -78,6 +78,26 @@ def test_a_cluster_set_ip_slice_is_one_global_ip() -> None:
     assert export.ports == (ServicePort(port=80, protocol="TCP", name="http"),)
 
 
+def test_a_balanced_slice_carries_its_choice_and_ready_backends() -> None:
+    """What the exporter labels its slice with reaches the DNS records through the
+    local copy; a slice without the labels (an older agent's) is local-first, weight 1."""
+    pub = Publication(service_type=r.CLUSTER_SET_IP, ports=(), ips=("242.1.0.7",),
+                      endpoints=(EndpointSpec(ip="242.1.0.7", ready=True),), slice_ports=(),
+                      ready_backends=4)
+    broker = render.endpoint_slice(
+        name="web", namespace=names.BROKER_NAMESPACE, api_version="discovery.k8s.io/v1",
+        cluster="west", source_namespace=NS, service="web", publication=pub,
+        distribution=r.BALANCED)
+    copy = render.local_slice_copy(broker, name="web", namespace=NS,
+                                   api_version="discovery.k8s.io/v1")
+    export = cluster_export("west", [copy])
+    assert export is not None and (export.balanced, export.weight) == (True, 4)
+    for label in (names.TRAFFIC_DISTRIBUTION_LABEL, names.READY_BACKENDS_LABEL):
+        del copy["metadata"]["labels"][label]
+    older = cluster_export("west", [copy])
+    assert older is not None and (older.balanced, older.weight) == (False, 1)
+
+
 def test_a_headless_slice_keeps_hostnames_and_readiness() -> None:
     pub = publication(r.HEADLESS, EndpointSpec(ip="242.1.0.10", hostname="primary"),
                       EndpointSpec(ip="242.1.0.11", ready=False))

@@ -122,6 +122,28 @@ def test_cluster_ip_publishes_its_global_ip_ready_when_a_backend_is() -> None:
     assert decision.ready is not None and decision.ready.reason == r.EXPORTED
 
 
+def test_the_traffic_distribution_annotation_and_ready_backends_are_published() -> None:
+    balanced = export()
+    balanced["metadata"]["annotations"] = {names.TRAFFIC_DISTRIBUTION_ANNOTATION: r.BALANCED}
+    two_ready = endpoints(["10.244.0.5", "10.244.0.6"], ["10.244.0.9"])
+    decision = decide(ExportInputs(export=balanced, service=service(), endpoints=two_ready,
+                                   ingress_ips=[cluster_ip_giip("242.1.0.7")]))
+    pub = decision.publication
+    assert pub is not None
+    assert (pub.properties.distribution, pub.properties.spread, pub.ready_backends) == (
+        r.BALANCED, r.BALANCED, 2)
+    assert pub.properties.spread != Properties().spread == r.LOCAL_FIRST
+    typo = export()
+    typo["metadata"]["annotations"] = {names.TRAFFIC_DISTRIBUTION_ANNOTATION: "round-robin"}
+    decision = decide(ExportInputs(export=typo, service=service(), endpoints=endpoints([]),
+                                   ingress_ips=[cluster_ip_giip("242.1.0.7")]))
+    assert decision.publication is not None
+    assert decision.publication.properties.spread == r.LOCAL_FIRST
+    assert decision.valid is not None and decision.valid.status
+    assert "'round-robin': expected local-first or balanced, local-first used" in \
+        decision.valid.message
+
+
 def test_cluster_ip_without_ready_backends_is_published_not_ready() -> None:
     decision = decide(ExportInputs(export=export(), service=service(),
                                    endpoints=endpoints([], ["10.244.0.5"]),

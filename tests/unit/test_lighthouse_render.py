@@ -20,7 +20,7 @@ HTTP = Port(name="http", port=80)
 PROPS = Properties(session_affinity="ClientIP", session_affinity_timeout=300,
                    ip_families=("IPv4",), internal_traffic_policy="Local",
                    traffic_distribution="PreferClose", labels=(("tier", "web"),),
-                   annotations=(("owner", "team-a"),))
+                   annotations=(("owner", "team-a"),), distribution=r.BALANCED)
 
 
 def publication(props: Properties = PROPS) -> Publication:
@@ -49,6 +49,7 @@ def test_broker_service_import_carries_every_v1beta1_field() -> None:
     assert meta["labels"][names.SOURCE_CLUSTER_LABEL] == "west"
     assert meta["annotations"]["owner"] == "team-a"
     assert meta["annotations"][names.EXPORTED_ANNOTATIONS_ANNOTATION] == "owner"
+    assert meta["annotations"][names.TRAFFIC_DISTRIBUTION_ANNOTATION] == r.BALANCED
 
 
 def test_an_older_brokers_version_is_written_when_asked() -> None:
@@ -72,8 +73,10 @@ def test_a_v1alpha1_broker_that_dropped_the_new_fields_reads_as_unset() -> None:
     obj["spec"] = {"type": "ClusterSetIP", "ports": obj["spec"]["ports"]}  # pruned
     read = render.cluster_import_of(obj)
     assert read is not None
+    # Labels and annotations are metadata, which no server prunes.
     assert read.properties == Properties(labels=(("tier", "web"),),
-                                         annotations=(("owner", "team-a"),))
+                                         annotations=(("owner", "team-a"),),
+                                         distribution=r.BALANCED)
 
 
 def test_the_aggregated_import_shows_the_precedents_properties_and_ready() -> None:
@@ -111,5 +114,6 @@ def test_an_annotation_taken_out_of_the_export_goes_and_others_stay() -> None:
     annotations = merged["metadata"]["annotations"]
     assert "owner" not in annotations
     assert annotations["team"] == "b" and annotations["someone.else/note"] == "kept"
+    assert names.TRAFFIC_DISTRIBUTION_ANNOTATION not in annotations  # ours, unwanted now
     assert render.import_content(merged) == render.import_content(desired)
     assert render.import_content(existing) != render.import_content(desired)
