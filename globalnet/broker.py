@@ -43,6 +43,7 @@ class BrokerCidrPool:
     keys: ClassVar[names.PoolKeys]
     what: ClassVar[str]  # the pool's slices in messages
     deploy_hint: ClassVar[str]  # how a missing record is made
+    # What a record that leaves out its range or size has.
     default_range: ClassVar[str]
     default_cluster_size: ClassVar[int]
 
@@ -100,8 +101,9 @@ class BrokerCidrPool:
 
     # --- compare and swap ----------------------------------------------------------------
     def _decode(self, cm: dict[str, Any]) -> GlobalnetInfo:
-        return GlobalnetInfo.from_configmap_data(cm.get("data") or {}, self.keys,
-                                                 what=f"{self.configmap} record")
+        return GlobalnetInfo.from_configmap_data(
+            cm.get("data") or {}, self.keys, what=f"{self.configmap} record",
+            default_range=self.default_range, default_cluster_size=self.default_cluster_size)
 
     def _update(
         self, change: Callable[[GlobalnetInfo | None], GlobalnetInfo | None]

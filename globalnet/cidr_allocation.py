@@ -52,14 +52,18 @@ class GlobalnetInfo:
     @classmethod
     def from_configmap_data(cls, data: dict[str, str],
                             keys: names.PoolKeys = names.GLOBALNET_KEYS,
-                            *, what: str = "globalnet info") -> GlobalnetInfo:
+                            *, what: str = "globalnet info",
+                            default_range: str = DEFAULT_CIDR_RANGE,
+                            default_cluster_size: int = DEFAULT_CLUSTER_SIZE) -> GlobalnetInfo:
+        """The record in ``data`` under ``keys``; a key left out reads as the pool's
+        default (``default_range``, ``default_cluster_size``)."""
         try:
             entries = json.loads(data.get(keys.cluster_info) or "[]")
             clusters = {str(e["cluster_id"]): tuple(str(c) for c in e["global_cidr"])
                         for e in entries}
             return cls(
-                cidr_range=data.get(keys.cidr_range, DEFAULT_CIDR_RANGE),
-                cluster_size=int(data.get(keys.cluster_size, DEFAULT_CLUSTER_SIZE)),
+                cidr_range=data.get(keys.cidr_range, default_range),
+                cluster_size=int(data.get(keys.cluster_size, default_cluster_size)),
                 enabled=data.get(keys.enabled, "true").lower() == "true",
                 clusters=clusters,
             )
@@ -70,7 +74,7 @@ class GlobalnetInfo:
 def validate_range(cidr_range: str, cluster_size: int, *, what: str = "global CIDR"
                    ) -> netaddr.IPNetwork:
     """Check a clusterset's settings (used by `deploy-broker`)."""
-    net = _parse(cidr_range, f"{what} range")
+    net = parse_network(cidr_range, f"{what} range")
     try:
         round_cluster_size(cluster_size, net)
     except CidrAllocationError as err:
@@ -89,7 +93,12 @@ def round_cluster_size(size: int, net: netaddr.IPNetwork) -> int:
     return rounded
 
 
-def _parse(cidr: str, what: str) -> netaddr.IPNetwork:
+def overlaps(a: netaddr.IPNetwork, b: netaddr.IPNetwork) -> bool:
+    return bool(a.first <= b.last and b.first <= a.last)
+
+
+def parse_network(cidr: str, what: str) -> netaddr.IPNetwork:
+    """``cidr`` as a network (host bits clear), or a one-line error naming ``what``."""
     try:
         net = netaddr.IPNetwork(cidr)
     except (netaddr.AddrFormatError, ValueError, TypeError):
@@ -115,10 +124,10 @@ def allocate_cluster_cidr(
     """
     if not cluster_id:
         raise CidrAllocationError("cluster ID must not be empty")
-    whole = _parse(info.cidr_range, f"{what} range")
+    whole = parse_network(info.cidr_range, f"{what} range")
     existing = info.clusters.get(cluster_id)
     if existing:
-        if requested_cidr and _parse(requested_cidr, what) != netaddr.IPNetwork(
+        if requested_cidr and parse_network(requested_cidr, what) != netaddr.IPNetwork(
             existing[0]
         ):
             raise CidrAllocationError(
@@ -127,11 +136,11 @@ def allocate_cluster_cidr(
         return existing[0], info
     taken = [(c, netaddr.IPNetwork(n)) for c, cidrs in info.clusters.items() for n in cidrs]
     if requested_cidr:
-        net = _parse(requested_cidr, what)
+        net = parse_network(requested_cidr, what)
         if net not in whole:
             raise CidrAllocationError(f"{what} {net} is outside the range {whole}")
         for other, onet in taken:
-            if net.first <= onet.last and onet.first <= net.last:
+            if overlaps(net, onet):
                 raise CidrAllocationError(
                     f"{what} {net} overlaps {onet} of cluster {other}"
                 )
@@ -152,10 +161,10 @@ def allocate_cluster_cidr(
 def refuse_overlap(cidr: str, others: dict[str, str], *, what: str) -> None:
     """Refuse `cidr` (named `what`) when it overlaps any of `others` (name -> CIDR): a
     VIP pool inside a cluster's pod range would capture that cluster's own pods."""
-    net = _parse(cidr, what)
+    net = parse_network(cidr, what)
     for other_what, other in others.items():
         onet = netaddr.IPNetwork(other)
-        if net.first <= onet.last and onet.first <= net.last:
+        if overlaps(net, onet):
             raise CidrAllocationError(f"{what} {net} overlaps the {other_what} {onet}")
 
 

@@ -22,6 +22,7 @@ from typing import Any, TypeVar
 
 import yaml
 
+from globalnet.broker import BrokerClustersetIPs
 from globalnet.cidr_allocation import CidrAllocationError, GlobalnetInfo
 from kube import errors, names, resources
 from kube import objects as o
@@ -200,14 +201,9 @@ def _read_namespace(api: Any, namespace: str) -> BrokerNamespace:
 
 
 def _clusterset_ip_pool(api: Any, namespace: str, notes: list[str]) -> GlobalnetInfo | None:
-    what = f"the ClusterSetIP pool (ConfigMap {names.CLUSTERSET_IP_CONFIGMAP})"
-    configmap = _readable(lambda: ResourceClient(api, resources.CONFIGMAPS).get_or_none(
-        names.CLUSTERSET_IP_CONFIGMAP, namespace=namespace), notes, what)
-    if configmap is None:
-        return None
     try:
-        return GlobalnetInfo.from_configmap_data(configmap.get("data") or {},
-                                                 names.CLUSTERSET_IP_KEYS, what=what)
+        return _readable(BrokerClustersetIPs(api, namespace=namespace).read, notes,
+                         f"the ClusterSetIP pool (ConfigMap {names.CLUSTERSET_IP_CONFIGMAP})")
     except CidrAllocationError as exc:
         notes.append(str(exc))
         return None

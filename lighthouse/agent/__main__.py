@@ -30,16 +30,12 @@ log = logging.getLogger("lighthouse.agent")
 
 def slice_cidr(value: str) -> str:
     """argparse type: a network in CIDR form (one line on a mistake)."""
-    import netaddr
+    from globalnet.cidr_allocation import CidrAllocationError, parse_network
 
     try:
-        net = netaddr.IPNetwork(value)
-    except (netaddr.AddrFormatError, ValueError):
-        raise argparse.ArgumentTypeError(f"invalid CIDR {value!r}") from None
-    if "/" not in value or net.ip != net.network:
-        raise argparse.ArgumentTypeError(f"invalid CIDR {value!r}: expected a network "
-                                         f"such as {net.cidr}")
-    return str(net.cidr)
+        return str(parse_network(value, "ClusterSetIP CIDR").cidr)
+    except CidrAllocationError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

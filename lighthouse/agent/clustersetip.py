@@ -22,7 +22,8 @@ again after its VIP was released most likely gets the same VIP back.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Collection
+import threading
+from collections.abc import Collection, Iterable
 
 import netaddr
 
@@ -56,9 +57,51 @@ def choose_vip(slice_cidr: str, service_key: str, used: Collection[str]) -> str:
                              "VIPs are held by other services")
 
 
-def in_slice(vip: str, slice_cidr: str) -> bool:
-    """Whether ``vip`` is an address of ``slice_cidr`` (False for a malformed value)."""
-    try:
-        return netaddr.IPAddress(vip) in netaddr.IPNetwork(slice_cidr)
-    except (netaddr.AddrFormatError, ValueError, TypeError):
-        return False
+class VipClaims:
+    """One cluster's picks from its slice, shared by the exporter's workers.
+
+    Remembers the VIPs picked here whose Broker object the cache may not show yet
+    (workers pick for different services at once) and the services waiting for a
+    VIP to be freed.
+    """
+
+    def __init__(self, slice_cidr: str) -> None:
+        self.slice_cidr = slice_cidr
+        self._lock = threading.Lock()
+        self._picked: dict[str, str] = {}
+        self._starved: set[str] = set()
+
+    def picked(self, service_key: str) -> str:
+        with self._lock:
+            return self._picked.get(service_key, "")
+
+    def hold(self, service_key: str, vip: str) -> None:
+        """``service_key`` holds ``vip`` (adopted or picked): it waits for none."""
+        with self._lock:
+            self._picked[service_key] = vip
+            self._starved.discard(service_key)
+
+    def pick(self, service_key: str, on_broker: Iterable[str]) -> str:
+        """A VIP for ``service_key`` that neither the Broker (``on_broker``) nor another
+        pick here holds; PoolExhaustedError marks the service as waiting."""
+        with self._lock:
+            used = set(on_broker)
+            used.update(v for k, v in self._picked.items() if k != service_key)
+            try:
+                vip = choose_vip(self.slice_cidr, service_key, used)
+            except PoolExhaustedError:
+                self._starved.add(service_key)
+                self._picked.pop(service_key, None)
+                raise
+            self._picked[service_key] = vip
+            self._starved.discard(service_key)
+            return vip
+
+    def forget(self, service_key: str) -> None:
+        with self._lock:
+            self._picked.pop(service_key, None)
+            self._starved.discard(service_key)
+
+    def starved(self) -> list[str]:
+        with self._lock:
+            return sorted(self._starved)

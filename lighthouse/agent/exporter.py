@@ -28,7 +28,6 @@ was withdrawn while the agent was down is withdrawn from the Broker too.
 from __future__ import annotations
 
 import logging
-import threading
 from typing import Any
 
 from kube import controller, errors, names, resources
@@ -39,10 +38,10 @@ from kube.reconcile import Result
 from kube.store import split_key
 from lighthouse.agent import reasons as r
 from lighthouse.agent import render
-from lighthouse.agent.aggregate import aggregate, conflict_condition
+from lighthouse.agent.aggregate import Aggregate, aggregate, conflict_condition
 from lighthouse.agent.base import MAX_REQUEUES, create_or_update, write_conditions
 from lighthouse.agent.brokercache import BrokerCache
-from lighthouse.agent.clustersetip import PoolExhaustedError, choose_vip
+from lighthouse.agent.clustersetip import PoolExhaustedError, VipClaims
 from lighthouse.agent.model import JSON, ClusterImport, Publication
 from lighthouse.agent.publication import ConditionState, Decision, ExportInputs, decide
 
@@ -62,12 +61,7 @@ class Exporter(controller.Controller):
         self.local = local
         self.broker = broker
         self.globalnet = globalnet
-        self.clusterset_ip_cidr = clusterset_ip_cidr
-        # VIPs picked here whose Broker object the cache may not show yet (the workers
-        # pick for different services at once), and services waiting for a free VIP.
-        self._vip_lock = threading.Lock()
-        self._picked: dict[str, str] = {}
-        self._starved: set[str] = set()
+        self.vips = VipClaims(clusterset_ip_cidr) if clusterset_ip_cidr else None
         self.export_client = ResourceClient(local_api, resources.SERVICE_EXPORTS)
         self.import_client = ResourceClient(broker_api, broker.service_imports)
         self.slice_client = ResourceClient(broker_api, broker.endpointslices)
@@ -110,9 +104,8 @@ class Exporter(controller.Controller):
         """The service's key; with a VIP on the object, also the services waiting for
         one (the event may be that VIP's release)."""
         keys: list[str | None] = [render.service_key_of(obj)]
-        if render.clusterset_ip_of(obj):
-            with self._vip_lock:
-                keys.extend(self._starved)
+        if self.vips is not None and render.clusterset_ip_of(obj):
+            keys.extend(self.vips.starved())
         return keys
 
     def _own_broker_key(self, obj: JSON) -> list[str | None]:
@@ -149,8 +142,11 @@ class Exporter(controller.Controller):
         ready = decision.ready
         requeue = False
         allocated: ConditionState | None = None
-        if decision.publication is None:
-            self._forget_vip(key)
+        agg: Aggregate | None = None
+        pub = decision.publication
+        if pub is None:
+            if self.vips is not None:
+                self.vips.forget(key)
             for obj in slices:
                 self.slice_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
                                                    uid=o.uid(obj), conflict_is_gone=True)
@@ -158,9 +154,11 @@ class Exporter(controller.Controller):
                 self.import_client.delete_if_exists(o.name(obj), namespace=o.namespace(obj),
                                                     uid=o.uid(obj), conflict_is_gone=True)
         else:
-            vip, allocated = self.clusterset_ip(key, decision.publication, imports)
+            agg = self._aggregate(key, pub, clusterset_ip=self._held_vip(key, imports))
+            vip, allocated = self.clusterset_ip(key, agg)
             try:
-                self.publish(key, decision.publication, imports, slices, clusterset_ip=vip)
+                self.publish(key, pub, imports, slices, clusterset_ip=vip,
+                             distribution=agg.properties.spread)
             except Exception as exc:
                 if errors.is_conflict(exc):
                     raise  # our cache is behind: retry from a fresher copy, status unchanged
@@ -169,57 +167,41 @@ class Exporter(controller.Controller):
                     status=False, reason=r.FAILED,
                     message=f"Publishing to the Broker failed: {errors.message_of(exc)}")
                 requeue = True
-        self.write_export_conditions(key, decision, ready, allocated)
+        self.write_export_conditions(key, decision, ready, agg, allocated)
         return Result(requeue=True) if requeue else None
 
-    def clusterset_ip(self, key: str, pub: Publication, imports: list[JSON]
-                      ) -> tuple[str, ConditionState | None]:
-        """The VIP this export holds (adopted or picked) and its condition; ("", None)
-        without a slice or for a service that is not ClusterSetIP in the aggregate."""
-        if self.clusterset_ip_cidr is None or pub.service_type != r.CLUSTER_SET_IP:
-            self._forget_vip(key)
-            return "", None
+    def _held_vip(self, key: str, imports: list[JSON]) -> str:
+        """The VIP our export holds: on our Broker import, else picked here just now."""
+        if self.vips is None:
+            return ""
         held = next((v for obj in imports if (v := render.clusterset_ip_of(obj))), "")
-        with self._vip_lock:
-            held = held or self._picked.get(key, "")
-        agg = self._aggregate(key, pub, clusterset_ip=held)
-        if agg is None or agg.service_type != r.CLUSTER_SET_IP:
-            self._forget_vip(key)
+        return held or self.vips.picked(key)
+
+    def clusterset_ip(self, key: str, agg: Aggregate) -> tuple[str, ConditionState | None]:
+        """The VIP this export holds (the aggregate's, else picked) and its condition;
+        ("", None) without a slice or for a service not ClusterSetIP in the aggregate."""
+        if self.vips is None:
+            return "", None
+        if agg.service_type != r.CLUSTER_SET_IP:
+            self.vips.forget(key)
             return "", None
         if agg.ips:
             vip = agg.ips[0]
+            self.vips.hold(key, vip)
         else:
-            with self._vip_lock:
-                used = {v for obj in self.broker.imports.list()
-                        if (v := render.clusterset_ip_of(obj))}
-                used.update(v for k, v in self._picked.items() if k != key)
-                try:
-                    vip = choose_vip(self.clusterset_ip_cidr, key, used)
-                except PoolExhaustedError as exc:
-                    self._starved.add(key)
-                    self._picked.pop(key, None)
-                    return "", ConditionState(
-                        status=False, reason=r.CLUSTERSET_IP_POOL_EXHAUSTED,
-                        message=f"No ClusterSetIP for the service: {exc}; it is reachable "
-                                "through each cluster's name until a VIP is free")
-        with self._vip_lock:
-            self._picked[key] = vip
-            self._starved.discard(key)
+            try:
+                vip = self.vips.pick(key, (v for obj in self.broker.imports.list()
+                                           if (v := render.clusterset_ip_of(obj))))
+            except PoolExhaustedError as exc:
+                return "", ConditionState(
+                    status=False, reason=r.CLUSTERSET_IP_POOL_EXHAUSTED,
+                    message=f"No ClusterSetIP for the service: {exc}; it is reachable "
+                            "through each cluster's name until a VIP is free")
         return vip, ConditionState(status=True, reason=r.ALLOCATED,
                                    message=f"The service's ClusterSetIP is {vip}")
 
-    def _distribution(self, key: str, pub: Publication) -> str:
-        """The service's traffic distribution: the oldest export's (MCS precedence)."""
-        agg = self._aggregate(key, pub)
-        return str(agg.properties.spread) if agg is not None else pub.properties.spread
-
-    def _forget_vip(self, key: str) -> None:
-        with self._vip_lock:
-            self._picked.pop(key, None)
-            self._starved.discard(key)
-
     def publish(self, key: str, pub: Publication, imports: list[JSON], slices: list[JSON],
-                *, clusterset_ip: str = "") -> None:
+                *, clusterset_ip: str = "", distribution: str = r.LOCAL_FIRST) -> None:
         """Bring our ServiceImport and EndpointSlice on the Broker to ``pub``.
 
         The slice goes first: it is what the other clusters' DNS answers from.
@@ -234,7 +216,7 @@ class Exporter(controller.Controller):
                 name=slice_name, namespace=self.broker.member_namespace(self.cluster_id),
                 api_version=self.broker.endpointslices.api_version, cluster=self.cluster_id,
                 source_namespace=ns, service=svc, publication=pub,
-                distribution=self._distribution(key, pub)),
+                distribution=distribution),
             next((s for s in slices if o.name(s) == slice_name), None),
             content=render.slice_content, fields=("addressType", "endpoints", "ports"),
             owned=lambda obj: render.identity_of(obj) == identity)
@@ -267,27 +249,28 @@ class Exporter(controller.Controller):
         return render.object_name(*identity, taken_by_other=taken)
 
     def write_export_conditions(self, key: str, decision: Decision,
-                                ready: ConditionState | None,
+                                ready: ConditionState | None, agg: Aggregate | None,
                                 allocated: ConditionState | None = None) -> None:
+        """``agg``: the service's aggregate with our publication (None: we publish
+        nothing)."""
         export = self.exports.get(key)
         if export is None or decision.valid is None:
             return
         had_conflict = any(c.get("type") == r.CONFLICT
                            for c in o.status(export).get("conditions") or [])
-        conflict = conflict_condition(self._aggregate(key, decision.publication),
-                                      had_conflict=had_conflict)
+        conflict = conflict_condition(agg, had_conflict=had_conflict)
         write_conditions(self.export_client, export,
                          [(r.VALID, decision.valid), (r.READY, ready), (r.CONFLICT, conflict),
                           (r.CLUSTERSET_IP_ALLOCATED, allocated)])
 
-    def _aggregate(self, key: str, pub: Publication | None, *, clusterset_ip: str = "") -> Any:
+    def _aggregate(self, key: str, pub: Publication, *, clusterset_ip: str = "") -> Aggregate:
         """The service's aggregate with our publication as written (the cache may lag)."""
-        if pub is None:
-            return None
         others = [imp for obj in self.broker.imports_by_service.objects(key)
                   if (imp := render.cluster_import_of(obj)) is not None
                   and imp.cluster != self.cluster_id]
         ours = ClusterImport(cluster=self.cluster_id, service_type=pub.service_type,
                              ports=tuple(sorted(pub.ports)), exported_at=pub.exported_at,
                              properties=pub.properties, clusterset_ip=clusterset_ip)
-        return aggregate([*others, ours])
+        agg = aggregate([*others, ours])
+        assert agg is not None  # ours is in it
+        return agg

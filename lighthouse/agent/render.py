@@ -134,6 +134,7 @@ def properties_of(obj: JSON) -> Properties:
     timeout = ((spec.get("sessionAffinityConfig") or {}).get("clientIP") or {}).get(
         "timeoutSeconds")
     annotations = o.annotations_of(obj)
+    distribution = annotations.get(names.TRAFFIC_DISTRIBUTION_ANNOTATION)
     keys = [k for k in annotations.get(names.EXPORTED_ANNOTATIONS_ANNOTATION, "").split(",")
             if k and k in annotations]
     return Properties(
@@ -145,8 +146,7 @@ def properties_of(obj: JSON) -> Properties:
         labels=pairs({k: v for k, v in o.labels(obj).items()
                       if k not in names.RESERVED_IMPORT_LABELS}),
         annotations=pairs({k: annotations[k] for k in keys}),
-        distribution=annotations.get(names.TRAFFIC_DISTRIBUTION_ANNOTATION)
-        if annotations.get(names.TRAFFIC_DISTRIBUTION_ANNOTATION) in r.DISTRIBUTIONS else None,
+        distribution=distribution if distribution in r.DISTRIBUTIONS else None,
     )
 
 

@@ -97,3 +97,14 @@ def test_range_validation_for_deploy_broker() -> None:
         validate_range("242.0.0.0/16", 65536)
     with pytest.raises(CidrAllocationError, match=r"^invalid ClusterSetIP CIDR range 'x'"):
         validate_range("x", 16, what="ClusterSetIP CIDR")
+
+
+def test_a_record_without_range_or_size_reads_as_its_pools_defaults() -> None:
+    from globalnet.broker import BrokerClustersetIPs, BrokerGlobalnet
+
+    for pool, range_, size in ((BrokerGlobalnet, "242.0.0.0/8", 65536),
+                               (BrokerClustersetIPs, "244.0.0.0/8", 4096)):
+        info = GlobalnetInfo.from_configmap_data(
+            {}, pool.keys, default_range=pool.default_range,
+            default_cluster_size=pool.default_cluster_size)
+        assert (info.cidr_range, info.cluster_size) == (range_, size)

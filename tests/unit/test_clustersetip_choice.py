@@ -5,7 +5,12 @@ from __future__ import annotations
 import netaddr
 import pytest
 
-from lighthouse.agent.clustersetip import PoolExhaustedError, choose_vip, in_slice, usable_range
+from lighthouse.agent.clustersetip import (
+    PoolExhaustedError,
+    VipClaims,
+    choose_vip,
+    usable_range,
+)
 
 
 def test_the_pick_is_in_the_slice_and_the_same_for_the_same_service() -> None:
@@ -20,7 +25,7 @@ def test_the_pick_is_in_the_slice_and_the_same_for_the_same_service() -> None:
 def test_a_held_vip_is_skipped_and_a_full_slice_is_a_clear_error() -> None:
     first = choose_vip("244.0.0.0/29", "a/x", set())
     second = choose_vip("244.0.0.0/29", "a/x", {first})
-    assert second != first and in_slice(second, "244.0.0.0/29")
+    assert second != first and netaddr.IPAddress(second) in netaddr.IPNetwork("244.0.0.0/29")
     lo, hi = usable_range("244.0.0.0/29")
     every = {str(netaddr.IPAddress(v)) for v in range(lo, hi + 1)}
     assert len(every) == 6
@@ -33,4 +38,22 @@ def test_tiny_slices_use_every_address() -> None:
     assert choose_vip("244.0.0.8/32", "a/x", set()) == "244.0.0.8"
     assert usable_range("244.0.0.8/31") == (int(netaddr.IPAddress("244.0.0.8")),
                                              int(netaddr.IPAddress("244.0.0.9")))
-    assert not in_slice("bogus", "244.0.0.0/24") and not in_slice("10.0.0.1", "244.0.0.0/24")
+    assert netaddr.IPAddress(choose_vip("244.0.0.0/24", "a/x", set())) not in netaddr.IPNetwork(
+        "10.0.0.0/8")
+
+
+def test_claims_keep_concurrent_picks_apart_and_remember_who_waits() -> None:
+    """Two services picked before the Broker shows either get different VIPs; a
+    service finding the slice full waits until it holds one."""
+    claims = VipClaims("244.0.0.0/31")
+    first = claims.pick("a/x", on_broker=())
+    second = claims.pick("a/y", on_broker=())
+    assert {first, second} == {"244.0.0.0", "244.0.0.1"}
+    assert claims.picked("a/x") == first
+    with pytest.raises(PoolExhaustedError):
+        claims.pick("a/z", on_broker=())
+    assert claims.starved() == ["a/z"]
+    claims.forget("a/x")
+    assert claims.pick("a/z", on_broker=()) == first and claims.starved() == []
+    claims.hold("a/y", "244.0.0.9")  # adopted from an older export
+    assert claims.picked("a/y") == "244.0.0.9"
