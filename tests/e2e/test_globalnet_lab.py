@@ -169,10 +169,12 @@ def test_clusters_get_disjoint_global_cidrs_from_the_broker(lab: Lab) -> None:
     # Broker syncer, Globalnet) on the gateway node, a route agent on every node, one
     # Lighthouse agent; every container ready, none a bare process of the lab.
     for c in lab.plan.clusters:
-        pods = agent_pods(lab, c.name)
-        assert sorted(pods) == sorted(
+        expected = sorted(
             [(m.GATEWAY_DAEMONSET, c.gateway.name), (m.LIGHTHOUSE_DEPLOYMENT, ANY_NODE),
-             *((m.ROUTE_AGENT_DAEMONSET, n.name) for n in c.nodes)]), pods
+             *((m.ROUTE_AGENT_DAEMONSET, n.name) for n in c.nodes)])
+        await_agent_pods(lab, c.name, expected)
+        pods = agent_pods(lab, c.name)
+        assert sorted(pods) == expected, pods
         bare = {"globalnet", "engine", "syncer", "lighthouse", "routeagent"}
         assert not [p["name"] for p in status["processes"]
                     if p["name"].rsplit("/", 1)[-1].split("-")[0] in bare]
@@ -295,6 +297,28 @@ def agent_pods(lab: Lab, cluster: str) -> list[tuple[str, str]]:
             continue
         app = pod["metadata"]["labels"][m.NAME_LABEL]
         out.append((app, ANY_NODE if app == m.LIGHTHOUSE_DEPLOYMENT else pod["spec"]["nodeName"]))
+    return out
+
+
+def await_agent_pods(lab: Lab, cluster: str, expected: list[tuple[str, str]]) -> None:
+    """Awaited, not read once: a container the kubelet is restarting is briefly not
+    ready; the message says which one and why it last stopped."""
+    await_condition(lambda: sorted(agent_pods(lab, cluster)) == expected, timeout=60,
+                    interval=0.5, message=lambda: (
+                        f"{cluster}: ready agent pods {agent_pods(lab, cluster)}, not "
+                        f"{expected}; containers: {agent_container_states(lab, cluster)}"))
+
+
+def agent_container_states(lab: Lab, cluster: str) -> list[str]:
+    """Each agent container's node, readiness, restarts and last termination."""
+    out = []
+    for pod in lab.cluster(cluster).client(resources.PODS).list(
+            namespace=names.CLUSTER_NAMESPACE).items:
+        for cs in (pod.get("status") or {}).get("containerStatuses") or []:
+            last = (cs.get("lastState") or {}).get("terminated") or {}
+            out.append(f"{pod['spec'].get('nodeName')}/{cs.get('name')} ready={cs.get('ready')} "
+                       f"restarts={cs.get('restartCount')} last exit={last.get('exitCode')} "
+                       f"{last.get('reason') or ''}".strip())
     return out
 
 
