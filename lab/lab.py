@@ -408,11 +408,18 @@ class Lab:
                         timeout=90)
             self._await(None, f"the Lighthouse DNS server of {c.name} answering",
                         functools.partial(lab_globalnet.dns_answers, c))
+        def misrouted() -> dict[str, tuple[set[tuple[str, str]], set[tuple[str, str]]]]:
+            """Node namespace -> (routes held, routes wanted), where they differ."""
+            wanted = lab_globalnet.node_routes(plan, cidrs, self.active_gateways())
+            held = {ns: lab_globalnet.routes_of(ns) for ns in wanted}
+            return {ns: (held[ns], routes) for ns, routes in wanted.items()
+                    if held[ns] != routes}
+
         self._await(None, "the route agents routing the remote global CIDRs via the "
-                    "active gateways", lambda: all(
-                        lab_globalnet.routes_of(ns) == routes for ns, routes in
-                        lab_globalnet.node_routes(plan, cidrs, self.active_gateways()).items()),
-                    timeout=60)
+                    "active gateways", lambda: not misrouted(), timeout=60,
+                    detail=lambda: f"active gateways {self.active_gateways()}; " + "; ".join(
+                        f"{ns} holds {sorted(held)}, wants {sorted(want)}"
+                        for ns, (held, want) in misrouted().items()))
         for c in plan.clusters:
             self._await(None, f"the gateway of {c.name} connecting to the other gateways",
                         functools.partial(self._cable_connected, c, peers=peers), timeout=60)
@@ -434,8 +441,9 @@ class Lab:
                 netns.ensure_route(node.netns, f"{plan.broker_ip}/32", gateway=c.gateway.ip)
 
     def _await(self, proc_name: str | None, what: str, ready: Callable[[], bool], *,
-               timeout: float = 30) -> None:
-        """Poll `ready()` until it holds; fail at once when process `proc_name` died."""
+               timeout: float = 30, detail: Callable[[], str] | None = None) -> None:
+        """Poll `ready()` until it holds; fail at once when process `proc_name` died.
+        `detail()` says what is still missing when it never holds."""
         assert self.state is not None
         proc = next((p for p in self.state.processes if p.name == proc_name), None)
         deadline = time.monotonic() + timeout
@@ -446,7 +454,8 @@ class Lab:
                 return
             time.sleep(0.2)
         where = f" (log: {proc.log})" if proc is not None else ""
-        raise LabError(f"no {what} within {timeout:.0f} s{where}")
+        missing = f": {detail()}" if detail is not None else ""
+        raise LabError(f"no {what} within {timeout:.0f} s{where}{missing}")
 
     def _egress_allocated(self, cluster: str) -> bool:
         obj = self.cluster(cluster).client(resources.CLUSTER_GLOBAL_EGRESS_IPS).get_or_none(
