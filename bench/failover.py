@@ -39,7 +39,14 @@ from kube import resources
 from lab import netns
 from lab.lab import Lab
 from lab.ports import free_port_block
-from lab.probe import ConnectProbe, Streams, echo_server_manifest, gap_after, recovered
+from lab.probe import (
+    ConnectProbe,
+    Streams,
+    echo_server_manifest,
+    failures_around,
+    gap_after,
+    recovered,
+)
 from lab.topology import LabSpec, underlay_port
 
 DRIVERS = ("vxlan", "wireguard", "ipsec")
@@ -112,8 +119,7 @@ def verdict(results: list[tuple[float, bool]], event: float, what: str) -> float
     come back within the probe."""
     if recovered(results, event):
         return gap_after(results, event)
-    failed = [round(t - event, 2) for t, ok in results if not ok]
-    print(f"  {what}: not recovered; failed probes at {failed} s from the event", flush=True)
+    print(f"  {what}: not recovered; {failures_around(results, event)}", flush=True)
     return float("inf")
 
 

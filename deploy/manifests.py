@@ -53,9 +53,11 @@ No container mounts ``/run/xtables.lock``: nothing here runs iptables (the datap
 nftables or tc BPF).
 
 Metrics: every agent container serves Prometheus metrics (``--metrics-port``) on a
-container port named ``metrics``, a port of its own (``METRICS_PORTS``, upstream's
-32780 for the gateway and 32781 for Globalnet, then ours): the node agents share
-the host's network namespace. Pod templates carry the ``prometheus.io/*`` scrape
+container port named ``metrics``, a port of its own (``METRICS_PORTS``): the node
+agents share the host's network namespace. Upstream's 32780/32781 lie in Linux's
+ephemeral range (32768-60999), where any outgoing connection of the node may hold
+the port when the agent starts; ours, 29780-29783, lie below it and below the
+NodePort range (30000-32767). Pod templates carry the ``prometheus.io/*`` scrape
 annotations (their ``port`` names the pod's first metrics port: annotation-based
 configs scrape one port per pod); ``deploy/prometheus/`` scrapes every container
 port named ``metrics`` instead, so the gateway pod's two are both found.
@@ -121,9 +123,10 @@ CABLE_RUN_DIRS: Final = {"wireguard": "/run/wireguard", "ipsec": "/run/globalnet
 CABLE_DAEMON_RUN_DIRS: Final = {"wireguard": "/run/wireguard", "ipsec": "/run"}
 IPSEC_DIR: Final = "/etc/globalnet/ipsec"
 DNS_CONTAINER_PORT: Final = 5353  # unprivileged: the agent runs without capabilities
-# Each agent's metrics port (distinct: the node agents share the host network).
-METRICS_PORTS: Final = {rbac.GATEWAY_ENGINE: 32780, rbac.GLOBALNET: 32781,
-                        rbac.ROUTE_AGENT: 32782, rbac.LIGHTHOUSE_AGENT: 32783}
+# Each agent's metrics port (distinct: the node agents share the host network;
+# outside the ephemeral range 32768-60999 and the NodePort range 30000-32767).
+METRICS_PORTS: Final = {rbac.GATEWAY_ENGINE: 29780, rbac.GLOBALNET: 29781,
+                        rbac.ROUTE_AGENT: 29782, rbac.LIGHTHOUSE_AGENT: 29783}
 METRICS_PORT_NAME: Final = "metrics"
 DNS_PORT: Final = 53
 NOBODY: Final = 65534

@@ -127,6 +127,28 @@ def recovered(results: list[tuple[float, bool]], event: float) -> bool:
     return bool(before[-10:]) and all(before[-10:]) and bool(after[-20:]) and all(after[-20:])
 
 
+def failures_around(results: list[tuple[float, bool]], event: float, step: float = 0.05
+                    ) -> str:
+    """The failed probes as runs of consecutive ones, in seconds from `event`: what an
+    assertion or a bench prints when traffic did not recover, short enough to read
+    (a list of 90 start times is not)."""
+    failed = [round(t - event, 2) for t, ok in results if not ok]
+    if not results:
+        return "no probe ran"
+    runs: list[list[float]] = []
+    for t in failed:
+        if runs and t - runs[-1][-1] <= 1.5 * step:
+            runs[-1].append(t)
+        else:
+            runs.append([t])
+    shown = ", ".join(f"{r[0]:+.2f}" if len(r) == 1 else f"{r[0]:+.2f}..{r[-1]:+.2f} ({len(r)})"
+                      for r in runs)
+    first, last = results[0][0] - event, results[-1][0] - event
+    return (f"{len(failed)} of {len(results)} probes failed"
+            f"{', at ' + shown + ' s from the event' if failed else ''}; "
+            f"the probes ran {first:+.2f}..{last:+.2f} s")
+
+
 def echo_server_manifest(name: str = "echo", image: str = "globalnet/test:lab",
                          node: str | None = None) -> str:
     """A Pod running the echo server (on `node`, if given) and its Service, as a

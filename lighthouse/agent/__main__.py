@@ -2,7 +2,7 @@
 
     python -m lighthouse.agent --kubeconfig K --broker-kubeconfig B --cluster-id C \\
         [--broker-namespace N] [--dns-listen 127.0.0.1:5353] [--no-globalnet] [--leave] \\
-        [--metrics-port 32783] [--clusterset-ip-cidr 244.0.0.0/20]
+        [--metrics-port 29783] [--clusterset-ip-cidr 244.0.0.0/20]
 
 Runs the exporter, the importer and the DNS feed until SIGINT/SIGTERM. With
 ``--dns-listen`` the clusterset DNS server (``lighthouse.dns``) answers from the

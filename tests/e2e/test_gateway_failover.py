@@ -26,7 +26,14 @@ from kube.testing import await_condition
 from lab import netns
 from lab.globalnet import node_routes, routes_of
 from lab.lab import Lab
-from lab.probe import ConnectProbe, Streams, echo_server_manifest, gap_after, recovered
+from lab.probe import (
+    ConnectProbe,
+    Streams,
+    echo_server_manifest,
+    failures_around,
+    gap_after,
+    recovered,
+)
 from lab.topology import underlay_port
 from tests.e2e.conftest import running_lab
 
@@ -145,7 +152,7 @@ def test_failover_when_the_active_gateway_loses_its_underlay_link_and_back(lab: 
         netns.run(lab.plan.underlay_netns, ["ip", "link", "set", port, "down"])
         try:
             results = running.results()
-            assert recovered(results, cut), results
+            assert recovered(results, cut), failures_around(results, cut)
             second = assert_one_active_and_routed(lab, "c2")
             assert second != first
             print(f"\n{round_}, underlay link of {first} down: gap "
@@ -225,7 +232,7 @@ def test_failover_when_every_process_of_the_active_gateway_node_is_killed(lab: L
     killed_at = time.time()
     assert lab.kill_node("c2", victim)
     results = running.results()
-    assert recovered(results, killed_at), results
+    assert recovered(results, killed_at), failures_around(results, killed_at)
     survivor = assert_one_active_and_routed(lab, "c2", dead=(victim,))
     assert survivor != victim
     print(f"\nevery process of {victim} killed: gap {gap_after(results, killed_at):.3f} s, "

@@ -3,7 +3,7 @@ results, each (start time, answered). The event at 5 s."""
 
 from __future__ import annotations
 
-from lab.probe import PROBE_TIMEOUT_S, gap_after, recovered
+from lab.probe import PROBE_TIMEOUT_S, failures_around, gap_after, recovered
 
 EVENT = 5.0
 
@@ -28,3 +28,11 @@ def test_a_path_broken_well_before_the_event_or_still_broken_at_the_end_is_not_r
 ) -> None:
     assert not recovered(probes(failing=(EVENT - 3 * PROBE_TIMEOUT_S, EVENT + 0.5)), EVENT)
     assert not recovered(probes(failing=(EVENT + 0.1, 10.0)), EVENT)
+
+
+def test_failed_probes_are_told_as_runs_from_the_event() -> None:
+    results = [*probes(failing=(EVENT - 0.01, EVENT + 0.14)), (EVENT + 6.0, False)]
+    assert failures_around(results, EVENT) == (
+        "4 of 201 probes failed, at +0.00..+0.10 (3), +6.00 s from the event; "
+        "the probes ran -5.00..+6.00 s")
+    assert failures_around(probes(failing=(0, 0)), EVENT).startswith("0 of 200 probes failed;")

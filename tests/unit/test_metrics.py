@@ -7,8 +7,12 @@ process-wide default registry never mixes two tests' pool series.
 
 from __future__ import annotations
 
+import logging
 import shutil
+import socket
 import subprocess
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,7 @@ from deploy import manifests, rbac
 from gateway.metrics import GatewayCollector, rtt_seconds
 from globalnet import metrics as globalnet_metrics
 from kube import controller, names
+from kube import metrics as kube_metrics
 from lab import prometheus as lab_prometheus
 from lab.topology import LabSpec, plan_lab
 from lighthouse.agent.metrics import register as register_agent
@@ -178,6 +183,48 @@ def test_every_agent_container_serves_metrics_on_a_port_of_its_own() -> None:
                                   rbac.LIGHTHOUSE_AGENT}
 
 
+def test_metrics_ports_are_neither_node_ports_nor_ephemeral_ports() -> None:
+    """An ephemeral port may be held by any outgoing connection when the agent starts."""
+    ephemeral = range(32768, 61000)
+    node_ports = range(30000, 32768)
+    for agent, port in manifests.METRICS_PORTS.items():
+        assert port not in ephemeral, f"{agent}'s {port} is an ephemeral port"
+        assert port not in node_ports, f"{agent}'s {port} is a NodePort"
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+def test_a_taken_metrics_port_is_served_once_it_is_free(
+        caplog: pytest.LogCaptureFixture) -> None:
+    port = _free_port()
+    holder = socket.socket()
+    holder.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    holder.bind(("127.0.0.1", port))
+    holder.listen()
+    with caplog.at_level(logging.WARNING, logger="kube.metrics"):
+        assert kube_metrics.serve(port, host="127.0.0.1", what="test", retry_seconds=0.05)
+    assert f"test metrics: cannot listen on 127.0.0.1:{port}" in caplog.text
+    holder.close()
+    deadline = time.monotonic() + 10
+    while True:
+        try:
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
+                assert b"globalnet_reconcile_errors" in r.read()
+            break
+        except OSError:
+            assert time.monotonic() < deadline, "the metrics server never bound the freed port"
+            time.sleep(0.05)
+
+
+def test_no_metrics_port_serves_nothing() -> None:
+    assert kube_metrics.serve(0) is False
+
+
 def _promtool(config: dict[str, Any], tmp_path: Path) -> None:
     promtool = shutil.which("promtool")
     assert promtool, "promtool missing: scripts/install-deps.sh installs prometheus"
@@ -199,7 +246,7 @@ def test_the_deploy_scrape_config_keeps_the_manifests_metrics_ports(tmp_path: Pa
                     "__meta_kubernetes_pod_container_port_name": manifests.METRICS_PORT_NAME}
     # Debian's promtool has no Kubernetes discovery: check the rest with a static target.
     del job["kubernetes_sd_configs"]
-    job["static_configs"] = [{"targets": ["127.0.0.1:32780"]}]
+    job["static_configs"] = [{"targets": ["127.0.0.1:29780"]}]
     _promtool(config, tmp_path)
 
 
