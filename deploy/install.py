@@ -202,8 +202,8 @@ def _gateway_nodes(api: Any, opts: JoinOptions) -> list[str]:
 
 
 def render_member(opts: JoinOptions, *, global_cidr: str, pods: Sequence[str],
-                  services: Sequence[str], clusterset_ip_cidr: str | None = None
-                  ) -> list[JSON]:
+                  services: Sequence[str], clusterset_ip_cidr: str | None = None,
+                  clusterset_ip_enabled: bool = False) -> list[JSON]:
     """The cluster's manifests (deploy.manifests) for these options."""
     try:
         return manifests.render(manifests.Options(
@@ -211,6 +211,7 @@ def render_member(opts: JoinOptions, *, global_cidr: str, pods: Sequence[str],
             service_cidrs=tuple(services), image=opts.image, datapath=opts.datapath,
             cable_driver=opts.cable_driver, api_server=opts.api_server,
             dns_service_ip=opts.dns_service_ip, clusterset_ip_cidr=clusterset_ip_cidr,
+            clusterset_ip_enabled=clusterset_ip_enabled,
             verbose=opts.verbose_agents))
     except manifests.OptionsError as exc:
         raise InstallError(str(exc)) from None
@@ -279,7 +280,8 @@ def join(cluster_api: Any, info: BrokerInfo, opts: JoinOptions, *,
         progress(f"gateway node{'s' if len(gateways) > 1 else ''}: {', '.join(gateways)}")
         objects = render_member(opts, global_cidr=membership.global_cidr, pods=pods,
                                 services=services,
-                                clusterset_ip_cidr=membership.clusterset_ip_cidr)
+                                clusterset_ip_cidr=membership.clusterset_ip_cidr,
+                                clusterset_ip_enabled=membership.clusterset_ip_enabled)
         namespace_first = [obj for obj in objects if obj["kind"] in {
             "CustomResourceDefinition", "Namespace"}]
         rest = [obj for obj in objects if obj not in namespace_first]

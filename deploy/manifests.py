@@ -169,6 +169,8 @@ class Options:
     verbose: bool = False
     # This cluster's slice of the Broker's ClusterSetIP pool (None: the Broker has none).
     clusterset_ip_cidr: str | None = None
+    # Every ClusterSetIP service answers its VIP in DNS (the Broker's pool says so).
+    clusterset_ip_enabled: bool = False
 
     def __post_init__(self) -> None:
         if not validation.is_dns_label(self.cluster_id):
@@ -560,6 +562,7 @@ def _lighthouse(opts: Options) -> list[JSON]:
         f"--dns-listen=0.0.0.0:{DNS_CONTAINER_PORT}", f"--zone={opts.zone}",
         *([f"--clusterset-ip-cidr={opts.clusterset_ip_cidr}"] if opts.clusterset_ip_cidr
           else []),
+        *(["--clusterset-ip-enabled"] if opts.clusterset_ip_enabled else []),
     ], broker=True, memory="64Mi")
     container["ports"] = [
         {"name": "dns", "containerPort": DNS_CONTAINER_PORT, "protocol": "UDP"},
@@ -720,6 +723,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--dns-service-ip", help="a fixed ClusterIP for the DNS Service")
     p.add_argument("--zone", default="clusterset.local")
     p.add_argument("--clusterset-ip-cidr", help="this cluster's slice of the ClusterSetIP pool")
+    p.add_argument("--clusterset-ip-enabled", action="store_true",
+                   help="answer every ClusterSetIP service's VIP in DNS")
     p.add_argument("--verbose-agents", action="store_true", help="start the agents with -v")
     p.add_argument("--out", type=Path, help="write files here (default: YAML on stdout)")
     return p.parse_args(argv)
@@ -734,6 +739,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                        datapath=args.datapath, cable_driver=args.cable_driver,
                        api_server=args.api_server, dns_service_ip=args.dns_service_ip,
                        zone=args.zone, clusterset_ip_cidr=args.clusterset_ip_cidr,
+                       clusterset_ip_enabled=args.clusterset_ip_enabled,
                        verbose=args.verbose_agents)
     except OptionsError as exc:
         print(f"deploy.manifests: {exc}", file=sys.stderr)

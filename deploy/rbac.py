@@ -157,6 +157,9 @@ RULES: dict[str, tuple[Rule, ...]] = {
         Rule(N, resources.GATEWAYS, READ),
         # self.leases: the gateway Lease's holder is the active gateway, first.
         Rule(N, resources.LEASES, READ),
+        # viptable.VipTableFollower: the cluster's VIP table ConfigMap (an informer
+        # by label: list and watch cannot be limited by name).
+        Rule(N, resources.CONFIGMAPS, READ),
     ),
     # lighthouse/agent/* (LighthouseAgent: exporter, importer, DNS feed)
     LIGHTHOUSE_AGENT: (
@@ -184,6 +187,12 @@ RULES: dict[str, tuple[Rule, ...]] = {
         # (created, updated, withdrawn; also agent.withdraw_cluster).
         Rule(BO, resources.SERVICE_IMPORTS, (*READ, "get", "create", "update", "delete")),
         Rule(BO, ENDPOINTSLICES, (*READ, "get", "create", "update", "delete")),
+        # viptable.VipTableWriter: the cluster's VIP table ConfigMap, written by
+        # server-side apply (a patch, which creates it when missing) and deleted when
+        # no VIP is left (also agent.remove_vip_table).
+        Rule(N, resources.CONFIGMAPS, ("patch", "delete"),
+             resource_names=(names.VIP_TABLE_CONFIGMAP,)),
+        Rule(N, resources.CONFIGMAPS, ("create",)),
         # brokercache.BrokerCache: every member's (the imports), in the member
         # namespaces the Cluster objects name.
         Rule(BS, resources.CLUSTERS, READ),

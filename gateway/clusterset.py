@@ -76,6 +76,8 @@ class Membership:
     members: tuple[str, ...] = field(default=())  # every cluster on the Broker, this one too
     # The cluster's slice of the ClusterSetIP pool (None: a Broker without the pool).
     clusterset_ip_cidr: str | None = None
+    # The clusterset answers every ClusterSetIP service's VIP in DNS (the pool's flag).
+    clusterset_ip_enabled: bool = False
 
 
 @dataclass(frozen=True)
@@ -200,7 +202,8 @@ def join(cluster_api: Any, broker_api: Any, request: JoinRequest, *,
     _upsert(ResourceClient(broker_api, resources.CLUSTERS), body, broker_namespace)
     members = sync_cluster_objects(cluster_api, broker_api, broker_namespace=broker_namespace,
                                    cluster_namespace=cluster_namespace)
-    return Membership(request.cluster_id, global_cidr, tuple(members), clusterset_ip_cidr)
+    return Membership(request.cluster_id, global_cidr, tuple(members), clusterset_ip_cidr,
+                      clusterset_ip_enabled=pool_info is not None and pool_info.enabled)
 
 
 def _check_pool_disjoint(pool: BrokerClustersetIPs, request: JoinRequest

@@ -64,6 +64,13 @@ ROUTE_CONVERGES = Counter(
     registry=None)
 ROUTE_CHANGES = Counter(
     "globalnet_route_agent_route_changes", "Routes added or removed", ["op"], registry=None)
+VIPS = Gauge(
+    "globalnet_route_agent_clusterset_ip_vips", "ClusterSetIP VIPs this node translates",
+    registry=None)
+VIP_TABLE_APPLIES = Counter(
+    "globalnet_route_agent_vip_table_applies",
+    "VIP table plans applied (ok), refused as unreadable, or failed (error)", ["result"],
+    registry=None)
 
 
 def rtt_seconds(connection: JSON) -> float | None:
@@ -197,5 +204,5 @@ def register_engine(registry: CollectorRegistry = REGISTRY) -> None:
 
 def register_route_agent(registry: CollectorRegistry = REGISTRY) -> None:
     """Export the route agent's metrics (once per process, from its main)."""
-    for metric in (ROUTES, ROUTE_CONVERGES, ROUTE_CHANGES):
+    for metric in (ROUTES, ROUTE_CONVERGES, ROUTE_CHANGES, VIPS, VIP_TABLE_APPLIES):
         registry.register(metric)

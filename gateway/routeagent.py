@@ -13,7 +13,8 @@ routes from there). Any change of nodes or clusters reconverges at once, and so
 does any change to a route of ours in the kernel (netlink notifications): a
 route deleted by hand is back within moments, and a destination the deposed
 gateway's cable still routes is ours the moment its engine lets it go. A
-periodic check remains.
+periodic check remains. It also applies the cluster's ClusterSetIP VIP table on
+its node (``gateway.viptable``).
 
     python -m gateway.routeagent --kubeconfig K --node-name N --cluster-id C [--netns NS]
 """
@@ -31,7 +32,7 @@ from typing import Any
 from datapath import netns
 from datapath.ctsync import ConntrackSyncError, Standby
 from datapath.routes import Route, RouteEvents, RouteTable, cable_routes
-from gateway import metrics
+from gateway import metrics, viptable
 from kube import daemon, names, resources
 from kube import objects as o
 from kube.informers import InformerSet
@@ -71,7 +72,7 @@ class RouteAgent:
     """Informers -> desired routes -> `RouteTable.converge`, on every change."""
 
     def __init__(self, api: Any, *, node_name: str, cluster_id: str,
-                 table: RouteTable, check_period: float = 30.0) -> None:
+                 table: RouteTable, check_period: float = 30.0, vips: bool = True) -> None:
         self.node_name, self.cluster_id, self.table = node_name, cluster_id, table
         self.check_period = check_period
         self._dirty = threading.Event()
@@ -91,6 +92,7 @@ class RouteAgent:
         self.leases.add_handler(
             on_add=lambda _o: self._dirty.set(), on_delete=lambda _o: self._dirty.set(),
             on_update=lambda a, b: self._dirty.set() if holder_of(a) != holder_of(b) else None)
+        self.vips = viptable.VipTableFollower(self.informers, table.netns) if vips else None
         self._thread: threading.Thread | None = None
         self._leftovers_cleared = False  # of a gateway, on this node since it is none
         # The destinations of the routes we want (set before each converge reads the
@@ -131,6 +133,8 @@ class RouteAgent:
         self.informers.start()
         self.informers.wait_for_sync(sync_timeout)
         self._dirty.set()
+        if self.vips is not None:
+            self.vips.start()
         self._thread = threading.Thread(target=self._loop, name="routeagent", daemon=True)
         self._thread.start()
         self._watch = threading.Thread(target=self._watch_kernel, name="routeagent-netlink",
@@ -153,7 +157,10 @@ class RouteAgent:
             events.close()
 
     def stop(self) -> None:
-        """Stop watching; the routes stay (traffic keeps flowing until the next agent)."""
+        """Stop watching; the routes and the VIP table stay (traffic keeps flowing until
+        the next agent)."""
+        if self.vips is not None:
+            self.vips.stop()
         self._stop.set()
         self._dirty.set()
         if self._thread:
@@ -195,7 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--cluster-id", required=True)
     p.add_argument("--netns", help="program this named network namespace instead of our own")
     p.add_argument("--uninstall", action="store_true",
-                   help="remove every route of ours (proto 149) and exit")
+                   help="remove every route of ours (proto 149) and the ClusterSetIP VIP "
+                        "table, and exit")
     p.add_argument("--metrics-port", type=int, default=0,
                    help="serve Prometheus metrics on this port (0: off)")
     p.add_argument("-v", "--verbose", action="store_true")
@@ -207,7 +215,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     table = RouteTable(args.netns)
     if args.uninstall:
-        print(f"routeagent: removed {table.clear()} routes")
+        removed = table.clear()
+        vips = " and the VIP table" if viptable.remove(args.netns) else ""
+        print(f"routeagent: removed {removed} routes{vips}")
         return 0
     if not args.kubeconfig.exists():
         print(f"routeagent: kubeconfig {args.kubeconfig} not found", file=sys.stderr)

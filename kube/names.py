@@ -193,6 +193,24 @@ EXPORTED_ANNOTATIONS_ANNOTATION: Final = "lighthouse.submariner.io/exported-anno
 # oldest export holding one is the service's in every cluster
 # (``lighthouse.agent.clustersetip``).
 CLUSTERSET_IP_ANNOTATION: Final = "lighthouse.submariner.io/clusterset-ip"
+# Upstream Lighthouse's, set by users on a ServiceExport: "true" makes the clusterset
+# name answer the service's ClusterSetIP VIP ("false" keeps the per-cluster global IPs
+# where the clusterset answers VIPs for every service). The oldest export's choice is
+# the service's; carried on the Broker ServiceImports.
+USE_CLUSTERSET_IP_ANNOTATION: Final = "lighthouse.submariner.io/use-clusterset-ip"
+# Ours, on a ClusterSetIP export's EndpointSlices: the service's VIP (the same on
+# every cluster's slice once the exporters agree), and "true" when DNS answers it.
+# Every VIP is routed on every node (``datapath.nftables.clustersetip``), answered
+# in DNS or not: clients may use the ServiceImport's ``spec.ips`` directly.
+VIP_LABEL: Final = "lighthouse.submariner.io/vip"
+VIP_IN_DNS_LABEL: Final = "lighthouse.submariner.io/vip-in-dns"
+# Ours: the ConfigMap in CLUSTER_NAMESPACE that holds the cluster's VIP table (every
+# VIP, its ports and the clusters its new connections go to, by weight), written by
+# the Lighthouse agent from what its DNS answers from and applied by the route agent
+# on every node; labelled so the route agents watch it alone.
+VIP_TABLE_CONFIGMAP: Final = "globalnet-clusterset-ip-table"
+VIP_TABLE_KEY: Final = "table.json"
+VIP_TABLE_LABEL: Final = "lighthouse.submariner.io/vip-table"
 # Label and annotation keys an export's exportedLabels/exportedAnnotations may not set:
 # the agents find and read their objects by them.
 RESERVED_IMPORT_LABELS: Final = frozenset({
@@ -200,4 +218,4 @@ RESERVED_IMPORT_LABELS: Final = frozenset({
     MANAGED_BY_LABEL, ENDPOINTSLICE_MANAGED_BY_LABEL})
 RESERVED_IMPORT_ANNOTATIONS: Final = frozenset({
     EXPORTED_AT_ANNOTATION, EXPORTED_ANNOTATIONS_ANNOTATION, CLUSTERSET_IP_ANNOTATION,
-    TRAFFIC_DISTRIBUTION_ANNOTATION})
+    TRAFFIC_DISTRIBUTION_ANNOTATION, USE_CLUSTERSET_IP_ANNOTATION})

@@ -26,13 +26,19 @@ The whole table is replaced in one transaction (``apply``): it holds one chain
 per service and one per backend, few enough that diffing would buy nothing. The
 table is independent of the Globalnet gateway datapath (nftables or eBPF): it
 runs on every node, the gateway included.
+
+The table's content travels as JSON (``plan_json`` / ``plan_from_json``): the
+Lighthouse agent, which knows the exports and the clusters' health, writes it into
+one ConfigMap; the route agent of every node reads it and applies it here.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from typing import Any
 
 import netaddr
 
@@ -46,6 +52,7 @@ TABLE = "globalnet-clusterset-ip"
 TABLE_REF = f"{FAMILY} {TABLE}"
 PRIORITY = "dstnat - 10"  # before kube-proxy's service DNAT
 PROTOCOLS = ("tcp", "udp", "sctp")
+PORTS_COMMENT = "VIP . protocol . port: the services' exported ports"
 TABLE_COMMENT = "Globalnet ClusterSetIP VIPs: connections to a VIP go to one exporting cluster"
 
 
@@ -91,6 +98,45 @@ class VipService:
         """The backends that get new connections, in a stable order (local first)."""
         return tuple(sorted((b for b in self.backends if b.weight > 0),
                             key=lambda b: (not b.local, b.cluster)))
+
+
+PLAN_VERSION = 1
+
+
+def plan_json(services: Iterable[VipService]) -> str:
+    """The table's services as a JSON document (sorted: equal plans are equal text)."""
+    entries = [{"vip": s.vip, "owner": s.owner, "ports": [list(p) for p in sorted(s.ports)],
+                "backends": [asdict(b) for b in sorted(s.backends)]}
+               for s in sorted(services, key=lambda s: s.vip)]
+    return json.dumps({"version": PLAN_VERSION, "services": entries}, sort_keys=True,
+                      separators=(",", ":"))
+
+
+def plan_from_json(text: str) -> list[VipService]:
+    """The services of a :func:`plan_json` document; ValueError (one line) when it is
+    not one."""
+    try:
+        doc = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"the VIP table is not JSON: {exc}") from None
+    if not isinstance(doc, dict) or doc.get("version") != PLAN_VERSION or not isinstance(
+            doc.get("services"), list):
+        raise ValueError(f"the VIP table is not a version {PLAN_VERSION} plan")
+    return [_service_of(entry) for entry in doc["services"]]
+
+
+def _service_of(entry: Any) -> VipService:
+    try:
+        fields = (str(entry["vip"]), str(entry["owner"]),
+                  tuple((str(proto), int(port)) for proto, port in entry["ports"]),
+                  tuple(VipBackend(cluster=str(b["cluster"]), ip=str(b["ip"]),
+                                   weight=int(b["weight"]), local=bool(b["local"]))
+                        for b in entry["backends"]))
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"a VIP table entry is malformed ({type(exc).__name__}: {exc}): "
+                         f"{json.dumps(entry)[:120]}") from None
+    vip, owner, ports, backends = fields
+    return VipService(vip=vip, owner=owner, ports=ports, backends=backends)
 
 
 def service_chain(service: VipService) -> str:
@@ -146,7 +192,7 @@ def render_table(services: Iterable[VipService]) -> str:
                  for s in services for proto, port in sorted(set(s.ports))]
         if ports:
             lines.append(f"\t\tip daddr . meta l4proto . th dport vmap {{ {', '.join(ports)} }} "
-                         f"comment {quote('VIP . protocol . port: the services exported ports')}")
+                         f"comment {quote(PORTS_COMMENT)}")
     lines.append("\t}")
     for service in services:
         lines += [f"\tchain {service_chain(service)} {{",

@@ -2,7 +2,7 @@
 
     python -m lighthouse.agent --kubeconfig K --broker-kubeconfig B --cluster-id C \\
         [--broker-namespace N] [--dns-listen 127.0.0.1:5353] [--no-globalnet] [--leave] \\
-        [--metrics-port 29783] [--clusterset-ip-cidr 244.0.0.0/20]
+        [--metrics-port 29783] [--clusterset-ip-cidr 244.0.0.0/20] [--clusterset-ip-enabled]
 
 Runs the exporter, the importer and the DNS feed until SIGINT/SIGTERM. With
 ``--dns-listen`` the clusterset DNS server (``lighthouse.dns``) answers from the
@@ -22,7 +22,13 @@ import sys
 from pathlib import Path
 
 from kube import daemon, names
-from lighthouse.agent.agent import AgentConfig, LighthouseAgent, remove_imports, withdraw_cluster
+from lighthouse.agent.agent import (
+    AgentConfig,
+    LighthouseAgent,
+    remove_imports,
+    remove_vip_table,
+    withdraw_cluster,
+)
 from lighthouse.dns.__main__ import listen_address
 
 log = logging.getLogger("lighthouse.agent")
@@ -50,6 +56,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--clusterset-ip-cidr", type=slice_cidr, metavar="CIDR",
                    help="this cluster's slice of the Broker's ClusterSetIP pool: ClusterSetIP "
                         "exports pick their VIP here when no older export holds one")
+    p.add_argument("--clusterset-ip-enabled", action="store_true",
+                   help="answer every ClusterSetIP service's VIP in DNS, not only the services "
+                        "whose ServiceExport sets lighthouse.submariner.io/use-clusterset-ip")
+    p.add_argument("--no-vip-table", dest="vip_table", action="store_false",
+                   help="do not write the cluster's VIP table ConfigMap (the route agents "
+                        "route the ClusterSetIP VIPs from it)")
     p.add_argument("--dns-listen", type=listen_address, metavar="HOST:PORT",
                    help="also serve clusterset DNS from the agent's records here")
     p.add_argument("--zone", default="clusterset.local")
@@ -72,11 +84,13 @@ def main(argv: list[str] | None = None) -> int:
         removed = withdraw_cluster(broker_api, cluster_id=args.cluster_id,
                                    namespace=args.broker_namespace)
         local = remove_imports(local_api, broker_namespace=args.broker_namespace)
+        remove_vip_table(local_api)
         print(f"{args.cluster_id}: withdrew {removed} Broker objects, removed {local} imports")
         return 0
     agent = LighthouseAgent(local_api=local_api, broker_api=broker_api, config=AgentConfig(
         cluster_id=args.cluster_id, broker_namespace=args.broker_namespace,
-        globalnet=args.globalnet, clusterset_ip_cidr=args.clusterset_ip_cidr))
+        globalnet=args.globalnet, clusterset_ip_cidr=args.clusterset_ip_cidr,
+        clusterset_ip_enabled=args.clusterset_ip_enabled, vip_table=args.vip_table))
     dns = None
     if args.dns_listen is not None:
         from lighthouse.dns.server import DnsServer, ServerConfig, ServerThread

@@ -11,7 +11,10 @@ cache (which would withdraw exports the cache has not shown yet).
 member namespace there, ``names.broker_member_namespace``, which ``gnctl join``
 creates: the agent creates no Broker namespace); ``LighthouseAgent.leave`` stops
 the agent first (so nothing is republished), then withdraws, then removes what it
-imported locally and empties its store.
+imported locally and the VIP table, and empties its store.
+
+The ``VipTableWriter`` turns the same store into the cluster's ClusterSetIP VIP
+table, which the route agents apply on every node (``agent.viptable``).
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from lighthouse.agent.brokercache import BrokerCache
 from lighthouse.agent.dnsfeed import DnsFeed
 from lighthouse.agent.exporter import Exporter
 from lighthouse.agent.importer import Importer, is_broker_object
+from lighthouse.agent.viptable import VipTableWriter
 from lighthouse.dns.records import ServiceRecords
 
 log = logging.getLogger(__name__)
@@ -43,6 +47,11 @@ class AgentConfig:
     # This cluster's slice of the Broker's ClusterSetIP pool (``gnctl join`` gives it);
     # None: its exports hold no VIP (they adopt none either).
     clusterset_ip_cidr: str | None = None
+    # The clusterset answers every ClusterSetIP service's VIP in DNS, not only the
+    # services whose export asks for it (the Broker's ``clustersetIPEnabled``).
+    clusterset_ip_enabled: bool = False
+    # Write the cluster's VIP table ConfigMap for the route agents (``agent.viptable``).
+    vip_table: bool = True
     # Level-triggered safety net: every cached object is re-examined this often.
     resync_period: float | None = 300.0
     sync_timeout: float = 60.0
@@ -64,6 +73,7 @@ class LighthouseAgent:
         self.exporter: Exporter | None = None
         self.importer: Importer | None = None
         self.feed: DnsFeed | None = None
+        self.vip_table: VipTableWriter | None = None
         self._started = False
 
     def _informers(self, api: Any, name: str) -> InformerSet:
@@ -87,7 +97,8 @@ class LighthouseAgent:
         self.exporter = Exporter(cluster_id=cfg.cluster_id, local_api=self.local_api,
                                  broker_api=self.broker_api, local=self.local, broker=broker,
                                  globalnet=cfg.globalnet,
-                                 clusterset_ip_cidr=cfg.clusterset_ip_cidr)
+                                 clusterset_ip_cidr=cfg.clusterset_ip_cidr,
+                                 clusterset_ip_enabled=cfg.clusterset_ip_enabled)
         self.importer = Importer(local_api=self.local_api, local=self.local, broker=broker,
                                  endpointslices=local_slices)
         self.controllers = [self.exporter, self.importer]
@@ -105,6 +116,9 @@ class LighthouseAgent:
         self.local.wait_for_sync(cfg.sync_timeout)
         self.broker_informers.wait_for_sync(cfg.sync_timeout)
         self.feed.resync()
+        if cfg.vip_table:
+            self.vip_table = VipTableWriter(self.records, self.local_api)
+            self.vip_table.start()
         for controller in self.controllers:
             controller.resync_all()
         for controller in self.controllers:
@@ -121,6 +135,9 @@ class LighthouseAgent:
             controller.queue.shutdown()
         for controller in self.controllers:
             controller.stop()
+        if self.vip_table is not None:
+            self.vip_table.stop()
+            self.vip_table = None
         self.local.stop()
         self.broker_informers.stop()
 
@@ -133,6 +150,7 @@ class LighthouseAgent:
         removed = withdraw_cluster(self.broker_api, cluster_id=self.config.cluster_id,
                                    namespace=self.config.broker_namespace)
         remove_imports(self.local_api, broker_namespace=self.config.broker_namespace)
+        remove_vip_table(self.local_api)
         for cluster in {export.cluster for _, export in self.records}:
             self.records.remove_cluster(cluster=cluster)
         return removed
@@ -155,6 +173,13 @@ def withdraw_cluster(broker_api: Any, *, cluster_id: str,
             if client.delete_if_exists(obj["metadata"]["name"], namespace=namespace):
                 removed += 1
     return removed
+
+
+def remove_vip_table(local_api: Any) -> bool:
+    """Delete the cluster's VIP table ConfigMap (the route agents then drop their
+    tables); False when there was none."""
+    return crud.ResourceClient(local_api, resources.CONFIGMAPS).delete_if_exists(
+        names.VIP_TABLE_CONFIGMAP, namespace=names.CLUSTER_NAMESPACE)
 
 
 def remove_imports(local_api: Any, *, broker_namespace: str = names.BROKER_NAMESPACE) -> int:

@@ -6,8 +6,9 @@ namespace, and the service type) and the local Gateway objects, and feeds
 ``lighthouse.dns.records.ServiceRecords`` through its public API only:
 
 * a ClusterSetIP slice becomes ``ClusterExport(global_ip=<its one address>,
-  ready=<any endpoint ready>)``; a Headless slice becomes one ``Endpoint`` per
-  address, hostname and readiness kept;
+  ready=<any endpoint ready>)``, with the service's ClusterSetIP VIP when the slice
+  names one; a Headless slice becomes one ``Endpoint`` per address, hostname and
+  readiness kept;
 * a service's last slice from a cluster gone -> ``remove_service`` for that cluster;
 * the local cluster's own export of a ClusterIP service is answered with the
   Service's ClusterIP, not its global IP: a global IP is reachable from the
@@ -26,6 +27,7 @@ as soon as the local watch delivers it (no work queue hop).
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import logging
 import threading
 from collections.abc import Iterable
@@ -72,7 +74,19 @@ def cluster_export(cluster: str, slices: Iterable[JSON]) -> ClusterExport | None
     return ClusterExport(cluster=cluster, ports=port_tuple, global_ip=endpoints[0].ip,
                          ready=ready,
                          balanced=labels.get(names.TRAFFIC_DISTRIBUTION_LABEL) == r.BALANCED,
-                         weight=_weight(labels.get(names.READY_BACKENDS_LABEL), ready))
+                         weight=_weight(labels.get(names.READY_BACKENDS_LABEL), ready),
+                         vip=_vip(labels.get(names.VIP_LABEL)),
+                         vip_in_dns=labels.get(names.VIP_IN_DNS_LABEL) == "true")
+
+
+def _vip(label: str | None) -> str | None:
+    """A slice's VIP label; None when absent or not an IPv4 address (the export itself
+    is still answered by its cluster's global IP)."""
+    try:
+        return str(ipaddress.IPv4Address(label)) if label else None
+    except ValueError:
+        log.warning("ignoring the ClusterSetIP %r of an imported slice: not IPv4", label)
+        return None
 
 
 def _weight(label: str | None, ready: bool) -> int:

@@ -13,7 +13,10 @@ conditions. It is the only writer of those conditions.
 With a ClusterSetIP slice (``clusterset_ip_cidr``), a ClusterSetIP export also holds
 the service's VIP, adopted from an older export or picked from the slice
 (``agent.clustersetip``), in an annotation on its Broker ServiceImport, and carries
-the ``ClusterSetIPAllocated`` condition.
+the ``ClusterSetIPAllocated`` condition. Its slice on the Broker names that VIP and
+whether DNS answers it: the oldest export's ``use-clusterset-ip`` annotation, else
+the clusterset's choice (``clusterset_ip_enabled``, deploy-broker's
+``--enable-clusterset-ip``).
 
 Events that can change the outcome all queue the key: the export and the Service;
 its Endpoints (readiness, headless backends); its GlobalIngressIPs (by their
@@ -55,8 +58,10 @@ class Exporter(controller.Controller):
 
     def __init__(self, *, cluster_id: str, local_api: Any, broker_api: Any,
                  local: InformerSet, broker: BrokerCache, globalnet: bool = True,
-                 clusterset_ip_cidr: str | None = None) -> None:
+                 clusterset_ip_cidr: str | None = None,
+                 clusterset_ip_enabled: bool = False) -> None:
         super().__init__(max_requeues=MAX_REQUEUES)
+        self.clusterset_ip_enabled = clusterset_ip_enabled
         self.cluster_id = cluster_id
         self.local = local
         self.broker = broker
@@ -157,8 +162,11 @@ class Exporter(controller.Controller):
             agg = self._aggregate(key, pub, clusterset_ip=self._held_vip(key, imports))
             vip, allocated = self.clusterset_ip(key, agg)
             try:
+                use_vip = agg.properties.use_clusterset_ip
                 self.publish(key, pub, imports, slices, clusterset_ip=vip,
-                             distribution=agg.properties.spread)
+                             distribution=agg.properties.spread,
+                             vip_in_dns=self.clusterset_ip_enabled if use_vip is None
+                             else use_vip)
             except Exception as exc:
                 if errors.is_conflict(exc):
                     raise  # our cache is behind: retry from a fresher copy, status unchanged
@@ -201,7 +209,8 @@ class Exporter(controller.Controller):
                                    message=f"The service's ClusterSetIP is {vip}")
 
     def publish(self, key: str, pub: Publication, imports: list[JSON], slices: list[JSON],
-                *, clusterset_ip: str = "", distribution: str = r.LOCAL_FIRST) -> None:
+                *, clusterset_ip: str = "", distribution: str = r.LOCAL_FIRST,
+                vip_in_dns: bool = False) -> None:
         """Bring our ServiceImport and EndpointSlice on the Broker to ``pub``.
 
         The slice goes first: it is what the other clusters' DNS answers from.
@@ -216,7 +225,7 @@ class Exporter(controller.Controller):
                 name=slice_name, namespace=self.broker.member_namespace(self.cluster_id),
                 api_version=self.broker.endpointslices.api_version, cluster=self.cluster_id,
                 source_namespace=ns, service=svc, publication=pub,
-                distribution=distribution),
+                distribution=distribution, vip=clusterset_ip, vip_in_dns=vip_in_dns),
             next((s for s in slices if o.name(s) == slice_name), None),
             content=render.slice_content, fields=("addressType", "endpoints", "ports"),
             owned=lambda obj: render.identity_of(obj) == identity)

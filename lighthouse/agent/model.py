@@ -76,7 +76,8 @@ class Properties:
     ``trafficDistribution``, so they stay None there) and from the ServiceExport
     (``exportedLabels``/``exportedAnnotations``). Clusters disagreeing on one is an MCS
     conflict; the oldest export's value wins. ``distribution`` is the ServiceExport's
-    ``names.TRAFFIC_DISTRIBUTION_ANNOTATION`` (None: not set), no conflict either.
+    ``names.TRAFFIC_DISTRIBUTION_ANNOTATION`` (None: not set), no conflict either, and
+    so is ``use_clusterset_ip``, its ``names.USE_CLUSTERSET_IP_ANNOTATION``.
     """
 
     session_affinity: str = "None"
@@ -88,6 +89,7 @@ class Properties:
     labels: Pairs = ()
     annotations: Pairs = ()
     distribution: str | None = None
+    use_clusterset_ip: bool | None = None
 
     @property
     def spread(self) -> str:

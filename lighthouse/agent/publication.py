@@ -252,13 +252,15 @@ def properties_of(service: JSON, export: JSON) -> tuple[Properties, list[str]]:
         pairs(export_spec.get("exportedAnnotations")),
         reserved=names.RESERVED_IMPORT_ANNOTATIONS, what="annotation", labels=False)
     distribution, distribution_notes = _distribution(export)
+    use_vip, use_vip_notes = _use_clusterset_ip(export)
     return Properties(
         session_affinity=affinity, session_affinity_timeout=timeout,
         ip_families=_ip_families(service),
         internal_traffic_policy=_optional_str(spec.get("internalTrafficPolicy")),
         traffic_distribution=_optional_str(spec.get("trafficDistribution")),
         labels=labels, annotations=annotations, distribution=distribution,
-    ), label_notes + annotation_notes + distribution_notes
+        use_clusterset_ip=use_vip,
+    ), label_notes + annotation_notes + distribution_notes + use_vip_notes
 
 
 def _distribution(export: JSON) -> tuple[str | None, list[str]]:
@@ -268,6 +270,17 @@ def _distribution(export: JSON) -> tuple[str | None, list[str]]:
         return value, []
     return None, [f"annotation {names.TRAFFIC_DISTRIBUTION_ANNOTATION}={value!r}: expected "
                   f"{' or '.join(r.DISTRIBUTIONS)}, {r.LOCAL_FIRST} used"]
+
+
+def _use_clusterset_ip(export: JSON) -> tuple[bool | None, list[str]]:
+    """The export's use-clusterset-ip annotation, and a note when it is no boolean."""
+    value = o.annotations_of(export).get(names.USE_CLUSTERSET_IP_ANNOTATION)
+    if value is None:
+        return None, []
+    if value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true", []
+    return None, [f"annotation {names.USE_CLUSTERSET_IP_ANNOTATION}={value!r}: expected "
+                  "true or false, ignored"]
 
 
 _AWAITING = ConditionState(status=False, reason=r.PENDING,

@@ -120,11 +120,13 @@ def properties_spec(props: Properties) -> JSON:
 
 def exported_annotations(props: Properties) -> dict[str, str]:
     """The exported annotations, the annotation that lists their keys, and the
-    traffic distribution when the export sets one."""
+    traffic distribution and use-clusterset-ip choice when the export sets them."""
     out = dict(props.annotations)
     out[names.EXPORTED_ANNOTATIONS_ANNOTATION] = ",".join(k for k, _ in props.annotations)
     if props.distribution:
         out[names.TRAFFIC_DISTRIBUTION_ANNOTATION] = props.distribution
+    if props.use_clusterset_ip is not None:
+        out[names.USE_CLUSTERSET_IP_ANNOTATION] = str(props.use_clusterset_ip).lower()
     return out
 
 
@@ -135,6 +137,7 @@ def properties_of(obj: JSON) -> Properties:
         "timeoutSeconds")
     annotations = o.annotations_of(obj)
     distribution = annotations.get(names.TRAFFIC_DISTRIBUTION_ANNOTATION)
+    use_vip = annotations.get(names.USE_CLUSTERSET_IP_ANNOTATION)
     keys = [k for k in annotations.get(names.EXPORTED_ANNOTATIONS_ANNOTATION, "").split(",")
             if k and k in annotations]
     return Properties(
@@ -147,6 +150,7 @@ def properties_of(obj: JSON) -> Properties:
                       if k not in names.RESERVED_IMPORT_LABELS}),
         annotations=pairs({k: annotations[k] for k in keys}),
         distribution=distribution if distribution in r.DISTRIBUTIONS else None,
+        use_clusterset_ip={"true": True, "false": False}.get(use_vip or ""),
     )
 
 
@@ -194,12 +198,15 @@ def _endpoint_json(endpoint: EndpointSpec) -> JSON:
 
 def endpoint_slice(*, name: str, namespace: str, api_version: str, cluster: str,
                    source_namespace: str, service: str, publication: Publication,
-                   distribution: str = r.LOCAL_FIRST) -> JSON:
+                   distribution: str = r.LOCAL_FIRST, vip: str = "",
+                   vip_in_dns: bool = False) -> JSON:
     """The EndpointSlice of global IPs this cluster publishes on the Broker.
 
     A ClusterSetIP export's also says the service's traffic ``distribution`` (the
     aggregate's, so every cluster's slice says the same) and its ready backends, for
-    the DNS answers (``lighthouse.dns.policy``).
+    the DNS answers (``lighthouse.dns.policy``), and the service's ClusterSetIP ``vip``
+    when it has one, with whether DNS answers it (``vip_in_dns``), for the DNS answers
+    and every node's VIP table (``agent.viptable``).
     """
     labels = labels_for(cluster=cluster, namespace=source_namespace, name=service,
                         service_type=publication.service_type)
@@ -207,6 +214,9 @@ def endpoint_slice(*, name: str, namespace: str, api_version: str, cluster: str,
     if publication.service_type == r.CLUSTER_SET_IP:
         labels[names.TRAFFIC_DISTRIBUTION_LABEL] = distribution
         labels[names.READY_BACKENDS_LABEL] = str(publication.ready_backends)
+        if vip:
+            labels[names.VIP_LABEL] = vip
+            labels[names.VIP_IN_DNS_LABEL] = str(vip_in_dns).lower()
     return {
         "apiVersion": api_version,
         "kind": "EndpointSlice",

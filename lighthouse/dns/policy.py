@@ -15,7 +15,10 @@ and the Kubernetes DNS spec define them:
   *balanced* service (every export says so: the oldest export's choice, which the
   exporters copy onto their slices) rotates over every healthy cluster with ready
   backends, the local one included, each as often as its ready backends (reduced
-  by their common divisor, at most :data:`MAX_BALANCED_VARIANTS` variants).
+  by their common divisor, at most :data:`MAX_BALANCED_VARIANTS` variants). A
+  ClusterSetIP service whose exports say DNS answers its VIP gets the VIP instead
+  (while some cluster could take the client): the VIP table on every node spreads
+  new connections by the same choice (``chosen_clusters``).
 * ``<cluster>.<svc>.<ns>.svc.<zone>`` A: that cluster's global IP (or ready
   endpoints), whatever its health, as upstream: the client asked for it by name.
 * ``<hostname>.<cluster>.<svc>.<ns>.svc.<zone>`` A: a headless endpoint.
@@ -34,8 +37,10 @@ ClusterIP exports win. Global IPs are IPv4, so AAAA is always NODATA.
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import time
+from collections import Counter
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
@@ -227,8 +232,14 @@ class _Resolver:
         cluster_ip = [e for e in exports.values() if not e.headless]
         target = self.service_labels(key)
         if cluster_ip:
+            picked = self.pick(cluster_ip)
+            vip, vip_in_dns = service_vip(cluster_ip)
+            if vip and vip_in_dns and picked:  # the VIP spreads connections itself
+                if self.qtype == QType.A:
+                    return self.positive([Section(answer=[self.a(self.labels, vip)])], dep)
+                return self.positive([self.srv_section(picked[0], target, vip, port)], dep)
             variants = []
-            for export in self.pick(cluster_ip):
+            for export in picked:
                 assert export.global_ip is not None
                 if self.qtype == QType.A:
                     variants.append(Section(answer=[self.a(self.labels, export.global_ip)]))
@@ -279,17 +290,8 @@ class _Resolver:
 
     def pick(self, exports: list[ClusterExport]) -> list[ClusterExport]:
         """The clusters a ClusterIP name may send a client to, in rotation order."""
-        if exports and all(e.balanced for e in exports):
-            return weighted_rotation([
-                e for e in self.ordered(exports)
-                if e.ready and e.weight > 0 and self.records.is_healthy(e.cluster)])
-        local = self.records.local_cluster
-        for export in exports:
-            if export.cluster == local and export.ready:
-                return [export]
-        return [
-            e for e in self.ordered(exports) if e.ready and self.records.is_healthy(e.cluster)
-        ]
+        chosen, balanced = chosen_clusters(self.records, exports)
+        return weighted_rotation(chosen) if balanced else chosen
 
     def srv_section(
         self,
@@ -329,6 +331,36 @@ class _Resolver:
                     glue.setdefault(target, ep.ip)
         section.additional = [self.a(t, ip) for t, ip in glue.items()]
         return section
+
+
+def chosen_clusters(records: ServiceRecords, exports: Iterable[ClusterExport]
+                    ) -> tuple[list[ClusterExport], bool]:
+    """The ClusterIP exports of one service a client may be sent to, local first, then
+    by cluster id, and whether they share clients by weight (balanced) rather than
+    equally. Local-first: the local cluster alone when it has ready backends, else
+    every healthy cluster with ready backends; balanced (every export says so): every
+    healthy cluster with ready backends, the local one included. The DNS answers
+    rotate over them and the VIP table spreads new connections over them, so both
+    make the same choice. Hold ``records.lock``."""
+    local = records.local_cluster
+    ordered = sorted(exports, key=lambda e: (e.cluster != local, e.cluster))
+    if ordered and all(e.balanced for e in ordered):
+        return [e for e in ordered
+                if e.ready and e.weight > 0 and records.is_healthy(e.cluster)], True
+    if ordered and ordered[0].cluster == local and ordered[0].ready:
+        return [ordered[0]], False
+    return [e for e in ordered if e.ready and records.is_healthy(e.cluster)], False
+
+
+def service_vip(exports: Iterable[ClusterExport]) -> tuple[str | None, bool]:
+    """The service's ClusterSetIP VIP (the one most exports state: they agree once the
+    exporters converge; a tie goes to the lowest) and whether DNS answers it."""
+    exports = [e for e in exports if e.vip]
+    counts = Counter(e.vip for e in exports)
+    if not counts:
+        return None, False
+    vip = min(counts, key=lambda v: (-counts[v], ipaddress.IPv4Address(v)))
+    return vip, any(e.vip_in_dns for e in exports if e.vip == vip)
 
 
 def weighted_rotation(exports: list[ClusterExport]) -> list[ClusterExport]:

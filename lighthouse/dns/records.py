@@ -142,6 +142,9 @@ class ClusterExport:
     headless one has ``endpoints`` and no ``global_ip``. ``balanced``: the service
     spreads clients over every cluster with ready backends, the local one included,
     in proportion to ``weight`` (the cluster's ready backends), instead of local-first.
+    ``vip``: the service's ClusterSetIP VIP as this cluster's export states it (routed
+    on every node); ``vip_in_dns``: the service name answers it rather than a
+    cluster's global IP.
     """
 
     cluster: ClusterID
@@ -151,6 +154,8 @@ class ClusterExport:
     endpoints: tuple[Endpoint, ...] = ()
     balanced: bool = False
     weight: int = 1
+    vip: GlobalIP | None = None
+    vip_in_dns: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "cluster", _label(self.cluster, "cluster id"))
@@ -162,6 +167,10 @@ class ClusterExport:
                 raise ValueError("a ClusterIP export has a global IP and no endpoints")
         if self.weight < 0:
             raise ValueError(f"weight {self.weight} is negative")
+        if self.vip is not None:
+            if self.global_ip is None:
+                raise ValueError("a headless export has no ClusterSetIP VIP")
+            object.__setattr__(self, "vip", _ipv4(self.vip, "ClusterSetIP VIP"))
 
     @property
     def headless(self) -> bool:

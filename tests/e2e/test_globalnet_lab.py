@@ -249,6 +249,57 @@ def test_clusterset_names_resolve_to_where_the_service_is_reachable(lab: Lab) ->
         assert out.startswith(f"hello from {server}/"), (name, out)
 
 
+def test_the_clusterset_ip_is_answered_in_dns_and_routed_to_the_exporting_cluster(
+        lab: Lab) -> None:
+    """c2 alone exports `webvip` (web's pods) asking for its ClusterSetIP in DNS: c1's
+    client resolves the clusterset name to the VIP (the aggregated ServiceImport's
+    ips), its connections to the VIP reach c2's pods through the gateways (each
+    node's VIP table, from the VIP table ConfigMap the Lighthouse agent writes), the
+    node answers ping to the VIP, and the per-cluster name keeps c2's global IP.
+    Unexported, the VIP leaves c1's nodes."""
+    c2 = lab.cluster("c2")
+    services = c2.client(resources.SERVICES)
+    if services.get_or_none("webvip", namespace="default") is None:
+        services.create({"metadata": {"name": "webvip", "namespace": "default"},
+                         "spec": {"selector": {"app": "web"}, "ports": [
+                             {"name": "http", "port": 80, "targetPort": 80,
+                              "protocol": "TCP"}]}})
+    exports = c2.client(resources.SERVICE_EXPORTS)
+    exports.create({"metadata": {"name": "webvip", "namespace": "default", "annotations": {
+        names.USE_CLUSTERSET_IP_ANNOTATION: "true"}}})
+    try:
+        global_ip = export(lab, "c2", "webvip")
+        imports = lab.cluster("c1").client(resources.SERVICE_IMPORTS)
+        vip = str(await_condition(
+            lambda: ((imports.get_or_none("webvip", namespace="default") or {}).get("spec")
+                     or {}).get("ips", [None])[0], timeout=60,
+            message="c1's ServiceImport of webvip with its VIP"))
+        name = "webvip.default.svc.clusterset.local"
+        await_condition(lambda: resolve(lab, "c1", name) == vip, timeout=30,
+                        message=f"{name} -> {vip}")
+        assert resolve(lab, "c1", f"c2.{name}") == global_ip
+        await_condition(lambda: curl(lab, "c1", f"http://{name}/").stdout.startswith(
+            "hello from c2/"), timeout=30, message=f"c2's web answering c1 at {vip}")
+        for _ in range(5):
+            assert curl(lab, "c1", f"http://{vip}/").stdout.startswith("hello from c2/")
+        ping = subprocess.run(lab.exec_argv("c1", "client", [
+            "ping", "-c", "1", "-W", "2", vip]), capture_output=True, text=True, timeout=20)
+        assert ping.returncode == 0, ping.stdout + ping.stderr
+        for node in lab.plan.cluster("c1").nodes:
+            listing = netns.run(node.netns, ["nft", "list", "table", "ip",
+                                             "globalnet-clusterset-ip"])
+            assert f"dnat to {global_ip}" in listing, (node.name, listing)
+    finally:
+        exports.delete_if_exists("webvip", namespace="default")
+    node = lab.plan.cluster("c1").nodes[0]
+
+    def vip_gone() -> bool:
+        return global_ip not in netns.run(node.netns, ["nft", "list", "tables"], check=False) \
+            + netns.run(node.netns, ["nft", "list", "ruleset"], check=False)
+
+    await_condition(vip_gone, timeout=30, message=f"webvip's VIP gone from {node.name}")
+
+
 def test_unexporting_withdraws_the_global_ip_from_the_gateway(lab: Lab) -> None:
     ip = export(lab, "c2", "web")
     await_condition(lambda: curl(lab, "c1", f"http://{ip}/").stdout.startswith("hello"),

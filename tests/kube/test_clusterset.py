@@ -146,7 +146,8 @@ def test_every_member_gets_a_clusterset_ip_slice_that_leave_releases(cs: Set) ->
     assert (records.clusterset_ips.cidr_range, records.clusterset_ips.cluster_size,
             records.clusterset_ips.enabled) == ("244.50.0.0/16", 1000, True)
     assert cs.join("east").clusterset_ip_cidr == "244.50.0.0/22"
-    assert cs.join("west").clusterset_ip_cidr == "244.50.4.0/22"
+    west = cs.join("west")
+    assert (west.clusterset_ip_cidr, west.clusterset_ip_enabled) == ("244.50.4.0/22", True)
     assert cs.join("east").clusterset_ip_cidr == "244.50.0.0/22"
     data = crud.ResourceClient(cs.api, resources.CONFIGMAPS).get(
         names.CLUSTERSET_IP_CONFIGMAP, namespace=cs.broker_ns)["data"]

@@ -770,3 +770,65 @@ def test_a_balanced_export_spreads_dns_answers_over_both_clusters_by_ready_backe
             query, "127.0.0.1", port=thread.server.port, timeout=2).answer for item in rrset}
         assert local == {exports["east"].global_ip}
         assert not thread.errors
+
+
+def vip_table_entry(cluster: Cluster, ns: str, svc: str) -> Any:
+    """The cluster's VIP table entry of ``ns/svc`` (None: not in its ConfigMap)."""
+    from datapath.nftables.clustersetip import plan_from_json
+
+    cm = cluster.client(resources.CONFIGMAPS).get_or_none(
+        names.VIP_TABLE_CONFIGMAP, namespace=names.CLUSTER_NAMESPACE)
+    plan = ((cm or {}).get("data") or {}).get(names.VIP_TABLE_KEY)
+    return next((s for s in plan_from_json(plan) if s.owner == f"{ns}/{svc}"), None) \
+        if plan else None
+
+
+def test_a_clusterset_ip_service_is_in_every_clusters_vip_table_and_dns_answers_the_vip(
+    clusterset: Clusterset, ns: str
+) -> None:
+    """West exports web asking for its ClusterSetIP in DNS: east's VIP table sends the
+    VIP's connections to west's global IP and east's DNS answers the VIP; once east
+    exports it too (with a ready pod) east's table keeps them local (local-first,
+    the local ClusterIP for kube-proxy) while west's keeps them in west. When the
+    last export goes, the VIP leaves both tables."""
+    east, west = clusterset["east"], clusterset["west"]
+    west.pod(ns, "web-0", "10.244.1.5", {"app": "web"})
+    west.service(ns, "web", selector={"app": "web"})
+    west.client(resources.SERVICE_EXPORTS).create({"metadata": {
+        "name": "web", "namespace": ns,
+        "annotations": {names.USE_CLUSTERSET_IP_ANNOTATION: "true"}}})
+    west_ip = west.await_global_ip(ns, "web")
+    entry = await_value(lambda: (e := vip_table_entry(east, ns, "web")) and e.backends and e,
+                        message="web in east's VIP table")
+    assert [(b.cluster, b.ip, b.local) for b in entry.backends] == [("west", west_ip, False)]
+    assert entry.ports == (("tcp", 80),)
+    await_import_ips(east, ns, "web", [entry.vip])
+    server = DnsServer(east.records, config=ServerConfig(host="127.0.0.1", port=0))
+    query = dns.message.make_query(f"web.{ns}.svc.clusterset.local", dns.rdatatype.A)
+    by_cluster = dns.message.make_query(f"west.web.{ns}.svc.clusterset.local", dns.rdatatype.A)
+    with ServerThread(server) as thread:
+        def answer(q: dns.message.Message) -> list[str]:
+            return [item.address for rrset in dns.query.udp(
+                q, "127.0.0.1", port=thread.server.port, timeout=2).answer for item in rrset]
+
+        assert answer(query) == [entry.vip]
+        assert answer(by_cluster) == [west_ip]
+        assert not thread.errors
+
+    east.pod(ns, "web-0", "10.244.1.5", {"app": "web"})
+    east_service = east.service(ns, "web", selector={"app": "web"})
+    east.export(ns, "web")
+    local = await_value(
+        lambda: (e := vip_table_entry(east, ns, "web")) and e.backends
+        and e.backends[0].local and e, message="east's VIP table choosing east")
+    assert [(b.cluster, b.ip) for b in local.backends] == [
+        ("east", east_service["spec"]["clusterIP"])]
+    assert local.vip == entry.vip
+    await_value(lambda: (e := vip_table_entry(west, ns, "web")) and [
+        b.cluster for b in e.backends] == ["west"] and e, message="west's table choosing west")
+
+    west.unexport(ns, "web")
+    east.unexport(ns, "web")
+    for cluster in (east, west):
+        await_condition(lambda c=cluster: vip_table_entry(c, ns, "web") is None,
+                        timeout=TIMEOUT, message=f"web out of {cluster.name}'s VIP table")

@@ -142,6 +142,27 @@ def test_a_balanced_service_spreads_over_every_cluster_by_ready_backends(
     assert {addresses(ask(port, name("web")))[0] for _ in range(8)} == {"242.0.0.7"}
 
 
+def test_a_clusterset_ip_service_answers_its_vip_when_its_exports_say_so(
+    records: ServiceRecords, port: int
+) -> None:
+    """The VIP replaces the clusters' global IPs at the service name (the VIP table
+    spreads the connections); per-cluster names keep their global IPs; a VIP not to
+    be answered, or one no cluster could take a client for, is not answered."""
+    vip = "244.0.0.9"
+    add(records, "web", export("east", "10.96.0.7", vip=vip, vip_in_dns=True, ports=(HTTP,)),
+        export("west", "242.1.0.7", vip=vip, vip_in_dns=True, ports=(HTTP,)))
+    assert {addresses(ask(port, name("web")))[0] for _ in range(4)} == {vip}
+    srv = ask(port, name("web", "default", "_http", "_tcp"), "SRV")
+    assert [a.to_text() for rrset in srv.additional for a in rrset] == [vip]
+    assert addresses(ask(port, name("web", "default", "west"))) == ["242.1.0.7"]
+    add(records, "web", export("east", "10.96.0.7", vip=vip, ports=(HTTP,)),
+        export("west", "242.1.0.7", vip=vip, ports=(HTTP,)))  # routed, not in DNS
+    assert addresses(ask(port, name("web"))) == ["10.96.0.7"]
+    add(records, "api", export("west", "242.1.0.8", vip="244.0.0.10", vip_in_dns=True,
+                               ready=False))
+    assert addresses(ask(port, name("api"))) == []
+
+
 def test_round_robin_continues_over_tcp_and_edns_queries_alike(
     records: ServiceRecords, port: int
 ) -> None:

@@ -98,6 +98,26 @@ def test_a_balanced_slice_carries_its_choice_and_ready_backends() -> None:
     assert older is not None and (older.balanced, older.weight) == (False, 1)
 
 
+def test_a_slice_carries_the_services_vip_and_whether_dns_answers_it() -> None:
+    pub = Publication(service_type=r.CLUSTER_SET_IP, ports=(), ips=("242.1.0.7",),
+                      endpoints=(EndpointSpec(ip="242.1.0.7", ready=True),), slice_ports=())
+    for in_dns in (True, False):
+        broker = render.endpoint_slice(
+            name="web", namespace=names.BROKER_NAMESPACE, api_version="discovery.k8s.io/v1",
+            cluster="west", source_namespace=NS, service="web", publication=pub,
+            vip="244.0.0.9", vip_in_dns=in_dns)
+        export = cluster_export("west", [render.local_slice_copy(
+            broker, name="web", namespace=NS, api_version="discovery.k8s.io/v1")])
+        assert export is not None and (export.vip, export.vip_in_dns) == ("244.0.0.9", in_dns)
+    broker["metadata"]["labels"][names.VIP_LABEL] = "not-an-ip"  # hand-edited: ignored
+    export = cluster_export("west", [broker])
+    assert export is not None and (export.global_ip, export.vip) == ("242.1.0.7", None)
+    no_vip = render.endpoint_slice(
+        name="web", namespace=names.BROKER_NAMESPACE, api_version="discovery.k8s.io/v1",
+        cluster="west", source_namespace=NS, service="web", publication=pub)
+    assert names.VIP_LABEL not in no_vip["metadata"]["labels"]
+
+
 def test_a_headless_slice_keeps_hostnames_and_readiness() -> None:
     pub = publication(r.HEADLESS, EndpointSpec(ip="242.1.0.10", hostname="primary"),
                       EndpointSpec(ip="242.1.0.11", ready=False))

@@ -12,6 +12,7 @@ import pytest
 
 from kube import names
 from lighthouse.agent import reasons as r
+from lighthouse.agent import render
 from lighthouse.agent.model import EndpointSpec, Port, Properties
 from lighthouse.agent.publication import ExportInputs, decide, dns_label_or_none
 
@@ -142,6 +143,24 @@ def test_the_traffic_distribution_annotation_and_ready_backends_are_published() 
     assert decision.valid is not None and decision.valid.status
     assert "'round-robin': expected local-first or balanced, local-first used" in \
         decision.valid.message
+
+
+def test_the_use_clusterset_ip_annotation_is_published_and_read_back() -> None:
+    """true/false travel on the Broker ServiceImport (the oldest export's choice is
+    the service's); another value is noted in Valid and ignored."""
+    for value, wanted in (("true", True), ("False", False), ("yes", None)):
+        exp = export()
+        exp["metadata"]["annotations"] = {names.USE_CLUSTERSET_IP_ANNOTATION: value}
+        decision = decide(ExportInputs(export=exp, service=service(), endpoints=endpoints([]),
+                                       ingress_ips=[cluster_ip_giip("242.1.0.7")]))
+        pub = decision.publication
+        assert pub is not None and pub.properties.use_clusterset_ip is wanted
+        on_broker = render.service_import(
+            name="web", namespace="broker", cluster="west", source_namespace="default",
+            service="web", publication=pub)
+        assert render.properties_of(on_broker).use_clusterset_ip is wanted
+        assert decision.valid is not None and decision.valid.status
+        assert ("expected true or false, ignored" in decision.valid.message) == (wanted is None)
 
 
 def test_cluster_ip_without_ready_backends_is_published_not_ready() -> None:

@@ -369,6 +369,7 @@ def test_command_lines_parse_with_the_agents_argparse(
             lighthouse.zone, lighthouse.leave, lighthouse.clusterset_ip_cidr) == (
         "c1", True, ("0.0.0.0", m.DNS_CONTAINER_PORT), "clusterset.local", False,
         "244.0.16.0/20")
+    assert not lighthouse.clusterset_ip_enabled and lighthouse.vip_table
 
 
 # --- the kubeconfig, options, files --------------------------------------------------------
@@ -447,3 +448,11 @@ def test_no_credentials_are_rendered() -> None:
             assert "data" not in obj and "stringData" not in obj
         text = yaml.safe_dump(obj)
         assert "BEGIN CERTIFICATE" not in text and "token:" not in text
+
+
+def test_a_clusterset_answering_every_vip_passes_it_to_the_lighthouse_agent(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    rendered = m.render(options(clusterset_ip_cidr="244.0.16.0/20", clusterset_ip_enabled=True))
+    (container,) = [c for _, c in containers(rendered) if c["name"] == rbac.LIGHTHOUSE_AGENT]
+    args = parse_with_agent(container["command"][2], expand(container, {}), monkeypatch)
+    assert args.clusterset_ip_enabled
