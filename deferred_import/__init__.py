@@ -11,9 +11,10 @@ a name it binds and does not have yet (``kubernetes.config.load_kube_config``,
 from then on. Nothing changes for code that uses the library normally; it only stops
 paying for what it does not touch.
 
-Users: ``kube.lean`` (the ``kubernetes`` client) and ``datapath.netlink`` (pyroute2's
-``IPRoute``). A top-level package of its own, because the two layers may not import
-each other; it imports nothing but the standard library (.importlinter).
+Users: ``kube.lean`` (the ``kubernetes`` client), ``datapath.netlink`` (pyroute2's
+``IPRoute``) and ``gateway.viptable`` (one module of ``datapath.nftables``). A
+top-level package of its own, because the layers may not import each other; it
+imports nothing but the standard library (.importlinter).
 """
 
 from __future__ import annotations

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING, Any
 
+from deferred_import import defer
 from gateway import metrics
 from kube import names, resources
 from kube.informers import InformerSet
@@ -32,13 +33,17 @@ if TYPE_CHECKING:
     from datapath.nftables.clustersetip import VipTable
 
 log = logging.getLogger(__name__)
+# datapath.nftables.clustersetip without the package's __init__ (the whole nftables
+# backend): the route agent, on every node, needs this one module of it.
+defer("datapath.nftables")
 
 JSON = dict[str, Any]
 
 
 def vip_table(netns: str | None) -> VipTable:
-    """The node's table; datapath.nftables is imported only once there is one to
-    program (most nodes of most clusters never hold a VIP)."""
+    """The node's table; its module is imported only once there is one to program
+    (most nodes of most clusters never hold a VIP), and without the nftables
+    backend's package (``deferred_import``): the route agent runs on every node."""
     from datapath.nftables.clustersetip import VipTable
 
     return VipTable(netns)

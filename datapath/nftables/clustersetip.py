@@ -217,7 +217,7 @@ class VipTable:
 
     def __init__(self, netns: str | None = None) -> None:
         self.netns = netns
-        self._commands = NftCommands(netns)
+        self._commands = NftCommands(netns, cli=True)  # see NftCommands: small, rare changes
 
     def apply(self, services: Sequence[VipService]) -> None:
         """Make the table hold exactly ``services``, atomically (new connections only)."""

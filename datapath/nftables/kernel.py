@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import logging
 import socket
+import subprocess
 import threading
 from collections.abc import Sequence
 from typing import Any, Protocol
@@ -221,21 +222,42 @@ def expected_structure() -> ObservedTable:
 
 class NftCommands:
     """One libnftables context in a network namespace, its commands serialised by
-    ``lock`` (shared with whatever else must not interleave with them)."""
+    ``lock`` (shared with whatever else must not interleave with them).
 
-    def __init__(self, netns: str | None = None, lock: threading.Lock | None = None) -> None:
-        import nftables  # Debian's python3-nftables; imported here so unit tests need no root
+    ``cli``: no context in this process; each command is a short-lived ``nft -f -``
+    in the namespace instead. For a process that changes a small table now and then
+    (the route agent's VIP table on every node): libnftables and the ruleset cache
+    it keeps would stay resident (about 4 MB), for commands that take milliseconds.
+    """
 
+    def __init__(self, netns: str | None = None, lock: threading.Lock | None = None, *,
+                 cli: bool = False) -> None:
         self.netns = netns
         self.lock = lock or threading.Lock()
+        self.cli = cli
+        if cli:
+            return
+        import nftables  # Debian's python3-nftables; imported here so unit tests need no root
+
         with entered(netns):
             self._nft = nftables.Nftables()
         self._nft.set_handle_output(False)
+
+    def _run_cli(self, text: str, terse: bool) -> str:
+        argv = ["nft", *(["-t"] if terse else []), "-f", "-"]
+        with self.lock, entered(self.netns):  # the child starts in this thread's netns
+            proc = subprocess.run(argv, input=text, capture_output=True, text=True,
+                                  timeout=60)
+        if proc.returncode != 0:
+            raise NftError(proc.stderr.strip() or f"nft exited {proc.returncode}")
+        return proc.stdout
 
     def run(self, text: str, *, terse: bool = False, throwaway: bool = False) -> str:
         """Run one command (or script: one transaction). `throwaway` uses a fresh
         context: a listing leaves every element of the table in the context's cache,
         and the next transaction in that context would pay to refresh it."""
+        if self.cli:
+            return self._run_cli(text, terse)
         with self.lock, entered(self.netns):
             nft = self._nft
             if throwaway:

@@ -102,3 +102,16 @@ def test_deferred_package_runs_its_init_once_on_the_first_name_it_binds(
                "assert 'gn_not_installed' not in sys.modules\n"
                "print('ok')", pythonpath=f"{tmp_path}:{REPO}")
     assert out == "ok"
+
+
+def test_the_route_agents_vip_table_needs_neither_libnftables_nor_the_backend() -> None:
+    """The route agent on every node programs its VIP table through the `nft` CLI:
+    neither the nftables backend's package (rich, the renderer) nor libnftables'
+    binding is loaded by the module that does it."""
+    out = _run("import sys, gateway.routeagent, gateway.viptable\n"
+               "from datapath.nftables.clustersetip import VipTable\n"
+               "table = VipTable(None)\n"
+               "assert table._commands.cli\n"
+               "print(sorted(m for m in sys.modules if m in ('nftables', 'rich')\n"
+               "             or m.startswith(('rich.', 'datapath.nftables.backend'))))")
+    assert out == "[]", out
