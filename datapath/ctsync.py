@@ -7,9 +7,20 @@ established connections arrive mid-stream; whichever packet comes first makes a
 new entry, and when it is a reply (a backend answering a remote client) the egress
 translation claims it and the connection is reset. So every gateway node runs
 conntrackd (netfilter's conntrack-tools, FTFW mode), sending each change of a
-cross-cluster connection to the other gateway nodes, which write it straight into
-their own kernels (`DisableExternalCache`): the standby already has the entries
-when traffic moves to it, and nothing needs committing at takeover.
+cross-cluster connection to the other gateway nodes, which keep it in conntrackd's
+*external cache*, outside their kernel; the node that turns active commits that
+cache into its kernel (`ConntrackSync.take_over`: 130-320 ms for the few thousand
+entries of a lab's probes, while the remote clusters' cables move to it), and a
+node that turns passive has its kernel's leftovers of its term expire
+(`ConntrackSync.stand_by`).
+
+Nothing a peer sends ever writes into the active gateway's kernel. It did once
+(peers wrote received entries straight into their kernels): a passive node's
+leftover entry for a tuple the active one had just reused (a client port, minutes
+later) came back to the active node as an update or a delete, and conntrackd
+replaced or removed the live entry; the connection's next packet made a new one,
+kube-proxy chose another backend, and that backend reset the connection (about one
+new connection in fifty, in steady state as after a failover).
 
 Only cross-cluster connections are replicated (`Filter`: an address in one of
 `SyncLink.subnets`, the global CIDRs of the clusterset under Globalnet), over the
@@ -38,6 +49,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -97,9 +109,10 @@ def render_config(link: SyncLink, interface: str, run_dir: Path) -> str:
         "# state of cross-cluster connections to the other gateway nodes.\n"
         "Sync {\n"
         "  Mode FTFW {\n"
-        "    # Peers write received entries straight into their kernel: a standby\n"
-        "    # that takes over has them already.\n"
-        "    DisableExternalCache on\n"
+        "    # Received entries stay in the external cache; the node that turns\n"
+        "    # active commits them (conntrackd -c): a peer never writes into the\n"
+        "    # active gateway's kernel.\n"
+        "    DisableExternalCache off\n"
         "    StartupResync on\n"
         "  }\n"
         f"{transport}"
@@ -218,6 +231,42 @@ class ConntrackSync:
         with self._lock:
             self._stop()
             self._link = None
+
+    def take_over(self) -> float:
+        """This node turns active: commit the entries its peers sent into the kernel,
+        then make them this node's own (its
+        internal cache from the kernel, sent in bulk to the peers, whose external
+        caches now follow this node). Returns the commit's seconds."""
+        start = time.monotonic()
+        self._control("-c")
+        took = time.monotonic() - start
+        for option in ("-f", "internal"), ("-R",), ("-B",):
+            self._control(*option)
+        return took
+
+    def stand_by(self) -> None:
+        """This node turns passive: its kernel's entries of its term expire soon
+        (conntrackd's PurgeTimeout, not days for an established connection), and it
+        asks the active node for its state."""
+        self._control("-t")
+        self._control("-n")
+
+    def _control(self, *option: str) -> None:
+        """One request to the running daemon over its control socket."""
+        conf = self.run_dir / "conntrackd.conf"
+        if not self.ready():
+            raise ConntrackSyncError("conntrackd is not running yet")
+        binary = shutil.which(BINARY) or BINARY
+        try:
+            proc = subprocess.run([binary, "-C", str(conf), *option], capture_output=True,
+                                  text=True, timeout=10)
+        except subprocess.TimeoutExpired as exc:
+            raise ConntrackSyncError(f"conntrackd {' '.join(option)}: no answer in 10 s"
+                                     ) from exc
+        if proc.returncode != 0:
+            lines = (proc.stderr or proc.stdout).strip().splitlines()
+            raise ConntrackSyncError(f"conntrackd {' '.join(option)}: "
+                                     f"{lines[-1] if lines else f'exit {proc.returncode}'}")
 
     def _start(self, link: SyncLink) -> None:
         binary = shutil.which(BINARY)

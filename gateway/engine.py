@@ -317,6 +317,8 @@ class GatewayEngine:
         self.ctsync = ctsync
         self.standby = Standby(cable.netns) if ctsync is not None else None
         self._ctsync_problem: str | None = None
+        self._ctsync_role: str | None = None  # what the replication last turned into
+        self._handover_lock = threading.Lock()
         # The gateway nodes, this one among them: their InternalIPs for conntrack
         # sync, and this node's health-check IP for the Endpoint without a GET a round.
         self.gateway_nodes = self.informers.get(
@@ -519,11 +521,18 @@ class GatewayEngine:
             return
         try:
             assert self.standby is not None
+            self.ctsync.converge(self.ctsync_link())
+            role = "active" if self.active else "passive"
+            if role != self._ctsync_role:
+                self._ctsync_role = role
+                # Beside the cable, not before it: a commit of thousands of entries
+                # takes a few hundred ms, the remote clusters' cables move meanwhile.
+                threading.Thread(target=self._hand_over_connections, args=(role,),
+                                 name="conntrack-handover", daemon=True).start()
             # Passive: cross-cluster traffic passing through is not tracked here (it
             # would take the ports of the active gateway's translations); active:
             # removed before the cable converges, below.
             self.standby.converge(None if self.active else self.clusterset_subnets())
-            self.ctsync.converge(self.ctsync_link())
             problem = None
         except ConntrackSyncError as exc:
             problem = f"conntrack sync: {exc}"
@@ -532,6 +541,25 @@ class GatewayEngine:
         if problem != self._ctsync_problem and problem is not None:
             log.warning("%s", problem)
         self._ctsync_problem = problem
+
+    def _hand_over_connections(self, role: str) -> None:
+        """Active: the connection state the other gateway nodes sent goes into this
+        node's kernel, while its cable comes up; passive: this node's entries of its
+        term expire. A conntrackd still starting (the engine's first term) has
+        nothing to hand over; a role that changed again meanwhile is not handed."""
+        assert self.ctsync is not None
+        with self._handover_lock:  # one at a time, in the order the roles changed
+            if not self.ctsync.ready() or role != self._ctsync_role:
+                return
+            try:
+                if role == "active":
+                    took = self.ctsync.take_over()
+                    log.info("replicated connection state committed in %.0f ms",
+                             took * 1000)
+                else:
+                    self.ctsync.stand_by()
+            except ConntrackSyncError as exc:
+                log.warning("conntrack sync, turning %s: %s", role, exc)
 
     def _with_ctsync(self, status: JSON) -> JSON:
         """The Gateway status with the conntrack replication's state beside the cable's."""

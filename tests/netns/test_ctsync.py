@@ -1,6 +1,8 @@
 """Conntrack replication between two gateway namespaces (datapath/ctsync.py, a real
 conntrackd in each): a NATed TCP connection through gateway A keeps working when
-its routes move to gateway B, because B's kernel already holds A's entry.
+its routes move to gateway B, because B holds A's entry (in its conntrackd's
+external cache, committed into B's kernel when B takes over); and nothing B's
+kernel does reaches A's kernel.
 
     client (242.1.0.2) ==== gwA ==== server (10.2.0.2)
                       \\=== gwB ===/        gwA -- sync link 10.9.0.1/.2 -- gwB
@@ -48,8 +50,10 @@ def _veth(a: str, a_if: str, a_ip: str, b: str, b_if: str, b_ip: str) -> None:
 
 
 @contextmanager
-def topology(make_netns: Callable[[str], str], tmp: Path, *, sync: bool
-             ) -> Iterator[dict[str, str]]:
+def topology(make_netns: Callable[[str], str], tmp: Path, *, sync: bool,
+             syncs: dict[str, ConntrackSync] | None = None) -> Iterator[dict[str, str]]:
+    """The namespaces by role; with `sync`, a conntrackd on each gateway (in `syncs`
+    by gateway when given)."""
     ns = {k: make_netns(k) for k in ("cl", "sv", "ga", "gb")}
     for n in ns.values():
         netns.run(n, ["ip", "link", "set", "lo", "up"])
@@ -68,18 +72,18 @@ def topology(make_netns: Callable[[str], str], tmp: Path, *, sync: bool
     _veth(ns["ga"], "sync0", "10.9.0.1/24", ns["gb"], "sync0", "10.9.0.2/24")
     via("cl", "10.1.1.1", ns)
     via("sv", "10.2.1.1", ns)
-    syncs = []
+    running = syncs if syncs is not None else {}
     if sync:
         for gw, me, peer in (("ga", "10.9.0.1", "10.9.0.2"), ("gb", "10.9.0.2", "10.9.0.1")):
             s = ConntrackSync(tmp / gw, netns=ns[gw])
             s.converge(SyncLink(me, (peer,), ("242.0.0.0/8",)))
-            syncs.append(s)
-        await_condition(lambda: all(s.ready() for s in syncs), timeout=10,
+            running[gw] = s
+        await_condition(lambda: all(s.ready() for s in running.values()), timeout=10,
                         message="both conntrackd past their start")
     try:
         yield ns
     finally:
-        for s in syncs:
+        for s in running.values():
             s.stop()
 
 
@@ -90,6 +94,12 @@ def via(node: str, gateway: str, ns: dict[str, str]) -> None:
 def entries(ns_name: str) -> str:
     return subprocess.run(["ip", "netns", "exec", ns_name, "conntrack", "-L", "-p", "tcp"],
                           capture_output=True, text=True).stdout
+
+
+def external_cache(sync: ConntrackSync) -> str:
+    """What the node's conntrackd holds from its peers (conntrackd -e)."""
+    return subprocess.run(["conntrackd", "-C", str(sync.run_dir / "conntrackd.conf"), "-e"],
+                          capture_output=True, text=True, timeout=10).stdout
 
 
 def connect(ns: dict[str, str]) -> tuple[socket.socket, socket.socket, socket.socket]:
@@ -120,7 +130,7 @@ def test_config_renders_unicast_for_one_peer_and_multicast_for_more(tmp_path: Pa
     one = render_config(SyncLink("10.9.0.1", ("10.9.0.2",), ("242.0.0.0/8",)), "eth0",
                         tmp_path)
     assert "IPv4_Destination_Address 10.9.0.2" in one and "Multicast" not in one
-    assert "IPv4_address 242.0.0.0/8" in one and "DisableExternalCache on" in one
+    assert "IPv4_address 242.0.0.0/8" in one and "DisableExternalCache off" in one
     many = render_config(SyncLink("10.9.0.1", ("10.9.0.2", "10.9.0.3"), ("242.1.0.0/16",)),
                          "eth0", tmp_path)
     assert "Multicast" in many and "IPv4_interface 10.9.0.1" in many
@@ -137,19 +147,59 @@ def test_bad_link_is_refused() -> None:
 
 def test_connection_survives_moving_to_the_standby_gateway(
         make_netns: Callable[[str], str], tmp_path: Path) -> None:
-    with topology(make_netns, tmp_path, sync=True) as ns:
+    syncs: dict[str, ConntrackSync] = {}
+    with topology(make_netns, tmp_path, sync=True, syncs=syncs) as ns:
         server, client, peer = connect(ns)
         deadline = time.monotonic() + 5
-        while "dport=7000" not in entries(ns["gb"]) and time.monotonic() < deadline:
+        while ("dport=7000" not in external_cache(syncs["gb"])
+               and time.monotonic() < deadline):
             time.sleep(0.1)
-        replicated = entries(ns["gb"])
+        replicated = external_cache(syncs["gb"])
         assert "src=242.1.0.2 dst=242.2.0.10" in replicated, replicated
-        assert "ESTABLISHED" in replicated and "src=10.2.0.2 dst=242.1.0.2" in replicated
+        assert "ESTABLISHED" in replicated
+        assert "dport=7000" not in entries(ns["gb"])  # not in B's kernel while passive
+        syncs["ga"].stand_by()
+        took = syncs["gb"].take_over()
+        assert took < 5.0
+        committed = entries(ns["gb"])  # with A's translation: the reply to 10.2.0.2
+        assert "src=242.1.0.2 dst=242.2.0.10" in committed, committed
+        assert "ESTABLISHED" in committed and "src=10.2.0.2 dst=242.1.0.2" in committed
         move_to_b(ns)
         peer.sendall(b"after")  # the server first: a reply B must translate
         assert client.recv(16) == b"after"
         client.sendall(b"again")
         assert peer.recv(16) == b"again"
+        for s in (client, peer, server):
+            s.close()
+
+
+def test_a_passive_gateways_kernel_never_reaches_the_active_ones(
+        make_netns: Callable[[str], str], tmp_path: Path) -> None:
+    """The passive gateway's kernel has an entry of its own for the tuple of a live
+    connection through the active one (a leftover of its term, for a client port
+    reused since) with another translation; that entry changing and going away is
+    sent to the active gateway, which must keep its live entry: replaced or
+    removed, the connection's next packet would make a new one, to another
+    backend, which resets it."""
+    syncs: dict[str, ConntrackSync] = {}
+    with topology(make_netns, tmp_path, sync=True, syncs=syncs) as ns:
+        server, client, peer = connect(ns)
+        port = client.getsockname()[1]
+        tuple_args = ["-p", "tcp", "-s", "242.1.0.2", "-d", "242.2.0.10",
+                      "--sport", str(port), "--dport", "7000"]
+        # (Had B a copy of the live entry in its kernel, it would go first.)
+        subprocess.run(["ip", "netns", "exec", ns["gb"], "conntrack", "-D", *tuple_args],
+                       capture_output=True)
+        netns.run(ns["gb"], ["conntrack", "-I", *tuple_args, "--state", "ESTABLISHED",
+                             "-r", "10.2.0.3", "-q", "242.1.0.2", "--reply-port-src", "7000",
+                             "--reply-port-dst", str(port), "-t", "60", "-u", "SEEN_REPLY"])
+        time.sleep(0.5)
+        netns.run(ns["gb"], ["conntrack", "-D", *tuple_args])
+        time.sleep(1.0)  # conntrackd sends within milliseconds
+        live = entries(ns["ga"])
+        assert f"sport={port} dport=7000" in live and "src=10.2.0.2 dst=242.1.0.2" in live, live
+        client.sendall(b"still")
+        assert peer.recv(16) == b"still"
         for s in (client, peer, server):
             s.close()
 
